@@ -1,0 +1,90 @@
+"""Evaluators: how a model is trained and scored. They report through ``nasflow.report_*``."""
+
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from torch import nn
+
+from nasflow.mutable import LabeledMutable, Mutable, Sample
+from nasflow.mutable.base import IsLeaf
+from nasflow.runtime import MetricValue, trial_context
+from nasflow.space.metrics import Metrics
+
+__all__ = ["Evaluator", "FunctionalEvaluator", "evaluate_model"]
+
+_logger = logging.getLogger(__name__)
+
+
+class Evaluator(Mutable, abc.ABC):
+    """Trains and scores one model. May hold mutables (e.g. a searched learning rate)."""
+
+    @abc.abstractmethod
+    def evaluate(self, model: nn.Module) -> Any:
+        """Train/test ``model``, calling ``nasflow.report_final_result`` (and intermediates)."""
+
+    def leaf_mutables(self, is_leaf: IsLeaf = None) -> Iterator[LabeledMutable]:
+        return iter(())
+
+    def freeze(self, sample: Sample) -> Evaluator:
+        return self
+
+
+class FunctionalEvaluator(Evaluator):
+    """``FunctionalEvaluator(fn, **kwargs)`` calls ``fn(model, **kwargs)``; kwargs may be mutables."""
+
+    def __init__(self, function: Callable[..., Any], **arguments: Any) -> None:
+        if not callable(function):
+            raise TypeError(f"FunctionalEvaluator needs a callable, got {function!r}.")
+        self.function = function
+        self.arguments = arguments
+
+    def leaf_mutables(self, is_leaf: IsLeaf = None) -> Iterator[LabeledMutable]:
+        for value in self.arguments.values():
+            if isinstance(value, Mutable):
+                yield from value.leaf_mutables(is_leaf)
+
+    def freeze(self, sample: Sample) -> FunctionalEvaluator:
+        frozen = {k: v.freeze(sample) if isinstance(v, Mutable) else v for k, v in self.arguments.items()}
+        return FunctionalEvaluator(self.function, **frozen)
+
+    def evaluate(self, model: nn.Module) -> Any:
+        return self.function(model, **self.arguments)
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, FunctionalEvaluator) and other.function is self.function
+                and other.arguments == self.arguments)
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        name = getattr(self.function, "__qualname__", repr(self.function))
+        return f"FunctionalEvaluator({name}, {self.arguments})"
+
+
+def evaluate_model(model: Any, evaluator: Evaluator | None = None) -> Metrics:
+    """Run ``evaluator`` on ``model`` here and now, outside any experiment, and return its metrics.
+
+    ``model`` is a torch module or a frozen ``ExecutableModelSpace`` (whose evaluator is used when
+    none is given). Meant for debugging an evaluator before launching a search.
+    """
+    metrics = Metrics()
+    if not isinstance(model, nn.Module):
+        evaluator = evaluator or model.evaluator
+        model = model.executable_model()
+    if evaluator is None:
+        raise ValueError("evaluate_model needs an evaluator (or a model that carries one).")
+
+    def emit(kind: str, value: MetricValue) -> None:
+        _logger.info("%s metric: %s", kind, value)
+        if kind == "intermediate":
+            metrics.intermediates.append(value)
+        else:
+            metrics.final = value
+
+    with trial_context(emit):
+        evaluator.evaluate(model)
+    return metrics

@@ -1,0 +1,1 @@
+"""Experiments: NasExperiment, its config, the SQLite experiment store and model export."""

@@ -1,0 +1,649 @@
+"""The experiment store: one SQLite database per experiment, the record a crash cannot erase.
+
+The experiment process is the only writer. Every write is one committed transaction (WAL journal,
+``synchronous=NORMAL``), so killing the process loses nothing already written (a power cut may lose
+the last few commits). The CLI and dashboard read the same file with ``open(path, read_only=True)``
+while the experiment runs; that opens SQLite with ``mode=ro`` and never writes the database file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import operator
+import os
+import sqlite3
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "APPLICATION_ID", "DB_FILENAME", "EXPERIMENT_STATUSES", "MODEL_STATUSES", "SCHEMA_VERSION",
+    "DuplicateModelError", "ExperimentRecord", "ExperimentStore", "MetricsRecord", "ModelRecord",
+    "StatusChange", "StoreClosedError", "StoreCorruptError", "StoreError", "StoreExistsError",
+    "StoreForeignError", "StoreNotFoundError", "StoreReadOnlyError", "StoreVersionError",
+    "UnknownModelError", "database_path", "default_experiment_dir",
+]
+
+DB_FILENAME = "nasflow.db"
+APPLICATION_ID = 0x4E415346  # "NASF": marks a SQLite file as a nasflow store (PRAGMA application_id)
+SCHEMA_VERSION = 1  # PRAGMA user_version; bump with a migration when the tables change
+
+MODEL_STATUSES = frozenset(
+    {"initialized", "frozen", "training", "trained", "failed", "interrupted", "invalid", "retrying"}
+)
+EXPERIMENT_STATUSES = frozenset({"running", "stopped", "done", "failed"})
+
+Metric = float | dict[str, Any]
+
+_SCHEMA = (
+    """CREATE TABLE experiment (
+        singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+        experiment_id TEXT NOT NULL, name TEXT NOT NULL, config TEXT NOT NULL,
+        status TEXT NOT NULL, pid INTEGER, created REAL NOT NULL, updated REAL NOT NULL)""",
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    """CREATE TABLE model (
+        model_id INTEGER PRIMARY KEY, sample TEXT NOT NULL, payload BLOB, format TEXT NOT NULL,
+        status TEXT NOT NULL, error TEXT, log_path TEXT, trial_id TEXT, final TEXT,
+        created REAL NOT NULL, updated REAL NOT NULL)""",
+    "CREATE INDEX model_by_status ON model (status)",
+    "CREATE INDEX model_by_trial ON model (trial_id)",
+    """CREATE TABLE history (
+        id INTEGER PRIMARY KEY, model_id INTEGER NOT NULL REFERENCES model (model_id),
+        status TEXT NOT NULL, error TEXT, time REAL NOT NULL)""",
+    "CREATE INDEX history_by_model ON history (model_id, id)",
+    """CREATE TABLE metric (
+        model_id INTEGER NOT NULL REFERENCES model (model_id), seq INTEGER NOT NULL,
+        value TEXT NOT NULL, time REAL NOT NULL, PRIMARY KEY (model_id, seq)) WITHOUT ROWID""",
+    """CREATE TABLE strategy_state (
+        singleton INTEGER PRIMARY KEY CHECK (singleton = 1), state BLOB NOT NULL, updated REAL NOT NULL)""",
+)
+_TABLES = frozenset({"experiment", "meta", "model", "history", "metric", "strategy_state"})
+_MODEL_COLUMNS = "model_id, sample, {payload}, format, status, error, log_path, trial_id, final, created, updated"
+
+
+# ----------------------------------------------------------------------------------------- errors
+
+
+class StoreError(Exception):
+    """Base of every store error; ``path`` is the database file concerned."""
+
+    def __init__(self, message: str, path: Path | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class StoreNotFoundError(StoreError):
+    """The path holds no store (and the caller asked to open, not create)."""
+
+
+class StoreExistsError(StoreError):
+    """``create`` was asked to overwrite an existing file."""
+
+
+class StoreCorruptError(StoreError):
+    """The file is not a readable SQLite database, or lacks the store's tables."""
+
+
+class StoreForeignError(StoreError):
+    """The file is a SQLite database written by something other than nasflow."""
+
+
+class StoreVersionError(StoreError):
+    """The store's schema version is newer than (or unknown to) this nasflow."""
+
+
+class StoreReadOnlyError(StoreError):
+    """A write was attempted on a store opened read-only."""
+
+
+class StoreClosedError(StoreError):
+    """The store was used after ``close()``."""
+
+
+class UnknownModelError(StoreError):
+    """No model with the given id was ever added."""
+
+
+class DuplicateModelError(StoreError):
+    """A model id was added twice; ids are unique within an experiment."""
+
+
+# ---------------------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """One status transition of a model, in the order it happened."""
+
+    status: str
+    time: float
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsRecord:
+    """Reported metrics of a model: intermediates in report order, and the final one if any."""
+
+    intermediates: list[Metric]
+    final: Metric | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRecord:
+    """Everything the store knows about one submitted model."""
+
+    model_id: int
+    sample: dict[str, Any]
+    payload: bytes | None
+    format: str
+    status: str
+    metrics: MetricsRecord
+    error: str | None
+    log_path: str | None
+    trial_id: str | None
+    history: list[StatusChange]
+    created: float
+    updated: float
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentRecord:
+    """The experiment's own row: identity, config and run state."""
+
+    experiment_id: str
+    name: str
+    config: dict[str, Any]
+    status: str
+    pid: int | None
+    created: float
+    updated: float
+
+
+# ------------------------------------------------------------------------------------------ paths
+
+
+def default_experiment_dir(experiment_id: str) -> Path:
+    """Where an experiment lives when the user names no directory: ``~/.nasflow/experiments/<id>``."""
+    return Path.home() / ".nasflow" / "experiments" / experiment_id
+
+
+def database_path(path: str | os.PathLike[str]) -> Path:
+    """The database file for ``path``: a directory (or a suffix-less path) means its ``nasflow.db``."""
+    resolved = Path(path).expanduser()
+    if resolved.is_dir():
+        return resolved / DB_FILENAME
+    if resolved.is_file() or resolved.suffix:
+        return resolved
+    return resolved / DB_FILENAME
+
+
+# --------------------------------------------------------------------------------- value checking
+
+
+def _dumps(value: Any, what: str) -> str:
+    """Strict JSON text (no NaN), with an error that names the offending field."""
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"{what} cannot be stored as JSON ({exc}); use numbers, strings, lists, dicts with string keys or None."
+        ) from exc
+
+
+def _json_dict(value: Any, what: str) -> str:
+    if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
+        raise TypeError(f"{what} must be a dict with string keys, got {value!r}.")
+    return _dumps(dict(value), what)
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{what} must be a number or a dict with a numeric 'default', got {value!r}.")
+    result = float(value)
+    if not math.isfinite(result):
+        raise ValueError(f"{what} is {result}; report a finite number (or mark the model failed).")
+    return result
+
+
+def _metric_text(value: Any, what: str) -> str:
+    """A metric is a float, or a dict whose ``'default'`` entry is the number strategies compare."""
+    if isinstance(value, Mapping):
+        if "default" not in value:
+            raise TypeError(f"{what} is a dict without a 'default' entry: {value!r}.")
+        return _json_dict({**value, "default": _number(value["default"], f"{what}['default']")}, what)
+    return _dumps(_number(value, what), what)
+
+
+def _status(value: Any, allowed: frozenset[str], what: str) -> str:
+    """Accept plain strings and str-valued enums (e.g. ``ModelStatus``)."""
+    status = getattr(value, "value", value)
+    if status not in allowed:
+        raise ValueError(f"Unknown {what} {value!r}; expected one of {sorted(allowed)}.")
+    return status
+
+
+def _model_id(value: Any) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"A model id must be an integer, got {value!r}.")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"A model id must be an integer, got {value!r}.") from None
+
+
+def _status_filter(status: str | Iterable[str] | None) -> tuple[str, ...] | None:
+    if status is None:
+        return None
+    statuses = [status] if isinstance(status, str) or hasattr(status, "value") else list(status)
+    return tuple(_status(each, MODEL_STATUSES, "model status") for each in statuses)
+
+
+# ----------------------------------------------------------------------------------- opening files
+
+
+def _connect(db: Path, mode: str) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), shareable across threads."""
+    uri = f"{db.resolve().as_uri()}?mode={mode}"
+    try:
+        return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=5.0)
+    except sqlite3.Error as exc:
+        raise StoreError(f"Cannot open experiment store {db}: {exc}. Check the path and its permissions.", db) from exc
+
+
+def _check_identity(conn: sqlite3.Connection, db: Path) -> None:
+    """Refuse anything but a nasflow store of a known version, without writing to the file."""
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as exc:
+        raise StoreCorruptError(
+            f"{db} is not a readable SQLite database ({exc}): it is corrupt or not an experiment store. "
+            f"Point to an experiment's {DB_FILENAME}, or restore the file from a backup.", db
+        ) from exc
+    if app_id != APPLICATION_ID:
+        raise StoreForeignError(
+            f"{db} is a SQLite database but not a nasflow experiment store (application_id {app_id:#x}, "
+            f"expected {APPLICATION_ID:#x}). Point to an experiment's {DB_FILENAME}.", db
+        )
+    if version > SCHEMA_VERSION:
+        raise StoreVersionError(
+            f"{db} has store schema version {version}, newer than the {SCHEMA_VERSION} this nasflow reads. "
+            "Upgrade nasflow to open it.", db
+        )
+    if version != SCHEMA_VERSION:
+        raise StoreVersionError(
+            f"{db} has unknown store schema version {version} (this nasflow reads version {SCHEMA_VERSION}); "
+            "it was not written by a released nasflow. Re-run the experiment to get a fresh store.", db
+        )
+    missing = _TABLES - tables
+    if missing:
+        raise StoreCorruptError(
+            f"{db} is a nasflow store missing tables {sorted(missing)}; it is damaged. Restore it from a backup.", db
+        )
+
+
+def _remove_database(db: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+
+
+def _configure_writer(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+
+
+# ------------------------------------------------------------------------------------------ store
+
+
+class ExperimentStore:
+    """Read and write one experiment's database; build it with :meth:`create` or :meth:`open`.
+
+    Thread-safe: one lock guards the connection. Each write method is one committed transaction.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, read_only: bool) -> None:
+        self._conn: sqlite3.Connection | None = conn
+        self._path = path
+        self._read_only = read_only
+        self._lock = threading.Lock()
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls, path: str | os.PathLike[str], experiment_id: str, name: str, config: Mapping[str, Any]
+    ) -> ExperimentStore:
+        """A new store at ``path`` (a directory, or the database file), for the calling process.
+
+        The experiment starts as ``'running'`` with this process's pid: the creator is the writer.
+        """
+        db = database_path(path)
+        if db.exists():
+            raise StoreExistsError(
+                f"{db} already exists. Resume it with ExperimentStore.open(), or choose a new experiment directory.",
+                db,
+            )
+        config_text = _json_dict(config, "Experiment config")
+        db.parent.mkdir(parents=True, exist_ok=True)
+        conn = _connect(db, "rwc")
+        try:
+            _configure_writer(conn)
+            now = time.time()
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO experiment VALUES (1, ?, ?, ?, 'running', ?, ?, ?)",
+                (str(experiment_id), str(name), config_text, os.getpid(), now, now),
+            )
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.close()
+            _remove_database(db)  # it did not exist before: leave no half-made store behind
+            raise
+        return cls(conn, db, read_only=False)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], read_only: bool = False) -> ExperimentStore:
+        """An existing store; ``read_only`` opens with SQLite ``mode=ro`` and refuses every write."""
+        db = database_path(path)
+        if not db.is_file():
+            raise StoreNotFoundError(
+                f"No experiment store at {db}. Check the experiment directory, or create one with "
+                "ExperimentStore.create().", db
+            )
+        conn = _connect(db, "ro" if read_only else "rw")
+        try:
+            _check_identity(conn, db)
+            if not read_only:
+                _configure_writer(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, db, read_only)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def read_only(self) -> bool:
+        return self._read_only
+
+    def close(self) -> None:
+        """Close the connection (idempotent); the last writer to close folds the WAL into the file."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> ExperimentStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "closed" if self._conn is None else ("read-only" if self._read_only else "read-write")
+        return f"ExperimentStore({str(self._path)!r}, {mode})"
+
+    # -- transactions -------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreClosedError(f"The experiment store {self._path} is closed; open it again to use it.", self._path)
+        return self._conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction, committed on exit and rolled back if the body raises."""
+        with self._lock:
+            conn = self._connection()
+            if self._read_only:
+                raise StoreReadOnlyError(
+                    f"{self._path} is open read-only; only the experiment process writes it "
+                    "(ExperimentStore.open(path) without read_only=True).", self._path
+                )
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """One read transaction, so multi-query reads see a single snapshot while the writer runs."""
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+
+    def _touch(self, conn: sqlite3.Connection, model_id: int, now: float, **columns: Any) -> None:
+        """Set ``columns`` (internal names only) and ``updated`` on a model row; unknown ids raise."""
+        sets = "".join(f"{name} = ?, " for name in columns)
+        args = (*columns.values(), now, model_id)
+        cursor = conn.execute(f"UPDATE model SET {sets}updated = ? WHERE model_id = ?", args)
+        if cursor.rowcount == 0:
+            raise UnknownModelError(
+                f"Model {model_id} is not in {self._path}; add it with add_model() first.", self._path
+            )
+
+    # -- experiment ---------------------------------------------------------------------------
+
+    def experiment(self) -> ExperimentRecord:
+        """The experiment's identity, config and run state."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT experiment_id, name, config, status, pid, created, updated FROM experiment"
+            ).fetchone()
+        experiment_id, name, config, status, pid, created, updated = row
+        return ExperimentRecord(experiment_id, name, json.loads(config), status, pid, created, updated)
+
+    def config(self) -> dict[str, Any]:
+        """The experiment config as given to :meth:`create`."""
+        return self.experiment().config
+
+    def set_experiment_status(self, status: str, pid: int | None = None) -> None:
+        """Record the run state; ``'running'`` without a pid records this process's pid."""
+        status = _status(status, EXPERIMENT_STATUSES, "experiment status")
+        if status == "running" and pid is None:
+            pid = os.getpid()
+        with self._write() as conn:
+            conn.execute("UPDATE experiment SET status = ?, pid = ?, updated = ?", (status, pid, time.time()))
+
+    def set_meta(self, key: str, value: Any) -> None:
+        """Store a JSON value under ``key`` (e.g. engine state), replacing any previous one."""
+        text = _dumps(value, f"Meta value for {key!r}")
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (str(key), text))
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        """The JSON value stored under ``key``, or ``default``."""
+        with self._read() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (str(key),)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def save_strategy_state(self, state: bytes) -> None:
+        """Replace the strategy's opaque state blob (only the latest one is kept)."""
+        if not isinstance(state, (bytes, bytearray, memoryview)):
+            raise TypeError(f"Strategy state must be bytes, got {type(state).__name__}.")
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO strategy_state VALUES (1, ?, ?)", (bytes(state), time.time()))
+
+    def load_strategy_state(self) -> bytes | None:
+        """The latest strategy state, or None if the strategy never saved one."""
+        with self._read() as conn:
+            row = conn.execute("SELECT state FROM strategy_state").fetchone()
+        return None if row is None else bytes(row[0])
+
+    # -- model writes -------------------------------------------------------------------------
+
+    def add_model(
+        self,
+        model_id: int,
+        sample: Mapping[str, Any],
+        *,
+        format: str,
+        payload: bytes | None = None,
+        status: str = "initialized",
+    ) -> None:
+        """Record a submitted model with its sample, format name and serialized payload."""
+        model_id = _model_id(model_id)
+        status = _status(status, MODEL_STATUSES, "model status")
+        sample_text = _json_dict(sample, f"Sample of model {model_id}")
+        blob = None if payload is None else bytes(payload)
+        now = time.time()
+        with self._write() as conn:
+            try:
+                conn.execute(
+                    "INSERT INTO model (model_id, sample, payload, format, status, created, updated) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (model_id, sample_text, blob, str(format), status, now, now),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateModelError(
+                    f"Model {model_id} is already in {self._path}; model ids must be unique in an experiment.",
+                    self._path,
+                ) from exc
+            conn.execute("INSERT INTO history (model_id, status, time) VALUES (?, ?, ?)", (model_id, status, now))
+
+    def set_status(self, model_id: int, status: str, error: str | None = None) -> None:
+        """Move a model to ``status`` and log the transition; ``error`` is the reason for this status.
+
+        The model's ``error`` always describes its current status (None clears it); the history keeps
+        every earlier error.
+        """
+        model_id = _model_id(model_id)
+        status = _status(status, MODEL_STATUSES, "model status")
+        error = None if error is None else str(error)
+        now = time.time()
+        with self._write() as conn:
+            self._touch(conn, model_id, now, status=status, error=error)
+            conn.execute(
+                "INSERT INTO history (model_id, status, error, time) VALUES (?, ?, ?, ?)",
+                (model_id, status, error, now),
+            )
+
+    def add_intermediate(self, model_id: int, value: Metric) -> int:
+        """Append an intermediate metric; returns its 1-based sequence number for the model."""
+        model_id = _model_id(model_id)
+        text = _metric_text(value, f"Intermediate metric of model {model_id}")
+        now = time.time()
+        with self._write() as conn:
+            self._touch(conn, model_id, now)
+            last = conn.execute("SELECT MAX(seq) FROM metric WHERE model_id = ?", (model_id,)).fetchone()[0]
+            seq = (last or 0) + 1
+            conn.execute("INSERT INTO metric VALUES (?, ?, ?, ?)", (model_id, seq, text, now))
+        return seq
+
+    def set_final(self, model_id: int, value: Metric) -> None:
+        """Record the model's final metric (replacing a previous one, e.g. after a retry)."""
+        model_id = _model_id(model_id)
+        text = _metric_text(value, f"Final metric of model {model_id}")
+        with self._write() as conn:
+            self._touch(conn, model_id, time.time(), final=text)
+
+    def set_trial(
+        self, model_ids: Iterable[int], trial_id: str, log_path: str | os.PathLike[str] | None = None
+    ) -> None:
+        """Attach models to the trial that trains them (several share one trial under CGO)."""
+        ids = [_model_id(each) for each in model_ids]
+        if not ids:
+            raise ValueError(f"set_trial({trial_id!r}) needs at least one model id.")
+        log = None if log_path is None else os.fspath(log_path)
+        now = time.time()
+        with self._write() as conn:
+            for model_id in ids:
+                self._touch(conn, model_id, now, trial_id=str(trial_id), log_path=log)
+
+    # -- model reads --------------------------------------------------------------------------
+
+    def model(self, model_id: int) -> ModelRecord:
+        """One model with its metrics and history; unknown ids raise :class:`UnknownModelError`."""
+        model_id = _model_id(model_id)
+        with self._read() as conn:
+            records = self._load_models(conn, "WHERE model_id = ?", (model_id,), include_payload=True)
+        if not records:
+            raise UnknownModelError(f"Model {model_id} is not in {self._path}.", self._path)
+        return records[0]
+
+    def models(
+        self, status: str | Iterable[str] | None = None, *, include_payload: bool = True
+    ) -> list[ModelRecord]:
+        """Models in id order, optionally only those in ``status`` (one or several).
+
+        ``include_payload=False`` skips the blobs (their ``payload`` is None) for cheap listings.
+        """
+        statuses = _status_filter(status)
+        where, args = ("", ()) if statuses is None else _in_clause(statuses)
+        with self._read() as conn:
+            return self._load_models(conn, where, args, include_payload=include_payload)
+
+    def count_models(self, statuses: str | Iterable[str] | None = None) -> int:
+        """How many models there are, optionally only in the given status(es)."""
+        selected = _status_filter(statuses)
+        where, args = ("", ()) if selected is None else _in_clause(selected)
+        with self._read() as conn:
+            return conn.execute(f"SELECT COUNT(*) FROM model {where}", args).fetchone()[0]
+
+    @staticmethod
+    def _load_models(
+        conn: sqlite3.Connection, where: str, args: Sequence[Any], *, include_payload: bool
+    ) -> list[ModelRecord]:
+        """Models matching ``where`` plus their metrics and history, in three queries."""
+        columns = _MODEL_COLUMNS.format(payload="payload" if include_payload else "NULL")
+        rows = conn.execute(f"SELECT {columns} FROM model {where} ORDER BY model_id", args).fetchall()
+        if not rows:
+            return []
+        subset = f"SELECT model_id FROM model {where}"
+        intermediates: dict[int, list[Metric]] = defaultdict(list)
+        for model_id, value in conn.execute(
+            f"SELECT model_id, value FROM metric WHERE model_id IN ({subset}) ORDER BY model_id, seq", args
+        ):
+            intermediates[model_id].append(json.loads(value))
+        history: dict[int, list[StatusChange]] = defaultdict(list)
+        for model_id, status, error, changed in conn.execute(
+            f"SELECT model_id, status, error, time FROM history WHERE model_id IN ({subset}) ORDER BY id", args
+        ):
+            history[model_id].append(StatusChange(status, changed, error))
+        return [_model_record(row, intermediates[row[0]], history[row[0]]) for row in rows]
+
+
+def _in_clause(statuses: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    return f"WHERE status IN ({', '.join('?' * len(statuses))})", statuses
+
+
+def _model_record(row: Sequence[Any], intermediates: list[Metric], history: list[StatusChange]) -> ModelRecord:
+    model_id, sample, payload, fmt, status, error, log_path, trial_id, final, created, updated = row
+    return ModelRecord(
+        model_id=model_id,
+        sample=json.loads(sample),
+        payload=None if payload is None else bytes(payload),
+        format=fmt,
+        status=status,
+        metrics=MetricsRecord(intermediates, None if final is None else json.loads(final)),
+        error=error,
+        log_path=log_path,
+        trial_id=trial_id,
+        history=history,
+        created=created,
+        updated=updated,
+    )

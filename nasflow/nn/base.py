@@ -1,0 +1,108 @@
+"""Model spaces as torch modules: ``MutableModule`` and how a module tree is frozen.
+
+Two ways lead from a space to one model, and both give the same architecture:
+- *in place* (``space.freeze(sample)``): each mutable module in the tree is replaced by what the
+  sample makes of it, keeping the weights of whatever is kept (the raw format);
+- *rebuild* (``with model_context(sample): Space(*args)``): the constructor runs again and each
+  mutable module, seeing the sample in force, builds its frozen form directly (the simplified format).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from torch import nn
+
+from nasflow.mutable import LabeledMutable, Mutable, Sample, dedup_labeled_mutables
+from nasflow.mutable.base import IsLeaf
+from nasflow.mutable.frozen import frozen_context
+
+__all__ = ["MutableModule", "freeze_module", "module_leaf_mutables", "current_sample"]
+
+
+def current_sample() -> Sample | None:
+    """The sample in force while a space is being built as a frozen model, if any."""
+    return frozen_context.current()
+
+
+class MutableModule(Mutable, nn.Module):
+    """A torch module that holds decisions: its own mutables plus those of mutable descendants."""
+
+    def __init__(self) -> None:
+        nn.Module.__init__(self)
+        self._mutables: list[Mutable] = []
+
+    def add_mutable(self, mutable: Mutable) -> Mutable:
+        """Make ``mutable`` part of this module's space (it is not a submodule, just a decision)."""
+        if not any(m is mutable for m in self.mutables):
+            self.mutables.append(mutable)
+        return mutable
+
+    @property
+    def mutables(self) -> list[Mutable]:
+        if "_mutables" not in self.__dict__:
+            self.__dict__["_mutables"] = []
+        return self.__dict__["_mutables"]
+
+    def leaf_mutables(self, is_leaf: IsLeaf = None) -> Iterator[LabeledMutable]:
+        if is_leaf is not None and getattr(self, "label", None) and is_leaf(self):  # type: ignore[arg-type]
+            yield self  # type: ignore[misc]
+            return
+        for mutable in self.mutables:
+            yield from mutable.leaf_mutables(is_leaf)
+        for child in self.children():
+            yield from module_leaf_mutables(child, is_leaf)
+
+    def check_contains(self, sample: Sample) -> Any:
+        for leaf in self.simplify().values():
+            err = leaf.check_contains(sample)
+            if err is not None:
+                return err
+        return None
+
+    def freeze(self, sample: Sample) -> nn.Module:
+        """A plain module for ``sample``, with the weights of every kept part (copied)."""
+        self.validate(sample)
+        return copy.deepcopy(self.freeze_shallow(sample))
+
+    def freeze_shallow(self, sample: Sample) -> nn.Module:
+        """This module frozen, sharing (not copying) kept submodules. Override to change the type."""
+        new = copy.copy(self)
+        new.__dict__["_modules"] = {name: freeze_module(child, sample) if child is not None else None
+                                    for name, child in self._modules.items()}
+        new.__dict__["_mutables"] = []
+        return new
+
+    def __repr__(self) -> str:  # nn.Module's repr, not Mutable's
+        return nn.Module.__repr__(self)
+
+
+def module_leaf_mutables(module: nn.Module, is_leaf: IsLeaf = None) -> Iterator[LabeledMutable]:
+    """Leaf mutables anywhere below ``module``, looking through plain torch containers."""
+    if isinstance(module, MutableModule):
+        yield from module.leaf_mutables(is_leaf)
+        return
+    for child in module.children():
+        yield from module_leaf_mutables(child, is_leaf)
+
+
+def has_mutables(module: nn.Module) -> bool:
+    return next(iter(module_leaf_mutables(module)), None) is not None
+
+
+def freeze_module(module: nn.Module, sample: Sample) -> nn.Module:
+    """``module`` with every mutable descendant frozen; untouched subtrees are shared, not copied."""
+    if isinstance(module, MutableModule):
+        return module.freeze_shallow(sample)
+    if not has_mutables(module):
+        return module
+    new = copy.copy(module)
+    new.__dict__["_modules"] = {name: freeze_module(child, sample) if child is not None else None
+                                for name, child in module._modules.items()}
+    return new
+
+
+def simplify_modules(modules: Iterable[nn.Module], is_leaf: IsLeaf = None) -> dict[str, LabeledMutable]:
+    return dedup_labeled_mutables(m for module in modules for m in module_leaf_mutables(module, is_leaf))

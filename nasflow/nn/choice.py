@@ -1,0 +1,192 @@
+"""``LayerChoice`` (one of several modules) and ``InputChoice`` (some of several tensors)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from nasflow.mutable import Categorical, CategoricalMultiple, Sample, auto_label
+
+from .base import MutableModule, current_sample, freeze_module
+
+__all__ = ["LayerChoice", "InputChoice", "ChosenInputs", "ReductionType", "require_plain"]
+
+ReductionType = Literal["mean", "concat", "sum", "none"]
+
+
+def require_plain(value: Any, what: str, where: str) -> Any:
+    """Refuse a mutable where only a plain value makes sense (e.g. a number of candidates)."""
+    from nasflow.mutable import Mutable
+
+    if isinstance(value, Mutable):
+        raise TypeError(
+            f"{where}: {what} must be a plain value, got the mutable {value!r}. "
+            f"Choose {what} before building the module, or search over it with a LayerChoice."
+        )
+    return value
+
+
+def _candidate_dict(candidates: Any, label: str) -> OrderedDict[str, nn.Module]:
+    if isinstance(candidates, dict):
+        items = list(candidates.items())
+    elif isinstance(candidates, (list, tuple, nn.ModuleList)):
+        items = [(str(i), c) for i, c in enumerate(candidates)]
+    else:
+        raise TypeError(f"LayerChoice {label!r}: candidates must be a list or dict of modules, got {type(candidates)}.")
+    if not items:
+        raise ValueError(f"LayerChoice {label!r} has no candidates; give it at least one module.")
+    for name, module in items:
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"LayerChoice {label!r}: candidate {name!r} is {module!r}, not an nn.Module.")
+    return OrderedDict((str(name), module) for name, module in items)
+
+
+class LayerChoice(MutableModule):
+    """One module out of ``candidates`` (a list: sample value is the index; a dict: the key).
+
+    Built inside ``model_context``, it returns the chosen candidate itself.
+    """
+
+    def __new__(cls, candidates: Any = None, *args: Any, label: str | None = None, **kwargs: Any) -> Any:
+        sample = current_sample()
+        if sample is None:
+            return super().__new__(cls)
+        label = auto_label(label)
+        modules = _candidate_dict(candidates, label)
+        choice = Categorical(_keys(candidates, modules), label=label)
+        return modules[str(choice.freeze(sample))]
+
+    def __init__(self, candidates: Any, *, weights: Sequence[float] | None = None, label: str | None = None) -> None:
+        super().__init__()
+        label = auto_label(label)
+        modules = _candidate_dict(candidates, label)
+        for name, module in modules.items():
+            self.add_module(name, module)
+        self.choice = self.add_mutable(Categorical(_keys(candidates, modules), weights=weights, label=label))
+
+    @property
+    def label(self) -> str:
+        return self.choice.label
+
+    @property
+    def names(self) -> list[Any]:
+        """What a sample may pick: indices for a list of candidates, keys for a dict."""
+        return list(self.choice.values)
+
+    @property
+    def candidates(self) -> list[nn.Module]:
+        return list(self._modules.values())  # type: ignore[arg-type]
+
+    def __getitem__(self, name: Any) -> nn.Module:
+        return self._modules[str(name)]  # type: ignore[return-value]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def chosen(self, sample: Sample) -> nn.Module:
+        return self[self.choice.freeze(sample)]
+
+    def freeze_shallow(self, sample: Sample) -> nn.Module:
+        return freeze_module(self.chosen(sample), sample)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """In the space (not frozen) the default candidate runs, so the space itself is runnable."""
+        return self[self.choice.default()](*args, **kwargs)
+
+    def extra_repr(self) -> str:
+        return f"label={self.label!r}"
+
+
+def _keys(candidates: Any, modules: OrderedDict[str, nn.Module]) -> list[Any]:
+    return list(modules) if isinstance(candidates, dict) else list(range(len(modules)))
+
+
+class ChosenInputs(nn.Module):
+    """The frozen form of ``InputChoice``: picks fixed inputs and reduces them."""
+
+    def __init__(self, chosen: int | list[int], reduction: ReductionType) -> None:
+        super().__init__()
+        self.chosen = chosen
+        self.reduction = reduction
+
+    def forward(self, candidate_inputs: list[torch.Tensor]) -> Any:
+        indices = [self.chosen] if isinstance(self.chosen, int) else self.chosen
+        return reduce_inputs([candidate_inputs[i] for i in indices], self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"chosen={self.chosen}, reduction={self.reduction!r}"
+
+
+def reduce_inputs(tensors: list[torch.Tensor], reduction: ReductionType) -> Any:
+    if reduction == "none":
+        return tensors[0] if len(tensors) == 1 else tensors
+    if not tensors:
+        raise ValueError(f"No input was chosen, so reduction {reduction!r} has nothing to reduce.")
+    if len(tensors) == 1:
+        return tensors[0]
+    if reduction == "sum":
+        return sum(tensors[1:], tensors[0])
+    if reduction == "mean":
+        return sum(tensors[1:], tensors[0]) / len(tensors)
+    return torch.cat(tensors, dim=1)
+
+
+class InputChoice(MutableModule):
+    """``n_chosen`` of ``n_candidates`` input tensors, combined by ``reduction``.
+
+    The sample value is an index when ``n_chosen == 1``, else a list of indices
+    (``n_chosen=None``: any number of them).
+    """
+
+    def __new__(cls, n_candidates: int = 0, n_chosen: int | None = 1, reduction: ReductionType = "sum", *,
+                weights: Sequence[float] | None = None, label: str | None = None) -> Any:
+        sample = current_sample()
+        if sample is None:
+            return super().__new__(cls)
+        choice = _input_mutable(n_candidates, n_chosen, reduction, weights, auto_label(label))
+        return ChosenInputs(choice.freeze(sample), reduction)
+
+    def __init__(self, n_candidates: int, n_chosen: int | None = 1, reduction: ReductionType = "sum", *,
+                 weights: Sequence[float] | None = None, label: str | None = None) -> None:
+        super().__init__()
+        self.n_candidates, self.n_chosen, self.reduction = n_candidates, n_chosen, reduction
+        self.choice = self.add_mutable(_input_mutable(n_candidates, n_chosen, reduction, weights, auto_label(label)))
+
+    @property
+    def label(self) -> str:
+        return self.choice.label
+
+    def freeze_shallow(self, sample: Sample) -> nn.Module:
+        return ChosenInputs(self.choice.freeze(sample), self.reduction)
+
+    def forward(self, candidate_inputs: list[torch.Tensor]) -> Any:
+        if len(candidate_inputs) != self.n_candidates:
+            raise ValueError(
+                f"InputChoice {self.label!r} expects {self.n_candidates} candidate inputs, got {len(candidate_inputs)}."
+            )
+        return ChosenInputs(self.choice.default(), self.reduction)(candidate_inputs)
+
+    def extra_repr(self) -> str:
+        return f"n_candidates={self.n_candidates}, n_chosen={self.n_chosen}, reduction={self.reduction!r}, label={self.label!r}"
+
+
+def _input_mutable(n_candidates: Any, n_chosen: Any, reduction: str, weights: Any, label: str) -> Any:
+    where = f"InputChoice {label!r}"
+    require_plain(n_candidates, "n_candidates", where)
+    require_plain(n_chosen, "n_chosen", where)
+    if not isinstance(n_candidates, int) or n_candidates < 1:
+        raise ValueError(f"{where}: n_candidates must be a positive integer, got {n_candidates!r}.")
+    if n_chosen is not None and not 1 <= n_chosen <= n_candidates:
+        raise ValueError(
+            f"{where}: n_chosen={n_chosen} is larger than n_candidates={n_candidates} (or below 1); "
+            "choose at most as many inputs as there are candidates."
+        )
+    if reduction not in ("mean", "concat", "sum", "none"):
+        raise ValueError(f"{where}: reduction must be one of 'mean', 'concat', 'sum', 'none', got {reduction!r}.")
+    if n_chosen == 1:
+        return Categorical(list(range(n_candidates)), weights=weights, label=label)
+    return CategoricalMultiple(list(range(n_candidates)), n_chosen=n_chosen, weights=weights, label=label)

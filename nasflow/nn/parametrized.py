@@ -1,0 +1,112 @@
+"""``ParametrizedModule``: a basic unit whose init arguments may be mutables.
+
+Its ``__init__`` always sees plain values (the defaults in a space, the sample's values in a frozen
+model); the module records the original arguments, so freezing means constructing it again with
+the sampled values. ``MutableLinear`` and friends are such modules wrapping a ``torch.nn`` layer.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from nasflow.mutable import Mutable, Sample, dedup_labeled_mutables
+from nasflow.mutable.frozen import frozen_context
+
+from .base import MutableModule, current_sample
+
+__all__ = ["ParametrizedModule", "ParameterizedModule", "freeze_arguments"]
+
+
+def _mutables_in(values: Any) -> list[Mutable]:
+    return [v for v in values if isinstance(v, Mutable)]
+
+
+def freeze_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], sample: Sample | None) -> tuple[tuple, dict]:
+    """Replace mutable arguments by their value in ``sample`` (their defaults when it is None)."""
+    mutables = _mutables_in(args) + _mutables_in(kwargs.values())
+    if not mutables:
+        return args, kwargs
+    if sample is None:
+        sample = {}
+        for leaf in dedup_labeled_mutables(m for mutable in mutables for m in mutable.leaf_mutables()).values():
+            leaf.default(sample)
+
+    def value(x: Any) -> Any:
+        return x.freeze(sample) if isinstance(x, Mutable) else x
+
+    return tuple(value(a) for a in args), {k: value(v) for k, v in kwargs.items()}
+
+
+def _wrap_init(init: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(init)
+    def wrapper(self: ParametrizedModule, *args: Any, **kwargs: Any) -> None:
+        if self.__dict__.get("_nf_constructing"):
+            init(self, *args, **kwargs)
+            return
+        self.__dict__["_nf_constructing"] = True
+        sample = current_sample()
+        try:
+            plain_args, plain_kwargs = freeze_arguments(args, kwargs, sample)
+            init(self, *plain_args, **plain_kwargs)
+        finally:
+            del self.__dict__["_nf_constructing"]
+        frozen = sample is not None
+        self.__dict__["trace_args"] = plain_args if frozen else args
+        self.__dict__["trace_kwargs"] = plain_kwargs if frozen else kwargs
+        if not frozen:
+            for mutable in _mutables_in(args) + _mutables_in(kwargs.values()):
+                self.add_mutable(mutable)
+
+    return wrapper
+
+
+class ParametrizedModule(MutableModule):
+    """Subclass it (``class Block(ParametrizedModule)``) to accept mutables as init arguments.
+
+    ``wraps=nn.Linear`` makes a mutable variant of a torch layer; built inside ``model_context``,
+    such a class returns the plain torch layer.
+    """
+
+    _nni_basic_unit = True
+    _wraps: type[nn.Module] | None = None
+
+    def __init_subclass__(cls, wraps: type[nn.Module] | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if wraps is not None:
+            cls._wraps = wraps
+
+            def init(self: Any, *args: Any, **kwargs: Any) -> None:
+                wraps.__init__(self, *args, **kwargs)
+
+            init.__doc__ = f"Like ``{wraps.__module__}.{wraps.__qualname__}``; arguments may be mutables."
+            cls.__init__ = init  # type: ignore[method-assign]
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _wrap_init(cls.__dict__["__init__"])  # type: ignore[method-assign]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        sample = current_sample()
+        if cls._wraps is not None and sample is not None:
+            plain_args, plain_kwargs = freeze_arguments(args, kwargs, sample)
+            return cls._wraps(*plain_args, **plain_kwargs)
+        return super().__new__(cls)
+
+    def freeze_shallow(self, sample: Sample) -> nn.Module:
+        """Construct again with the sampled arguments; keep the weights when their shapes agree."""
+        if not self.mutables:
+            return self
+        with frozen_context(sample):
+            new = type(self)(*self.trace_args, **self.trace_kwargs)
+        old_state, new_state = self.state_dict(), new.state_dict()
+        if old_state.keys() == new_state.keys() and all(old_state[k].shape == new_state[k].shape for k in old_state):
+            new.load_state_dict(old_state)
+        return new
+
+    def __repr__(self) -> str:
+        return nn.Module.__repr__(self)
+
+
+ParameterizedModule = ParametrizedModule

@@ -1,0 +1,98 @@
+"""``Repeat``: a chain of blocks whose depth is searched."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from nasflow.mutable import Categorical, Mutable, Sample, auto_label, label_scope
+
+from .base import MutableModule, current_sample, freeze_module
+
+__all__ = ["Repeat"]
+
+BlockSpec = nn.Module | list[nn.Module] | Callable[[int], nn.Module]
+
+
+def _depth_mutable(depth: Any, label: str) -> tuple[Any, int]:
+    """The depth as a mutable (or int) and the largest depth it allows."""
+    if isinstance(depth, int) and not isinstance(depth, bool):
+        if depth < 0:
+            raise ValueError(f"Repeat {label!r}: depth must be >= 0, got {depth}.")
+        return depth, depth
+    if isinstance(depth, tuple) and len(depth) == 2:
+        low, high = depth
+        if not (isinstance(low, int) and isinstance(high, int) and 0 <= low <= high):
+            raise ValueError(f"Repeat {label!r}: depth range must be (min, max) with 0 <= min <= max, got {depth}.")
+        return Categorical(list(range(low, high + 1)), label=label), high
+    if isinstance(depth, Mutable):
+        values = list(depth.grid())
+        if not values or not all(isinstance(v, int) and v >= 0 for v in values):
+            raise ValueError(f"Repeat {label!r}: a depth mutable must take non-negative integers, got {values[:5]}.")
+        return depth, max(values)
+    raise TypeError(f"Repeat {label!r}: depth must be an int, a (min, max) tuple or a mutable, got {depth!r}.")
+
+
+def _make_blocks(blocks: BlockSpec, count: int, label: str) -> list[nn.Module]:
+    if isinstance(blocks, (list, tuple, nn.ModuleList)):
+        if len(blocks) < count:
+            raise ValueError(f"Repeat {label!r}: {len(blocks)} blocks given, but the depth can reach {count}.")
+        return list(blocks)[:count]
+    made: list[nn.Module] = []
+    with label_scope(label, absolute=True):
+        for index in range(count):
+            if isinstance(blocks, nn.Module):
+                made.append(blocks if index == 0 else copy.deepcopy(blocks))
+            elif callable(blocks):
+                made.append(blocks(index))
+            else:
+                raise TypeError(f"Repeat {label!r}: blocks must be a module, a list of modules or a factory.")
+    return made
+
+
+class Repeat(MutableModule):
+    """``depth`` blocks in sequence: ``depth`` an int, a ``(min, max)`` range or a mutable.
+
+    ``blocks``: one module (copied for each repetition), a list of modules, or a factory
+    ``index -> module``. Built inside ``model_context``, it returns an ``nn.Sequential``.
+    """
+
+    def __new__(cls, blocks: BlockSpec | None = None, depth: Any = 1, *, label: str | None = None) -> Any:
+        sample = current_sample()
+        if sample is None:
+            return super().__new__(cls)
+        label = auto_label(label)
+        depth_mutable, _ = _depth_mutable(depth, label)
+        chosen = depth_mutable.freeze(sample) if isinstance(depth_mutable, Mutable) else depth_mutable
+        return nn.Sequential(*_make_blocks(blocks, chosen, label))  # type: ignore[arg-type]
+
+    def __init__(self, blocks: BlockSpec, depth: Any, *, label: str | None = None) -> None:
+        super().__init__()
+        self._label = auto_label(label)
+        self.depth_choice, self.max_depth = _depth_mutable(depth, self._label)
+        if isinstance(self.depth_choice, Mutable):
+            self.add_mutable(self.depth_choice)
+        self.blocks = nn.ModuleList(_make_blocks(blocks, self.max_depth, self._label))
+
+    @property
+    def label(self) -> str:
+        return self._label
+
+    def depth(self, sample: Sample | None = None) -> int:
+        if not isinstance(self.depth_choice, Mutable):
+            return self.depth_choice
+        return self.depth_choice.freeze(sample) if sample is not None else self.depth_choice.default()
+
+    def freeze_shallow(self, sample: Sample) -> nn.Module:
+        return nn.Sequential(*(freeze_module(block, sample) for block in self.blocks[: self.depth(sample)]))
+
+    def forward(self, x: Any) -> Any:
+        for block in self.blocks[: self.depth()]:
+            x = block(x)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"depth={self.depth_choice!r}, label={self.label!r}"

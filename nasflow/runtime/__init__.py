@@ -1,0 +1,16 @@
+"""The trial side: how an evaluator reports metrics, wherever the trial runs."""
+
+from .reporting import (
+    MetricValue,
+    TrialContext,
+    current_trial,
+    normalize_metric,
+    report_final_result,
+    report_intermediate_result,
+    trial_context,
+)
+
+__all__ = [
+    "MetricValue", "TrialContext", "current_trial", "normalize_metric", "trial_context",
+    "report_intermediate_result", "report_final_result",
+]

@@ -1,0 +1,96 @@
+"""``report_intermediate_result`` / ``report_final_result`` and the trial context behind them.
+
+The engine (or a worker process) opens a ``trial_context`` with an ``emit`` callback; the evaluator's
+report calls go to whatever context is current. This keeps evaluators ignorant of where they run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "MetricValue", "TrialContext", "trial_context", "current_trial", "normalize_metric",
+    "report_intermediate_result", "report_final_result",
+]
+
+_logger = logging.getLogger(__name__)
+
+MetricValue = float | dict[str, Any]
+Emit = Callable[[str, MetricValue], None]  # kind is "intermediate" or "final"
+
+
+def normalize_metric(value: Any) -> MetricValue:
+    """A float, or a dict whose ``'default'`` entry is a float; anything else is refused here."""
+    if isinstance(value, dict):
+        if "default" not in value:
+            raise TypeError(f"A dict metric needs a 'default' entry (the number strategies compare), got {value!r}.")
+        return {**value, "default": normalize_metric(value["default"])}
+    if hasattr(value, "item") and callable(value.item):  # 0-d tensors and numpy scalars
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"A metric must be a number or a dict with 'default', got {type(value).__name__}: {value!r}.")
+    if math.isnan(value):
+        raise ValueError("A metric is NaN; report a number (or raise, to mark the trial failed).")
+    return float(value)
+
+
+@dataclass
+class TrialContext:
+    """Where reports of the running trial go."""
+
+    emit: Emit
+    model_id: str | None = None
+    final_reported: bool = False
+    intermediates: list[MetricValue] = field(default_factory=list)
+
+
+_local = threading.local()
+
+
+def current_trial() -> TrialContext | None:
+    stack = getattr(_local, "stack", None)
+    return stack[-1] if stack else None
+
+
+@contextmanager
+def trial_context(emit: Emit, model_id: str | None = None) -> Iterator[TrialContext]:
+    """Route ``report_*`` calls made inside to ``emit`` (thread-local, nestable)."""
+    stack = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = []
+    context = TrialContext(emit, model_id)
+    stack.append(context)
+    try:
+        yield context
+    finally:
+        stack.pop()
+
+
+def report_intermediate_result(metric: Any) -> None:
+    """Report a per-epoch (or per-step) metric of the running trial."""
+    value = normalize_metric(metric)
+    context = current_trial()
+    if context is None:
+        _logger.info("Intermediate result (no trial running): %s", value)
+        return
+    context.intermediates.append(value)
+    context.emit("intermediate", value)
+
+
+def report_final_result(metric: Any) -> None:
+    """Report the trial's final metric; a trial reports it once."""
+    value = normalize_metric(metric)
+    context = current_trial()
+    if context is None:
+        _logger.info("Final result (no trial running): %s", value)
+        return
+    if context.final_reported:
+        raise RuntimeError("report_final_result was called twice in one trial; report the final metric once.")
+    context.final_reported = True
+    context.emit("final", value)

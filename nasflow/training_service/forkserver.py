@@ -1,0 +1,256 @@
+"""A fork server: one process that imports torch once and forks trial workers on request.
+
+Starting a Python interpreter and importing torch takes seconds; forking a process that already
+has them takes milliseconds. The parent cannot fork itself safely (it may hold threads and locks,
+or a CUDA context), so it starts this small server instead, before anything else happens in it.
+
+Control protocol, over a Unix SOCK_SEQPACKET socketpair (one pickle per packet, so no framing):
+parent -> server ``("fork", token)`` with the worker's channel fd attached, ``("kill", token,
+signal)``, ``("shutdown",)``; server -> parent ``("ready", pid)``, ``("forked", token, pid)``,
+``("fork_failed", token, reason)``, ``("exited", token, pid, wait_status)``. Tokens, not pids,
+name workers: the server is their parent, so it is the only process that can signal a pid without
+the risk of hitting a reused one, and the only one that can read an exit status.
+
+Lifetime: the server exits (killing its workers) when the control socket reaches EOF, i.e. when the
+parent dies however it dies; workers have ``PR_SET_PDEATHSIG = SIGKILL`` toward the server, so a
+SIGKILLed server takes them along too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib
+import json
+import os
+import pickle
+import select
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, NoReturn
+
+__all__ = ["ForkServer", "serve"]
+
+_PR_SET_PDEATHSIG = 1
+_MAX_PACKET = 65536
+_BOOT = (
+    "import json, sys; sys.path[:] = json.loads(sys.argv[2])['sys_path']; "
+    "from nasflow.training_service.forkserver import serve; serve()"
+)
+
+
+class ForkServer:
+    """The parent's handle on a fork server process."""
+
+    def __init__(self, preload: Sequence[str], env: Mapping[str, str]) -> None:
+        self.preload = list(preload)
+        self.env = dict(env)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.sock: socket.socket | None = None
+        self.pid: int | None = None
+        self.dead = False
+
+    def start(self) -> None:
+        """Launch the server; returns at once, requests queue up while it imports the preload modules."""
+        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        options = {"preload": self.preload, "sys_path": list(sys.path)}
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, str(child_sock.fileno()), json.dumps(options)],
+                pass_fds=[child_sock.fileno()],
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                process_group=0,  # a terminal's Ctrl-C reaches the parent only; the parent decides
+            )
+        except BaseException:
+            parent_sock.close()
+            raise
+        finally:
+            child_sock.close()
+        self.sock = parent_sock
+        self.pid = self.process.pid
+
+    def fileno(self) -> int:
+        assert self.sock is not None
+        return self.sock.fileno()
+
+    def _send(self, message: tuple, fds: Sequence[int] = ()) -> None:
+        if self.sock is None or self.dead:
+            raise RuntimeError("The fork server of the local training service is not running.")
+        data = pickle.dumps(message)
+        if fds:
+            socket.send_fds(self.sock, [data], list(fds))
+        else:
+            self.sock.send(data)
+
+    def fork(self, token: int, channel_fd: int) -> None:
+        """Ask for a worker that will talk over ``channel_fd`` (the server gets its own copy)."""
+        self._send(("fork", token), [channel_fd])
+
+    def kill(self, token: int, sig: int = signal.SIGKILL) -> None:
+        with contextlib.suppress(OSError, RuntimeError):  # a dead server has no workers left to kill
+            self._send(("kill", token, int(sig)))
+
+    def read(self) -> list[tuple]:
+        """Messages available now; sets ``dead`` when the server is gone."""
+        messages: list[tuple] = []
+        while self.sock is not None and not self.dead:
+            try:
+                data = self.sock.recv(_MAX_PACKET, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                data = b""
+            if not data:
+                self.dead = True
+                break
+            messages.append(pickle.loads(data))
+        return messages
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Kill every worker and the server, and wait until they are gone (also run at exit and on GC)."""
+        if self.process is None:
+            return
+        with contextlib.suppress(OSError):
+            assert self.sock is not None
+            self.sock.send(pickle.dumps(("shutdown",)))
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:  # its workers die with it (PR_SET_PDEATHSIG)
+            self.process.kill()
+            self.process.wait()
+        if self.sock is not None:
+            self.sock.close()
+        self.process = None
+        self.sock = None
+        self.dead = True
+
+
+class _Server:
+    """The loop inside the server process: fork, signal and reap workers; report their exits."""
+
+    def __init__(self, control: socket.socket) -> None:
+        self.control = control
+        self.pids: dict[int, int] = {}  # token -> pid of a live (unreaped) worker
+        self.tokens: dict[int, int] = {}  # pid -> token
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # the wake-up fd does the work
+        try:
+            self.libc: Any = ctypes.CDLL(None, use_errno=True)
+        except OSError:
+            self.libc = None
+
+    def send(self, message: tuple) -> None:
+        try:
+            self.control.send(pickle.dumps(message))
+        except OSError:  # the parent is gone
+            self.stop_all()
+
+    def run(self) -> NoReturn:
+        self.send(("ready", os.getpid()))
+        while True:
+            readable, _, _ = select.select([self.control, self.wake_r], [], [])
+            if self.wake_r in readable:
+                with contextlib.suppress(BlockingIOError):
+                    while os.read(self.wake_r, 4096):
+                        pass
+                self.reap()
+            if self.control in readable:
+                self.handle_request()
+
+    def handle_request(self) -> None:
+        try:
+            data, fds, _, _ = socket.recv_fds(self.control, _MAX_PACKET, 4)
+        except OSError:
+            data, fds = b"", []
+        if not data:  # EOF: the parent died or dropped us
+            self.stop_all()
+        message = pickle.loads(data)
+        if message[0] == "fork":
+            self.fork(message[1], fds[0])
+        elif message[0] == "kill":
+            pid = self.pids.get(message[1])
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, message[2])
+        elif message[0] == "shutdown":
+            self.stop_all()
+        for fd in fds[1:]:
+            os.close(fd)
+
+    def fork(self, token: int, channel_fd: int) -> None:
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            os.close(channel_fd)
+            self.send(("fork_failed", token, f"fork() failed: {exc}"))
+            return
+        if pid == 0:
+            self.become_worker(channel_fd)
+        os.close(channel_fd)
+        self.pids[token] = pid
+        self.tokens[pid] = token
+        self.send(("forked", token, pid))
+
+    def become_worker(self, channel_fd: int) -> NoReturn:
+        try:
+            server_pid = os.getppid()
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            os.close(self.wake_r)
+            os.close(self.wake_w)
+            self.control.close()
+            if self.libc is not None and sys.platform.startswith("linux"):
+                self.libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+            if os.getppid() != server_pid:  # the server died before prctl took effect
+                os._exit(1)
+            from .worker import worker_main
+
+            worker_main(socket.socket(fileno=channel_fd))
+        finally:
+            os._exit(70)
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            token = self.tokens.pop(pid, None)
+            if token is not None:
+                self.pids.pop(token, None)
+                self.send(("exited", token, pid, status))
+
+    def stop_all(self) -> NoReturn:
+        """Kill and reap every worker, then exit: nothing of ours outlives this call."""
+        for pid in self.tokens:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in self.tokens:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        os._exit(0)
+
+
+def serve() -> NoReturn:
+    """Entry point of the server process (see ``_BOOT``): preload, then serve fork requests."""
+    control = socket.socket(fileno=int(sys.argv[1]))
+    options = json.loads(sys.argv[2])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # only the parent's shutdown or death stops us
+    for name in options["preload"]:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # a trial that needs it will fail with the real error
+            print(f"nasflow fork server: could not preload {name!r}: {exc!r}", file=sys.stderr)
+    from . import worker  # noqa: F401  (import now, not once per trial)
+
+    _Server(control).run()

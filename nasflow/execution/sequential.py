@@ -47,12 +47,13 @@ class SequentialExecutionEngine(ExecutionEngine):
         self._elapsed_before = 0.0
         self._started_at = time.monotonic()
         self._cancelled: set[int] = set()
+        self._count_before = 0  # models run before a restart, which count against max_model_count
 
     def elapsed(self) -> float:
         return self._elapsed_before + time.monotonic() - self._started_at
 
     def budget_available(self) -> bool:
-        if self.max_model_count is not None and len(self._models) >= self.max_model_count:
+        if self.max_model_count is not None and self._count_before + len(self._models) >= self.max_model_count:
             return False
         return self.max_duration is None or self.elapsed() < self.max_duration
 
@@ -107,9 +108,11 @@ class SequentialExecutionEngine(ExecutionEngine):
             ) from error
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "model_count": len(self._models), "elapsed": self.elapsed()}
+        return {**super().state_dict(), "model_count": self._count_before + len(self._models),
+                "elapsed": self.elapsed()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self._elapsed_before = float(state.get("elapsed", 0.0))
+        self._count_before = int(state.get("model_count", 0))
         self._started_at = time.monotonic()

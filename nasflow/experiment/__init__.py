@@ -1,1 +1,7 @@
-"""Experiments: NasExperiment, its config, the SQLite experiment store and model export."""
+"""Experiments: NasExperiment, its config, the SQLite store, export."""
+
+from .config import ConfigError, NasExperimentConfig
+from .experiment import NasExperiment
+from .store import ExperimentStore, StoreError
+
+__all__ = ["NasExperiment", "NasExperimentConfig", "ConfigError", "ExperimentStore", "StoreError"]

@@ -64,6 +64,7 @@ _SCHEMA = (
     """CREATE TABLE strategy_state (
         singleton INTEGER PRIMARY KEY CHECK (singleton = 1), state BLOB NOT NULL, updated REAL NOT NULL)""",
 )
+_DAMAGED = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})  # sqlite_errorname of a damaged or foreign file
 _TABLES = frozenset({"experiment", "meta", "model", "history", "metric", "strategy_state"})
 _MODEL_COLUMNS = "model_id, sample, {payload}, format, status, error, log_path, trial_id, final, created, updated"
 
@@ -257,16 +258,31 @@ def _connect(db: Path, mode: str) -> sqlite3.Connection:
         raise StoreError(f"Cannot open experiment store {db}: {exc}. Check the path and its permissions.", db) from exc
 
 
-def _check_identity(conn: sqlite3.Connection, db: Path) -> None:
-    """Refuse anything but a nasflow store of a known version, without writing to the file."""
+@contextmanager
+def _naming_damage(db: Path) -> Iterator[None]:
+    """Turn SQLite's errors about a damaged file into a StoreCorruptError that names the file."""
     try:
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        yield
     except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorname", None) not in _DAMAGED:
+            raise
         raise StoreCorruptError(
             f"{db} is not a readable SQLite database ({exc}): it is corrupt or not an experiment store. "
             f"Point to an experiment's {DB_FILENAME}, or restore the file from a backup.", db
+        ) from exc
+
+
+def _check_identity(conn: sqlite3.Connection, db: Path) -> None:
+    """Refuse anything but a nasflow store of a known version, without writing to the file."""
+    try:
+        with _naming_damage(db):
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error as exc:
+        raise StoreError(
+            f"Cannot read experiment store {db}: {exc}. Check that the file and its directory are readable "
+            f"(a read-only reader also needs to create {db.name}-shm beside it) and not locked.", db
         ) from exc
     if app_id != APPLICATION_ID:
         raise StoreForeignError(
@@ -415,26 +431,28 @@ class ExperimentStore:
                     f"{self._path} is open read-only; only the experiment process writes it "
                     "(ExperimentStore.open(path) without read_only=True).", self._path
                 )
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            with _naming_damage(self._path):
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         """One read transaction, so multi-query reads see a single snapshot while the writer runs."""
         with self._lock:
             conn = self._connection()
-            conn.execute("BEGIN")
-            try:
-                yield conn
-            finally:
-                if conn.in_transaction:
-                    conn.execute("COMMIT")
+            with _naming_damage(self._path):
+                conn.execute("BEGIN")
+                try:
+                    yield conn
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("COMMIT")
 
     def _touch(self, conn: sqlite3.Connection, model_id: int, now: float, **columns: Any) -> None:
         """Set ``columns`` (internal names only) and ``updated`` on a model row; unknown ids raise."""

@@ -10,12 +10,17 @@ from .symbol import Categorical, Numerical
 __all__ = ["choice", "uniform", "quniform", "loguniform", "qloguniform", "normal", "qnormal"]
 
 
-def choice(label: str, choices: Sequence[Any]) -> Categorical:
-    """One of ``choices``. NNI order: ``choice(label, choices)``; ``choice(choices)`` also works."""
+def choice(label: str, choices: Sequence[Any] | None = None) -> Categorical:
+    """One of ``choices``. NNI order: ``choice(label, choices)``; ``choice(choices)`` also works
+    (an automatic label), as does ``choice(choices, label)``."""
     if not isinstance(label, str) and isinstance(choices, str):
         label, choices = choices, label
     elif not isinstance(label, str):
+        if choices is not None:
+            raise TypeError(f"choice(label, choices): the label must be a string, got {label!r}.")
         return Categorical(label)
+    if choices is None:
+        raise TypeError(f"choice({label!r}) has no candidates; call choice({label!r}, [value1, value2, ...]).")
     return Categorical(choices, label=label)
 
 

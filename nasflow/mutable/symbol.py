@@ -49,14 +49,28 @@ class MutableSymbol(Symbolic, LabeledMutable):
         return self._memoize(memo, lambda: self._draw(state))
 
     def grid(self, memo: Sample | None = None, granularity: int | None = None) -> Iterator[Any]:
+        """Every value at ``granularity``; with None, an infinite symbol refines forever, no repeats.
+
+        That matches ``Mutable.grid`` for composites, so a lone ``Numerical`` is not cut short.
+        """
         memo = {} if memo is None else memo
         if self.label in memo:
             yield memo[self.label]
             return
+        if granularity is not None or self.is_finite():
+            levels: Iterator[int] = iter([granularity or 1])
+        else:
+            levels = itertools.count(1)
+        seen: set[Any] = set()
         try:
-            for value in self._grid_values(granularity or 1):
-                memo[self.label] = value
-                yield value
+            for level in levels:
+                for value in self._grid_values(level):
+                    if granularity is None and not self.is_finite():
+                        if value in seen:
+                            continue
+                        seen.add(value)
+                    memo[self.label] = value
+                    yield value
         finally:
             memo.pop(self.label, None)
 
@@ -69,7 +83,11 @@ class MutableSymbol(Symbolic, LabeledMutable):
         return value
 
     def _error(self, message: str) -> SampleValidationError:
-        return SampleValidationError(f"{message} for label {self.label!r}")
+        """An error that names the label and says how to fix the sample (not just what is wrong)."""
+        return SampleValidationError(
+            f"{message} for label {self.label!r}; give {self.label!r} a value that {self!r} allows "
+            f"(e.g. space.simplify()[{self.label!r}].default())"
+        )
 
 
 def _index_of(values: Sequence[Any], value: Any) -> int:

@@ -89,7 +89,9 @@ def module_leaf_mutables(module: nn.Module, is_leaf: IsLeaf = None) -> Iterator[
 
 
 def has_mutables(module: nn.Module) -> bool:
-    return next(iter(module_leaf_mutables(module)), None) is not None
+    """Whether freezing can change ``module``: it has decisions, or a mutable module whose frozen
+    form is another type (a ``MutableLinear`` becomes ``nn.Linear`` even with plain arguments)."""
+    return any(isinstance(m, MutableModule) for m in module.modules())
 
 
 def freeze_module(module: nn.Module, sample: Sample) -> nn.Module:

@@ -95,15 +95,19 @@ class ParametrizedModule(MutableModule):
         return super().__new__(cls)
 
     def freeze_shallow(self, sample: Sample) -> nn.Module:
-        """Construct again with the sampled arguments; keep the weights when their shapes agree."""
-        if not self.mutables:
-            return self
+        """Construct again with the sampled arguments; keep the weights when their shapes agree.
+
+        A wrapped torch layer always becomes the plain layer (as when rebuilt under the sample), so
+        both freeze paths give the same module types.
+        """
+        if not self.mutables and self._wraps is None:
+            return super().freeze_shallow(sample)  # mutable children (if any) still need freezing
         with frozen_context(sample):
             new = type(self)(*self.trace_args, **self.trace_kwargs)
         old_state, new_state = self.state_dict(), new.state_dict()
         if old_state.keys() == new_state.keys() and all(old_state[k].shape == new_state[k].shape for k in old_state):
             new.load_state_dict(old_state)
-        return new
+        return new.train(self.training)
 
     def __repr__(self) -> str:
         return nn.Module.__repr__(self)

@@ -17,6 +17,7 @@ from nasflow.mutable import Mutable, Sample, label_scope
 from nasflow.mutable.frozen import frozen_context, register_ensure_frozen_hook
 
 from .base import MutableModule
+from .plain import explain_mutable_arguments
 
 __all__ = ["BaseModelSpace", "ModelSpace", "model_context", "current_model"]
 
@@ -88,7 +89,8 @@ class ModelSpace(BaseModelSpace, MutableModule):
         if label_prefix is not None:
             cls._label_prefix = label_prefix
         if "__init__" in cls.__dict__:
-            cls.__init__ = _wrap_init(cls.__dict__["__init__"])  # type: ignore[method-assign]
+            init = explain_mutable_arguments(cls.__dict__["__init__"])
+            cls.__init__ = _wrap_init(init)  # type: ignore[method-assign]
 
     @property
     def init_args(self) -> tuple[tuple[Any, ...], dict[str, Any]]:

@@ -1,0 +1,315 @@
+"""``NasExperiment``: a model space, an evaluator and a strategy, run to completion and recorded.
+
+The experiment wires the layers together (format, engine, store, strategy), drives the strategy in
+a background thread so the caller can watch, stop or Ctrl-C it, and keeps everything in a SQLite
+store so a stopped or killed experiment can be resumed, viewed and exported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from pathlib import Path
+from typing import Any, Literal
+
+import cloudpickle
+from torch import nn
+
+from nasflow.execution import ExecutionEngine, ModelEventType
+from nasflow.space import ExecutableModelSpace, ModelStatus, RawFormatModelSpace, SimplifiedModelSpace
+from nasflow.strategy.base import sort_models
+
+from .config import NasExperimentConfig
+from .engines import build_engine
+from .persistence import load_setup, restore_model, save_setup
+from .progress import ProgressDisplay
+from .recording import RecordingMiddleware
+from .store import ExperimentStore, ModelRecord, StoreNotFoundError
+
+__all__ = ["NasExperiment", "EXPERIMENT_STOPPED"]
+
+_logger = logging.getLogger(__name__)
+
+EXPERIMENT_STOPPED = "experiment stopped; resume re-runs this model"
+_UNFINISHED = (ModelStatus.Initialized.value, ModelStatus.Frozen.value, ModelStatus.Training.value,
+               ModelStatus.Retrying.value)
+
+Formatter = Literal["dict", "instance", "code"]
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def experiment_dir(experiment_id: str, working_directory: str | os.PathLike[str] | None = None) -> Path:
+    base = Path(working_directory) if working_directory else Path(NasExperimentConfig().experiment_working_directory)
+    return base.expanduser() / experiment_id
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def to_executable_space(model_space: Any, evaluator: Any, model_format: str) -> ExecutableModelSpace:
+    """Wrap a user's space in the format the config names."""
+    if isinstance(model_space, ExecutableModelSpace):
+        return model_space
+    if not isinstance(model_space, nn.Module):
+        raise TypeError(f"The model space must be a torch module (a nasflow.nn.ModelSpace), got {model_space!r}.")
+    if model_format == "raw":
+        return RawFormatModelSpace.from_model(model_space, evaluator)
+    if model_format == "simplified":
+        return SimplifiedModelSpace.from_model(model_space, evaluator)
+    from nasflow.space.graph import GraphModelSpace
+
+    return GraphModelSpace.from_model(model_space, evaluator)
+
+
+class NasExperiment:
+    """``NasExperiment(model_space, evaluator, strategy, config=None).run()``.
+
+    With no config, one is inferred from the strategy (see ``NasExperimentConfig``); the config is
+    validated before anything runs. Results land in ``<experiment_working_directory>/<id>/``.
+    """
+
+    def __init__(self, model_space: Any, evaluator: Any = None, strategy: Any = None,
+                 config: NasExperimentConfig | None = None, id: str | None = None) -> None:  # noqa: A002
+        if strategy is None:
+            raise TypeError("NasExperiment needs a strategy, e.g. nasflow.strategy.Random().")
+        if evaluator is None and not isinstance(model_space, ExecutableModelSpace):
+            raise TypeError("NasExperiment needs an evaluator, e.g. FunctionalEvaluator(train_and_test).")
+        self.model_space, self.evaluator, self.strategy, self.config = model_space, evaluator, strategy, config
+        self.id = id or _new_id()
+        self._store: ExperimentStore | None = None
+        self._recorder: RecordingMiddleware | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._stopping = threading.Event()
+        self._progress: ProgressDisplay | None = None
+        self._space: ExecutableModelSpace | None = None
+
+    # ---- running ----------------------------------------------------------------------------
+    def run(self, config: NasExperimentConfig | None = None, port: int | None = None,
+            wait_completion: bool = True) -> bool:
+        """Run the search; with ``wait_completion`` block until it ends (Ctrl-C stops it cleanly).
+
+        Returns True when the search completed, False when it was stopped. ``port`` is accepted for
+        NNI compatibility; the web view is ``nasflow show``.
+        """
+        if config is not None:
+            self.config = config
+        self.start(port)
+        return self.wait_completion() if wait_completion else True
+
+    def start(self, port: int | None = None) -> None:
+        if self._thread is not None:
+            raise RuntimeError(f"Experiment {self.id} was already started.")
+        config = (self.config or NasExperimentConfig()).canonical(self.strategy)
+        space = to_executable_space(self.model_space, self.evaluator, config.model_format)  # type: ignore[arg-type]
+        path = experiment_dir(self.id, config.experiment_working_directory)
+        store = ExperimentStore.create(path, self.id, config.experiment_name or self.id, config.to_dict())
+        save_setup(store, space, self.strategy, config)
+        self.config = config
+        self._launch(space, store, restored=[], resubmit=[], strategy_state=None, engine_state=None)
+
+    def _launch(self, space: ExecutableModelSpace, store: ExperimentStore, restored: list[ExecutableModelSpace],
+                resubmit: list[ExecutableModelSpace], strategy_state: Any, engine_state: dict | None) -> None:
+        config = self.config
+        assert config is not None
+        self._space, self._store = space, store
+        engine = build_engine(config, store.path.parent / "trials")
+        if engine_state:
+            engine.load_state_dict(engine_state)
+        recorder = RecordingMiddleware(store, on_submit=self._save_progress, on_model_end=self._save_progress,
+                                       restored=restored)
+        recorder.set_engine(engine)
+        self._recorder = recorder
+        if config.progress:
+            self._progress = ProgressDisplay(config.max_trial_number, restored)
+            for event_type in ModelEventType:
+                recorder.register_model_event_callback(event_type, self._progress.on_event)
+            self._progress.start()
+        self.strategy.initialize(space, recorder)
+        if strategy_state is not None:
+            self.strategy.load_state_dict(strategy_state)
+        store.set_experiment_status("running", os.getpid())
+        self._thread = threading.Thread(target=self._drive, args=(recorder, engine, resubmit),
+                                        name=f"nasflow-{self.id}", daemon=True)
+        self._thread.start()
+
+    def _drive(self, recorder: RecordingMiddleware, engine: ExecutionEngine,
+               resubmit: list[ExecutableModelSpace]) -> None:
+        try:
+            if resubmit:
+                recorder.submit_models(*resubmit)
+            self.strategy.run()
+            recorder.wait_models(wait_all=True)
+        except BaseException as err:  # surfaced by wait_completion
+            self._error = err
+        finally:
+            try:
+                engine.shutdown()
+            finally:
+                self._finish_store()
+
+    def _finish_store(self) -> None:
+        store, recorder = self._store, self._recorder
+        assert store is not None and recorder is not None
+        if self._stopping.is_set():
+            for model in recorder.list_models(ModelStatus.Interrupted):
+                if model.model_id is not None and store.model(model.model_id).error != EXPERIMENT_STOPPED:
+                    store.set_status(model.model_id, ModelStatus.Interrupted.value, EXPERIMENT_STOPPED)
+        self._save_progress()
+        status = "failed" if self._error else "stopped" if self._stopping.is_set() else "done"
+        store.set_experiment_status(status)
+        if self._progress is not None:
+            self._progress.stop()
+
+    def _save_progress(self, model: ExecutableModelSpace | None = None) -> None:
+        """Strategy and engine state, saved after each submission and each finished model."""
+        store, recorder = self._store, self._recorder
+        if store is None or recorder is None:
+            return
+        store.save_strategy_state(cloudpickle.dumps(self.strategy.state_dict()))
+        store.set_meta("engine_state", recorder.engine.state_dict())
+
+    def wait_completion(self) -> bool:
+        """Block until the search ends. Ctrl-C stops the experiment (resumable) and returns False."""
+        thread = self._thread
+        if thread is None:
+            raise RuntimeError("The experiment has not been started; call run().")
+        try:
+            while thread.is_alive():
+                thread.join(0.2)
+        except KeyboardInterrupt:
+            _logger.warning("Interrupted: stopping experiment %s (resume it with `nasflow resume %s`).",
+                            self.id, self.id)
+            self.stop()
+        if self._error is not None:
+            raise RuntimeError(f"Experiment {self.id} failed: {self._error!r}") from self._error
+        return not self._stopping.is_set()
+
+    def stop(self) -> None:
+        """Stop trying new models, interrupt running ones, and record everything; resumable."""
+        if self._recorder is None or self._thread is None:
+            return
+        self._stopping.set()
+        self._recorder.stop()
+        thread = self._thread
+        if thread is not threading.current_thread():
+            while thread.is_alive():
+                thread.join(0.2)
+
+    # ---- results ----------------------------------------------------------------------------
+    def list_models(self, status: ModelStatus | None = None) -> list[ExecutableModelSpace]:
+        """Every model of the experiment (restored ones included), optionally filtered by status."""
+        if self._recorder is not None:
+            return list(self._recorder.list_models(status))
+        space = self._setup_space()
+        records = self._require_store().models(status.value if status else None)
+        return [restore_model(space, r) for r in records]
+
+    def export_top_models(self, top_k: int = 1, *, formatter: Formatter = "dict") -> list[Any]:
+        """The best ``top_k`` trained models as samples (``dict``), torch modules (``instance``) or
+        PyTorch source (``code``, graph format only)."""
+        if formatter not in ("dict", "instance", "code"):
+            raise ValueError(f"formatter must be 'dict', 'instance' or 'code', got {formatter!r}.")
+        store = self._require_store()
+        records = top_records(store, top_k)
+        if formatter == "dict":
+            return [r.sample for r in records]
+        if formatter == "code":
+            return [export_code(r) for r in records]
+        space = self._setup_space()
+        return [space.freeze(r.sample).executable_model() for r in records]
+
+    def _require_store(self) -> ExperimentStore:
+        if self._store is None:
+            raise RuntimeError("The experiment has not run yet; call run() first.")
+        return self._store
+
+    def _setup_space(self) -> ExecutableModelSpace:
+        if self._space is None:
+            self._space = load_setup(self._require_store())[0]
+        return self._space
+
+    # ---- resume and view --------------------------------------------------------------------
+    @classmethod
+    def _open_store(cls, experiment_id: str, working_directory: Any, read_only: bool) -> ExperimentStore:
+        path = experiment_dir(experiment_id, working_directory)
+        try:
+            return ExperimentStore.open(path, read_only=read_only)
+        except StoreNotFoundError as err:
+            raise ValueError(f"No experiment {experiment_id!r} under {path.parent}: `nasflow list` shows the "
+                             "experiments there (or pass experiment_working_directory).") from err
+
+    @classmethod
+    def resume(cls, experiment_id: str, *, experiment_working_directory: str | None = None,
+               wait_completion: bool = True) -> NasExperiment:
+        """Continue a stopped or killed experiment: finished models are kept, unfinished ones re-run,
+        the strategy continues from its saved state, and old trials count against the budget."""
+        store = cls._open_store(experiment_id, experiment_working_directory, read_only=False)
+        record = store.experiment()
+        if record.status == "running" and _pid_alive(record.pid):
+            store.close()
+            raise RuntimeError(f"Experiment {experiment_id} is still running (pid {record.pid}); stop it first.")
+        space, strategy, config = load_setup(store)
+        records = store.models()
+        unfinished = [r for r in records if r.status in _UNFINISHED
+                      or (r.status == ModelStatus.Interrupted.value and r.error == EXPERIMENT_STOPPED)]
+        unfinished_ids = {r.model_id for r in unfinished}
+        restored = [restore_model(space, r) for r in records if r.model_id not in unfinished_ids]
+        resubmit = []
+        for r in unfinished:
+            model = space.freeze(r.sample)
+            model.model_id = r.model_id
+            resubmit.append(model)
+        engine_state = dict(store.get_meta("engine_state") or {})
+        engine_state["model_count"] = sum(1 for m in restored if m.status != ModelStatus.Invalid)
+        blob = store.load_strategy_state()
+        experiment = cls(space, None, strategy, config, id=record.experiment_id)
+        experiment._launch(space, store, restored, resubmit, cloudpickle.loads(blob) if blob else None, engine_state)
+        if wait_completion:
+            experiment.wait_completion()
+        return experiment
+
+    @classmethod
+    def view(cls, experiment_id: str, *, experiment_working_directory: str | None = None) -> NasExperiment:
+        """Open an experiment read-only to list and export its models."""
+        store = cls._open_store(experiment_id, experiment_working_directory, read_only=True)
+        space, strategy, config = load_setup(store)
+        experiment = cls(space, None, strategy, config, id=experiment_id)
+        experiment._store = store
+        return experiment
+
+
+def top_records(store: ExperimentStore, top_k: int | None) -> list[ModelRecord]:
+    """Trained models of a store, best final metric first."""
+    from nasflow.space import metric_number
+
+    trained = [r for r in store.models(ModelStatus.Trained.value) if r.metrics.final is not None]
+    trained.sort(key=lambda r: -metric_number(r.metrics.final))  # type: ignore[arg-type, operator]
+    return trained[:top_k] if top_k is not None else trained
+
+
+def export_code(record: ModelRecord) -> str:
+    """PyTorch source of a graph-format model; other formats carry no graph to generate it from."""
+    if record.format != "graph" or record.payload is None:
+        raise ValueError(
+            f"formatter='code' needs the graph model format, but model {record.model_id} is {record.format!r}. "
+            "Run the experiment with NasExperimentConfig(..., model_format='graph') to export code."
+        )
+    from nasflow.space.graph import GraphModelSpace
+
+    return GraphModelSpace.from_payload(record.payload).code()
+

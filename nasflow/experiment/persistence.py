@@ -1,0 +1,54 @@
+"""What an experiment keeps in its store besides models and metrics, so it can be resumed:
+the model space with its evaluator, the strategy as configured, and the strategy's progress."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cloudpickle
+
+from nasflow.space import ExecutableModelSpace, ModelStatus, RawFormatModelSpace
+
+from .store import ExperimentStore, ModelRecord
+
+__all__ = ["save_setup", "load_setup", "restore_model", "SETUP_KEY"]
+
+SETUP_KEY = "setup"
+
+
+def _dump_space(space: ExecutableModelSpace) -> Any:
+    if isinstance(space, RawFormatModelSpace):  # refuses pickling on purpose: ship module and evaluator
+        return ("raw", space.model_space, space.evaluator)
+    return ("pickled", space)
+
+
+def _load_space(spec: Any) -> ExecutableModelSpace:
+    kind = spec[0]
+    if kind == "raw":
+        return RawFormatModelSpace(spec[1], spec[2])
+    return spec[1]
+
+
+def save_setup(store: ExperimentStore, space: ExecutableModelSpace, strategy: Any, config: Any) -> None:
+    """Record the space, the (not yet initialized) strategy and the config; user classes travel by
+    value when they live in ``__main__``, so ``nasflow resume`` needs no script."""
+    store.set_meta(SETUP_KEY, cloudpickle.dumps((_dump_space(space), strategy, config)).hex())
+
+
+def load_setup(store: ExperimentStore) -> tuple[ExecutableModelSpace, Any, Any]:
+    """The space, a fresh strategy and the config recorded by ``save_setup``."""
+    blob = store.get_meta(SETUP_KEY)
+    if blob is None:
+        raise RuntimeError(f"{store.path} holds no model space and strategy; it cannot be resumed.")
+    space_spec, strategy, config = cloudpickle.loads(bytes.fromhex(blob))
+    return _load_space(space_spec), strategy, config
+
+
+def restore_model(space: ExecutableModelSpace, record: ModelRecord) -> ExecutableModelSpace:
+    """The model of a store record, with its id, status and metrics."""
+    model = space.freeze(record.sample)
+    model.model_id = record.model_id
+    model.status = ModelStatus(record.status)
+    model.metrics.intermediates.extend(record.metrics.intermediates)
+    model.metrics.final = record.metrics.final
+    return model

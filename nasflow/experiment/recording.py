@@ -1,0 +1,113 @@
+"""``RecordingMiddleware``: writes every submission and event to the store before anyone sees it.
+
+It is the outermost engine layer the strategy talks to, so "written before the strategy sees it"
+holds by construction: it records, then passes the event up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from nasflow.execution import (
+    FinalMetricEvent,
+    IntermediateMetricEvent,
+    Middleware,
+    ModelEvent,
+    TrainingEndEvent,
+    TrainingStartEvent,
+)
+from nasflow.space import ExecutableModelSpace, ModelStatus
+
+from .store import ExperimentStore
+
+__all__ = ["RecordingMiddleware", "model_payload", "format_name"]
+
+_logger = logging.getLogger(__name__)
+
+
+def format_name(model: ExecutableModelSpace) -> str:
+    name = type(model).__name__
+    return {"RawFormatModelSpace": "raw", "SimplifiedModelSpace": "simplified"}.get(name, "graph")
+
+
+def model_payload(model: ExecutableModelSpace) -> bytes | None:
+    """The format's serialized model (None for raw, which cannot leave the process)."""
+    to_payload = getattr(model, "to_payload", None)
+    return to_payload() if to_payload is not None else None
+
+
+class RecordingMiddleware(Middleware):
+    """Assigns model ids from the store, records models and events, keeps restored models listed."""
+
+    def __init__(self, store: ExperimentStore, *, on_submit: Callable[[ExecutableModelSpace], None] | None = None,
+                 on_model_end: Callable[[ExecutableModelSpace], None] | None = None,
+                 restored: Iterable[ExecutableModelSpace] = ()) -> None:
+        super().__init__()
+        self.store = store
+        self.on_submit = on_submit
+        self.on_model_end = on_model_end
+        self.stopped = False
+        self.restored = list(restored)
+        self._lock = threading.Lock()
+        records = store.models(include_payload=False)
+        self._next_id = max((r.model_id for r in records), default=-1) + 1
+
+    def submit_models(self, *models: ExecutableModelSpace) -> None:
+        for model in models:
+            with self._lock:
+                if model.model_id is None:
+                    model.model_id = self._next_id
+                    self._next_id += 1
+                    self.store.add_model(model.model_id, model.sample or {}, format=format_name(model),
+                                         payload=model_payload(model), status=ModelStatus.Frozen.value)
+                else:  # a model resubmitted (resume, retry) keeps its id and row
+                    self._next_id = max(self._next_id, model.model_id + 1)
+                    self.store.set_status(model.model_id, ModelStatus.Frozen.value)
+            if self.on_submit is not None:
+                self.on_submit(model)
+        self.engine.submit_models(*models)
+
+    def budget_available(self) -> bool:
+        return not self.stopped and self.engine.budget_available()
+
+    def stop(self) -> None:
+        """No more submissions; running models are cancelled (they end Interrupted)."""
+        self.stopped = True
+        running = list(self.engine.list_models(ModelStatus.Training))
+        if running:
+            self.engine.cancel_models(*running)
+
+    def handle_event(self, event: ModelEvent) -> None:
+        self._record(event)
+        super().handle_event(event)
+        if isinstance(event, TrainingEndEvent) and self.on_model_end is not None:
+            self.on_model_end(event.model)
+
+    def _record(self, event: ModelEvent) -> None:
+        model_id = event.model.model_id
+        if model_id is None:
+            _logger.warning("Event %s for a model without id is not recorded.", type(event).__name__)
+            return
+        if isinstance(event, TrainingStartEvent):
+            info = event.info or {}
+            if info.get("trial_id") is not None:
+                self.store.set_trial([model_id], str(info["trial_id"]), info.get("log_path"))
+            self.store.set_status(model_id, ModelStatus.Training.value)
+        elif isinstance(event, IntermediateMetricEvent):
+            self.store.add_intermediate(model_id, event.metric)
+        elif isinstance(event, FinalMetricEvent):
+            self.store.set_final(model_id, event.metric)
+        elif isinstance(event, TrainingEndEvent):
+            self.store.set_status(model_id, event.status.value, event.error)
+
+    def list_models(self, status: ModelStatus | None = None) -> Iterable[ExecutableModelSpace]:
+        live = list(self.engine.list_models(status))
+        live_ids = {m.model_id for m in live}
+        old = [m for m in self.restored if (status is None or m.status == status) and m.model_id not in live_ids]
+        return old + live
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"engine": self.engine.state_dict()}

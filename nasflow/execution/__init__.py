@@ -10,8 +10,9 @@ from .event import (
     TrainingStartEvent,
 )
 from .sequential import SequentialExecutionEngine
+from .training_service import TrainingServiceExecutionEngine
 
 __all__ = [
-    "ExecutionEngine", "Middleware", "EventCallback", "SequentialExecutionEngine", "ModelEventType", "ModelEvent",
+    "ExecutionEngine", "Middleware", "EventCallback", "SequentialExecutionEngine", "TrainingServiceExecutionEngine", "ModelEventType", "ModelEvent",
     "TrainingStartEvent", "IntermediateMetricEvent", "FinalMetricEvent", "TrainingEndEvent",
 ]

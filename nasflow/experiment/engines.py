@@ -1,14 +1,32 @@
-"""Building the execution engine a config asks for."""
+"""Building the execution engine (and its training service) a config asks for."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from nasflow.execution import ExecutionEngine, SequentialExecutionEngine
+from nasflow.training_service import TrainingService
 
-from .config import NasExperimentConfig, parse_duration
+from .config import ConfigError, NasExperimentConfig, parse_duration
 
-__all__ = ["build_engine"]
+__all__ = ["build_engine", "build_training_service"]
+
+
+def build_training_service(config: NasExperimentConfig, log_dir: Path) -> TrainingService:
+    service = config.training_service
+    if isinstance(service, TrainingService):
+        return service
+    if service == "local":
+        from nasflow.training_service.local import LocalTrainingService
+
+        return LocalTrainingService(
+            trial_concurrency=config.trial_concurrency, reuse_mode=config.reuse_mode,
+            trial_gpu_number=config.trial_gpu_number, gpu_indices=config.gpu_indices,
+            max_trial_number_per_gpu=config.max_trial_number_per_gpu,
+            threads_per_trial=config.threads_per_trial, log_dir=log_dir,
+        )
+    raise ConfigError("training_service", f"the {service!r} training service is not available in this version; "
+                      "use 'local'.")
 
 
 def build_engine(config: NasExperimentConfig, log_dir: Path) -> ExecutionEngine:
@@ -16,4 +34,14 @@ def build_engine(config: NasExperimentConfig, log_dir: Path) -> ExecutionEngine:
     duration = parse_duration(config.max_experiment_duration)
     if config.execution_engine == "sequential":
         return SequentialExecutionEngine(config.max_trial_number, duration, config.continue_on_failure)
-    raise NotImplementedError(f"The {config.execution_engine!r} engine is not available yet.")
+    from nasflow.execution.training_service import TrainingServiceExecutionEngine
+
+    engine = TrainingServiceExecutionEngine(
+        build_training_service(config, log_dir), trial_concurrency=config.trial_concurrency,
+        max_model_count=config.max_trial_number, max_duration=duration,
+        trial_timeout=parse_duration(config.trial_timeout, "trial_timeout"), log_dir=log_dir,
+        trial_gpu_number=config.trial_gpu_number,
+    )
+    if config.execution_engine == "cgo":
+        raise ConfigError("execution_engine", "the 'cgo' engine is not available in this version; use 'ts'.")
+    return engine

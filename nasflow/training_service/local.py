@@ -102,7 +102,7 @@ class _Trial:
     verdict: tuple[TrialEndStatus, str] | None = None  # decided by the parent (cancel, timeout); wins
 
 
-def _describe_exit(pid: int, wait_status: int) -> str:
+def _describe_exit(pid: int | None, wait_status: int) -> str:
     code = os.waitstatus_to_exitcode(wait_status)
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
@@ -247,8 +247,8 @@ class LocalTrainingService(TrainingService):
 
     def cancel(self, trial_id: str) -> None:
         trial = self._trials.get(trial_id)
-        if trial is None or trial.verdict is not None:
-            return
+        if trial is None or trial.verdict is not None or trial.worker.reported_end is not None:
+            return  # unknown, already stopping, or already done (a fresh worker is just exiting)
         trial.verdict = ("cancelled", "The trial was cancelled.")
         self._retire(trial.worker, kill=True)
 
@@ -350,7 +350,9 @@ class LocalTrainingService(TrainingService):
 
     def _check_timeouts(self, now: float) -> None:
         for trial in list(self._trials.values()):
-            if trial.deadline is not None and trial.verdict is None and now >= trial.deadline:
+            if trial.deadline is None or trial.verdict is not None or trial.worker.reported_end is not None:
+                continue
+            if now >= trial.deadline:
                 trial.verdict = ("timeout", f"The trial ran past its timeout of {trial.spec.timeout} s and was killed.")
                 self._retire(trial.worker, kill=True)
 
@@ -397,8 +399,7 @@ class LocalTrainingService(TrainingService):
             elif wait_status is not None and os.waitstatus_to_exitcode(wait_status) == 0:
                 self._finish(trial, "succeeded", None)
             else:
-                pid = worker.pid if worker.pid is not None else "?"
-                self._finish(trial, "failed", reason or _describe_exit(pid, wait_status or 0))  # type: ignore[arg-type]
+                self._finish(trial, "failed", reason or _describe_exit(worker.pid, wait_status or 0))
         if self.reuse_mode and self._server is not None and not self._server.dead:
             warm = sum(1 for w in self._workers.values() if not w.retiring)
             for _ in range(self.trial_concurrency - warm):

@@ -1,0 +1,160 @@
+"""The ``nasflow`` command: run a search script, list, show, resume and export experiments."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import runpy
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from nasflow.experiment.config import NasExperimentConfig
+from nasflow.experiment.experiment import NasExperiment, experiment_dir, export_code, top_records
+from nasflow.experiment.store import ExperimentStore, ModelRecord, StoreError
+from nasflow.space import metric_number
+
+__all__ = ["main"]
+
+console = Console()
+
+
+def _base_dir(directory: str | None) -> Path:
+    return Path(directory or NasExperimentConfig().experiment_working_directory).expanduser()
+
+
+def _when(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _metric(record: ModelRecord) -> str:
+    value = metric_number(record.metrics.final)
+    return "-" if value is None else f"{value:.6g}"
+
+
+def _open(experiment_id: str, directory: str | None) -> ExperimentStore:
+    path = experiment_dir(experiment_id, directory)
+    if not (path / "nasflow.db").exists():
+        raise SystemExit(f"No experiment {experiment_id!r} under {path.parent}. `nasflow list` shows the experiments.")
+    return ExperimentStore.open(path, read_only=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    script = Path(args.script)
+    if not script.is_file():
+        raise SystemExit(f"No script at {script}.")
+    sys.argv = [str(script), *args.script_args]
+    sys.path.insert(0, str(script.resolve().parent))
+    runpy.run_path(str(script), run_name="__main__")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    base = _base_dir(args.dir)
+    table = Table(title=f"Experiments in {base}")
+    for column in ("id", "name", "status", "trained", "failed", "total", "best", "created"):
+        table.add_column(column)
+    for db in sorted(base.glob("*/nasflow.db"), key=lambda p: p.stat().st_mtime):
+        try:
+            with ExperimentStore.open(db.parent, read_only=True) as store:
+                exp, records = store.experiment(), store.models(include_payload=False)
+        except StoreError as err:
+            table.add_row(db.parent.name, "?", f"unreadable: {err}", "", "", "", "", "")
+            continue
+        best = top_records_from(records)
+        table.add_row(exp.experiment_id, exp.name, exp.status,
+                      str(sum(r.status == "trained" for r in records)),
+                      str(sum(r.status == "failed" for r in records)), str(len(records)),
+                      _metric(best) if best else "-", _when(exp.created))
+    console.print(table)
+    return 0
+
+
+def top_records_from(records: Sequence[ModelRecord]) -> ModelRecord | None:
+    trained = [r for r in records if r.status == "trained" and r.metrics.final is not None]
+    return max(trained, key=lambda r: metric_number(r.metrics.final), default=None)  # type: ignore[arg-type, return-value]
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with _open(args.id, args.dir) as store:
+        exp, records = store.experiment(), store.models(include_payload=False)
+        best = top_records(store, args.top_k)
+    console.print(f"[bold]{exp.experiment_id}[/bold] {exp.name}: {exp.status}, {len(records)} models, "
+                  f"created {_when(exp.created)}, store {experiment_dir(args.id, args.dir)}")
+    table = Table(title="Trials")
+    for column in ("model", "status", "metric", "intermediates", "sample", "trial", "error"):
+        table.add_column(column, overflow="fold")
+    for r in records:
+        error = (r.error or "").strip().splitlines()[-1:] or [""]
+        table.add_row(str(r.model_id), r.status, _metric(r), str(len(r.metrics.intermediates)),
+                      json.dumps(r.sample), r.trial_id or "", error[0][:80])
+    console.print(table)
+    top = Table(title=f"Top {args.top_k} models")
+    for column in ("rank", "model", "metric", "sample"):
+        top.add_column(column)
+    for rank, r in enumerate(best, 1):
+        top.add_row(str(rank), str(r.model_id), _metric(r), json.dumps(r.sample))
+    console.print(top)
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    experiment = NasExperiment.resume(args.id, experiment_working_directory=args.dir, wait_completion=True)
+    console.print(f"Experiment {experiment.id} finished; best: {experiment.export_top_models(1)}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    with _open(args.id, args.dir) as store:
+        records = top_records(store, args.top_k)
+        if args.format == "dict":
+            text = json.dumps([r.sample for r in records], indent=2)
+        else:
+            text = "\n\n".join(f"# model {r.model_id}, metric {_metric(r)}\n{export_code(r)}" for r in records)
+    if args.output:
+        Path(args.output).write_text(text)
+        console.print(f"Wrote {len(records)} model(s) to {args.output}")
+    else:
+        print(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nasflow", description="Neural architecture search on PyTorch.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a search script (it calls NasExperiment(...).run())")
+    run.add_argument("script")
+    run.add_argument("script_args", nargs=argparse.REMAINDER)
+    run.set_defaults(func=cmd_run)
+    for name, func, helptext in (("list", cmd_list, "list experiments"),
+                                 ("show", cmd_show, "trials and best models of an experiment"),
+                                 ("resume", cmd_resume, "continue a stopped or killed experiment"),
+                                 ("export", cmd_export, "export the best models")):
+        p = sub.add_parser(name, help=helptext)
+        if name != "list":
+            p.add_argument("id")
+        p.add_argument("--dir", help="experiment working directory (default ~/.nasflow/experiments)")
+        if name in ("show", "export"):
+            p.add_argument("--top-k", type=int, default=5 if name == "show" else 1)
+        if name == "export":
+            p.add_argument("--format", choices=("dict", "code"), default="dict")
+            p.add_argument("--output", help="write to this file instead of stdout")
+        p.set_defaults(func=func)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (StoreError, ValueError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""``TrainingServiceExecutionEngine``: keeps up to ``trial_concurrency`` trials running on a
+``TrainingService`` and turns the trial events it streams back into model events.
+
+Events are pumped by whichever thread calls into the engine (the strategy's, normally), so
+callbacks never race with the strategy; a lock makes calls from other threads (``stop()``) safe.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from nasflow.space import ExecutableModelSpace, ModelStatus, RawFormatModelSpace
+from nasflow.training_service import TrainingService, TrialEvent, TrialSpec
+
+from .engine import ExecutionEngine
+from .event import FinalMetricEvent, IntermediateMetricEvent, TrainingEndEvent, TrainingStartEvent
+from .sequential import NO_FINAL_METRIC
+
+__all__ = ["TrainingServiceExecutionEngine", "trial_payload", "refuse_raw"]
+
+_logger = logging.getLogger(__name__)
+
+POLL_INTERVAL = 0.05
+
+
+def refuse_raw(model: ExecutableModelSpace) -> None:
+    """Raw-format models cannot travel; say so when they are submitted, not when a worker fails."""
+    if isinstance(model, RawFormatModelSpace):
+        raise TypeError(
+            "A raw-format model cannot leave this process (its weights live here), so the training-service "
+            "engine cannot run it. Use NasExperimentConfig('ts', 'simplified') or the 'sequential' engine."
+        )
+
+
+def trial_payload(model: ExecutableModelSpace) -> bytes:
+    """The bytes a worker runs: the frozen model's ``execute`` (model + evaluator), by cloudpickle."""
+    refuse_raw(model)
+    return cloudpickle.dumps(model.execute)
+
+
+class TrainingServiceExecutionEngine(ExecutionEngine):
+    """Runs models as trials on ``training_service``.
+
+    ``max_model_count`` / ``max_duration`` bound the budget (once the duration is spent, running
+    trials are cancelled); ``trial_timeout`` (seconds) fails a trial that runs too long.
+    """
+
+    def __init__(self, training_service: TrainingService, *, trial_concurrency: int = 1,
+                 max_model_count: int | None = None, max_duration: float | None = None,
+                 trial_timeout: float | None = None, log_dir: str | Path | None = None,
+                 trial_gpu_number: int = 0) -> None:
+        super().__init__()
+        self.service = training_service
+        self.trial_concurrency = trial_concurrency
+        self.max_model_count, self.max_duration = max_model_count, max_duration
+        self.trial_timeout, self.trial_gpu_number = trial_timeout, trial_gpu_number
+        self.log_dir = Path(log_dir) if log_dir is not None else None
+        self._models: list[ExecutableModelSpace] = []
+        self._pending: collections.deque[ExecutableModelSpace] = collections.deque()
+        self._running: dict[str, ExecutableModelSpace] = {}
+        self._final_seen: set[str] = set()
+        self._lock = threading.RLock()
+        self._count_before, self._elapsed_before = 0, 0.0
+        self._started_at = time.monotonic()
+        self._service_started = False
+        self._shut = False
+
+    # ---- budget -----------------------------------------------------------------------------
+    def elapsed(self) -> float:
+        return self._elapsed_before + time.monotonic() - self._started_at
+
+    def _duration_spent(self) -> bool:
+        return self.max_duration is not None and self.elapsed() >= self.max_duration
+
+    def budget_available(self) -> bool:
+        if self._shut or self._duration_spent():
+            return False
+        return self.max_model_count is None or self._count_before + len(self._models) < self.max_model_count
+
+    def idle_worker_available(self) -> bool:
+        with self._lock:
+            self._pump(0)
+            busy = len(self._running) + len(self._pending)
+            return busy < self.trial_concurrency and self._ensure_service().capacity() > 0
+
+    # ---- submission -------------------------------------------------------------------------
+    def submit_models(self, *models: ExecutableModelSpace) -> None:
+        with self._lock:
+            for model in models:
+                refuse_raw(model)
+                self.assign_model_id(model)
+                if model not in self._models:
+                    self._models.append(model)
+                model.metrics.clear()
+                self._pending.append(model)
+            self._schedule()
+
+    def _ensure_service(self) -> TrainingService:
+        if not self._service_started:
+            self.service.start()
+            self._service_started = True
+        return self.service
+
+    def _schedule(self) -> None:
+        service = self._ensure_service()
+        while self._pending and len(self._running) < self.trial_concurrency and service.capacity() > 0:
+            model = self._pending.popleft()
+            trial_id = f"{model.model_id}-{uuid.uuid4().hex[:6]}"
+            log_path = str(self.log_dir / f"trial-{trial_id}.log") if self.log_dir is not None else None
+            try:
+                spec = TrialSpec(trial_id, trial_payload(model), self.trial_timeout, log_path, self.trial_gpu_number)
+            except Exception as err:  # an unpicklable model fails alone, with the reason
+                self.dispatch_model_event(TrainingEndEvent(model, ModelStatus.Failed,
+                                                           f"The model could not be sent to a worker: {err!r}"))
+                continue
+            self._running[trial_id] = model
+            service.submit(spec)
+
+    # ---- events -----------------------------------------------------------------------------
+    def _pump(self, timeout: float) -> bool:
+        """Handle whatever the service reports within ``timeout``; True if a model completed."""
+        if not self._service_started:
+            return False
+        if self._duration_spent() and self._running:
+            for trial_id in list(self._running):
+                self.service.cancel(trial_id)
+        completed = False
+        for event in self.service.poll_events(timeout):
+            completed |= self._handle(event)
+        self._schedule()
+        return completed
+
+    def _handle(self, event: TrialEvent) -> bool:
+        model = self._running.get(event.trial_id)
+        if model is None:
+            _logger.debug("Event for unknown trial %s ignored.", event.trial_id)
+            return False
+        if event.kind == "started":
+            info = {"trial_id": event.trial_id, **(event.value or {})}
+            self.dispatch_model_event(TrainingStartEvent(model, info))
+        elif event.kind == "intermediate":
+            self.dispatch_model_event(IntermediateMetricEvent(model, event.value))
+        elif event.kind == "final":
+            self._final_seen.add(event.trial_id)
+            self.dispatch_model_event(FinalMetricEvent(model, event.value))
+        elif event.kind == "end":
+            del self._running[event.trial_id]
+            status, error = self._end_status(event)
+            self._final_seen.discard(event.trial_id)
+            if model.status != ModelStatus.Training:  # never started: still say it trained nowhere
+                self.dispatch_model_event(TrainingStartEvent(model, {"trial_id": event.trial_id}))
+            self.dispatch_model_event(TrainingEndEvent(model, status, error))
+            return True
+        return False
+
+    def _end_status(self, event: TrialEvent) -> tuple[ModelStatus, str | None]:
+        if event.status == "succeeded":
+            if event.trial_id in self._final_seen:
+                return ModelStatus.Trained, None
+            return ModelStatus.Failed, NO_FINAL_METRIC
+        if event.status == "cancelled":
+            return ModelStatus.Interrupted, event.error or "cancelled"
+        if event.status == "timeout":
+            return ModelStatus.Failed, event.error or f"the trial ran longer than its timeout ({self.trial_timeout}s)"
+        return ModelStatus.Failed, event.error or "the trial failed"
+
+    # ---- waiting, listing, stopping ----------------------------------------------------------
+    def wait_models(self, *models: ExecutableModelSpace, timeout: float | None = None, wait_all: bool = False) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        targets = list(models)
+        while True:
+            with self._lock:
+                if targets:
+                    done = [m.status.completed() for m in targets]
+                    if all(done) or (not wait_all and any(done)):
+                        return
+                elif not self._running and not self._pending:
+                    return
+                completed = self._pump(POLL_INTERVAL)
+            if completed and not targets and not wait_all:
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+
+    def list_models(self, status: ModelStatus | None = None) -> Iterable[ExecutableModelSpace]:
+        return [m for m in self._models if status is None or m.status == status]
+
+    def cancel_models(self, *models: ExecutableModelSpace) -> None:
+        with self._lock:
+            wanted = {id(m) for m in models}
+            for model in [m for m in self._pending if id(m) in wanted]:
+                self._pending.remove(model)
+                self.dispatch_model_event(TrainingEndEvent(model, ModelStatus.Interrupted, "cancelled before it ran"))
+            for trial_id, model in list(self._running.items()):
+                if id(model) in wanted:
+                    self.service.cancel(trial_id)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._shut:
+                return
+            self._shut = True
+            if self._service_started:
+                for trial_id in list(self._running):
+                    self.service.cancel(trial_id)
+                deadline = time.monotonic() + 5.0
+                while self._running and time.monotonic() < deadline:
+                    for event in self.service.poll_events(POLL_INTERVAL):
+                        self._handle(event)
+                self.service.shutdown()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "model_count": self._count_before + len(self._models),
+                "elapsed": self.elapsed()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._elapsed_before = float(state.get("elapsed", 0.0))
+        self._count_before = int(state.get("model_count", 0))
+        self._started_at = time.monotonic()

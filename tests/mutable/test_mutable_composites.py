@@ -1,0 +1,271 @@
+"""Expressions, containers, constraints, whole-space grid/random, labels and frozen contexts."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+
+import pytest
+
+import nasflow
+from nasflow.mutable import (
+    Categorical,
+    CategoricalMultiple,
+    ConstraintViolation,
+    ExpressionConstraint,
+    MutableDict,
+    MutableExpression,
+    MutableList,
+    SampleValidationError,
+    auto_label,
+    ensure_frozen,
+    frozen_context,
+    label_scope,
+)
+
+# ---- expressions -----------------------------------------------------------------------------
+
+
+def test_arithmetic_expressions_freeze_to_numbers() -> None:
+    a = nasflow.choice("a", [1, 2, 4])
+    b = nasflow.choice("b", [3, 5])
+    sample = {"a": 4, "b": 3}
+    assert (a * 16).freeze(sample) == 64
+    assert (16 * a).freeze(sample) == 64
+    assert (a + b).freeze(sample) == 7
+    assert (b - a).freeze(sample) == -1
+    assert (10 - a).freeze(sample) == 6
+    assert (b / a).freeze(sample) == 0.75
+    assert (b // 2).freeze(sample) == 1
+    assert (b % a).freeze(sample) == 3
+    assert (a**2).freeze(sample) == 16
+    assert (-a).freeze(sample) == -4
+    assert abs(b - a * 2).freeze(sample) == 5
+    assert round(a / b, 2).freeze(sample) == 1.33
+
+
+def test_max_min_condition_and_conversions() -> None:
+    a = nasflow.choice("a", [1, 8])
+    b = nasflow.choice("b", [4, 6])
+    assert MutableExpression.max(a, b).freeze({"a": 8, "b": 4}) == 8
+    assert MutableExpression.max(a, b).freeze({"a": 1, "b": 6}) == 6
+    assert MutableExpression.min(a, b, 5).freeze({"a": 8, "b": 6}) == 5
+    assert MutableExpression.max([1, 2, 3]) == 3  # no mutable: evaluated at once
+    cond = MutableExpression.condition(a > 4, b * 2, 0)
+    assert cond.freeze({"a": 8, "b": 6}) == 12
+    assert cond.freeze({"a": 1, "b": 6}) == 0
+    assert MutableExpression.condition(True, 1, 2) == 1
+    assert MutableExpression.to_int(a / 3).freeze({"a": 8}) == 2
+    assert MutableExpression.to_float(a).freeze({"a": 1}) == 1.0 and isinstance(
+        MutableExpression.to_float(a).freeze({"a": 1}), float
+    )
+    assert MutableExpression.ceil(a / 3).freeze({"a": 8}) == 3
+    assert MutableExpression.floor(a / 3).freeze({"a": 8}) == 2
+
+
+def test_comparisons_and_equality_conditions() -> None:
+    a = nasflow.choice("a", [1, 2, 3])
+    assert (a < 2).freeze({"a": 1}) is True
+    assert (a <= 2).freeze({"a": 3}) is False
+    assert (a > 2).freeze({"a": 3}) is True
+    assert (a >= 3).freeze({"a": 2}) is False
+    assert MutableExpression.eq(a, 2).freeze({"a": 2}) is True
+    assert MutableExpression.ne(a, 2).freeze({"a": 2}) is False
+    assert ((a > 1) & (a < 3)).freeze({"a": 2}) is True
+    assert ((a < 2) | (a > 2)).freeze({"a": 2}) is False
+    assert (~(a > 1)).freeze({"a": 1}) is True
+    # == keeps identity semantics so mutables stay hashable
+    assert (a == a) is True and len({a, a}) == 1
+
+
+def test_expression_leaves_and_shared_labels() -> None:
+    a = nasflow.choice("a", [1, 2])
+    b = nasflow.choice("b", [3, 4])
+    expr = a * b + a
+    assert [m.label for m in expr.leaf_mutables()] == ["a", "b", "a"]
+    assert list(expr.simplify()) == ["a", "b"]
+    assert expr.default() == 1 * 3 + 1
+    assert sorted(expr.grid()) == sorted(x * y + x for x in (1, 2) for y in (3, 4))
+    with pytest.raises(SampleValidationError, match="'b' is missing"):
+        expr.freeze({"a": 1})
+    assert "Categorical([1, 2], label='a')" in repr(expr)
+
+
+def test_mutable_as_plain_value_is_refused_with_a_fix() -> None:
+    a = nasflow.choice("depth", [1, 2])
+    with pytest.raises(TypeError, match=r"label='depth'.*as an integer.*ensure_frozen"):
+        range(a)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match=r"as a condition; use MutableExpression.condition"):
+        bool(a > 1)
+    with pytest.raises(TypeError, match=r"in int\(\); use MutableExpression.to_int"):
+        int(a)
+
+
+# ---- containers ------------------------------------------------------------------------------
+
+
+def test_mutable_list_and_dict() -> None:
+    a = nasflow.choice("a", [1, 2])
+    lst = MutableList([a, a * 10, "plain"])
+    assert lst.freeze({"a": 2}) == [2, 20, "plain"]
+    assert list(lst.simplify()) == ["a"]
+    assert lst.default() == [1, 10, "plain"]
+    assert len(lst) == 3 and lst[2] == "plain"
+    d = MutableDict({"width": nasflow.choice("w", [8, 16]), "act": "relu", "depth": a})
+    assert d.freeze({"w": 16, "a": 1}) == {"width": 16, "act": "relu", "depth": 1}
+    assert list(d.simplify()) == ["w", "a"]
+    assert list(d.grid()) == [
+        {"width": 8, "act": "relu", "depth": 1},
+        {"width": 8, "act": "relu", "depth": 2},
+        {"width": 16, "act": "relu", "depth": 1},
+        {"width": 16, "act": "relu", "depth": 2},
+    ]
+    assert not d.contains({"w": 16}) and d.contains({"w": 16, "a": 2})
+
+
+def test_duplicate_labels_with_conflicting_candidates_raise_naming_label() -> None:
+    space = MutableList([Categorical([1, 2], label="dup"), Categorical([1, 3], label="dup")])
+    with pytest.raises(ValueError, match=r"Label 'dup' is used by two different mutables.*distinct labels"):
+        space.simplify()
+    # identical definitions share one decision
+    shared = MutableList([Categorical([1, 2], label="same"), Categorical([1, 2], label="same")])
+    assert list(shared.simplify()) == ["same"]
+    assert shared.freeze({"same": 2}) == [2, 2]
+
+
+# ---- grid / random over whole spaces ---------------------------------------------------------
+
+
+def _finite_space() -> tuple[MutableDict, int]:
+    space = MutableDict(
+        {
+            "a": Categorical([1, 2, 3], label="a"),
+            "m": CategoricalMultiple(["x", "y", "z"], n_chosen=2, label="m"),
+            "q": nasflow.quniform("q", 0, 1, 0.5),
+            "expr": nasflow.choice("b", [10, 20]) * Categorical([1, 2, 3], label="a"),
+        }
+    )
+    return space, 3 * 3 * 3 * 2
+
+
+def test_finite_grid_enumerates_each_sample_once() -> None:
+    space, size = _finite_space()
+    points = list(space.grid())
+    assert len(points) == size == 54
+    keys = {(p["a"], tuple(p["m"]), p["q"], p["expr"]) for p in points}
+    assert len(keys) == size
+    assert {p["expr"] // p["a"] for p in points} == {10, 20}
+    assert space.is_finite()
+
+
+def test_grid_of_infinite_space_grows_granularity_without_repeats() -> None:
+    space = MutableList([nasflow.choice("c", ["p", "q"]), nasflow.uniform("u", 0.0, 1.0)])
+    assert not space.is_finite()
+    points = list(itertools.islice(space.grid(), 2 + 4 + 8))
+    assert len({tuple(p) for p in points}) == len(points) == 14
+    # granularity 1 (median), then 2 (quartiles, only the new ones), then 3 (eighths)
+    assert points[:2] == [["p", 0.5], ["q", 0.5]]
+    assert sorted(p[1] for p in points[2:6]) == [0.25, 0.25, 0.75, 0.75]
+    assert {p[1] for p in points[6:]} == {0.125, 0.375, 0.625, 0.875}
+    assert list(space.grid(granularity=2)) == [[c, u] for c in "pq" for u in (0.25, 0.5, 0.75)]
+
+
+def test_random_with_seeded_state_is_reproducible() -> None:
+    space, _ = _finite_space()
+    space2 = MutableList([nasflow.uniform("u", 0, 1), nasflow.normal("n", 0, 1), space])
+    draws = [space2.random(random_state=random.Random(123)) for _ in range(3)]
+    assert draws[0] == draws[1] == draws[2]
+    rng = random.Random(9)
+    varied = [space2.random(random_state=rng) for _ in range(20)]
+    assert len({repr(v) for v in varied}) == 20
+    memo: dict = {}
+    value = space.random(memo, random.Random(0))
+    assert set(memo) == {"a", "m", "q", "b"} and value == space.freeze(memo)
+
+
+def test_expression_constraint_filters_random_and_grid() -> None:
+    a = nasflow.choice("a", [1, 2, 3, 4])
+    b = nasflow.choice("b", [1, 2, 3, 4])
+    constraint = ExpressionConstraint(a + b <= 4, label="budget")
+    space = MutableList([a, b, constraint])
+    assert list(space.simplify()) == ["a", "b", "budget"]
+    points = list(space.grid())
+    expected = [[x, y, None] for x in range(1, 5) for y in range(1, 5) if x + y <= 4]
+    assert points == expected and len(points) == 6
+    rng = random.Random(0)
+    samples = [space.random(random_state=rng) for _ in range(200)]
+    assert all(x + y <= 4 for x, y, _ in samples)
+    assert {(x, y) for x, y, _ in samples} == {(x, y) for x, y, _ in expected}
+    with pytest.raises(ConstraintViolation, match=r"Constraint 'budget'.*is violated"):
+        space.freeze({"a": 4, "b": 4})
+    assert constraint.contains({"a": 1, "b": 1}) and not constraint.contains({"a": 3, "b": 3})
+
+
+def test_unsatisfiable_constraint_says_how_to_fix() -> None:
+    a = nasflow.choice("a", [5, 6])
+    space = MutableList([a, ExpressionConstraint(a < 0, label="never")])
+    with pytest.raises(ConstraintViolation, match="Loosen the ExpressionConstraints"):
+        space.random(random_state=random.Random(0))
+    assert list(space.grid()) == []
+
+
+def test_constraint_needs_an_expression() -> None:
+    with pytest.raises(TypeError, match="ExpressionConstraint needs an expression"):
+        ExpressionConstraint(True, label="c")
+
+
+# ---- labels ----------------------------------------------------------------------------------
+
+
+def _build_scoped() -> list[str]:
+    with label_scope("block"):
+        first = nasflow.choice([1, 2])
+        with label_scope():
+            inner = nasflow.choice([1, 2])
+        with label_scope("named"):
+            named = Categorical([1, 2])
+        last = Categorical([3])
+    return [first.label, inner.label, named.label, last.label]
+
+
+def test_label_scope_is_reproducible() -> None:
+    labels = _build_scoped()
+    assert labels == ["block/1", "block/2/1", "block/named/1", "block/3"]
+    assert _build_scoped() == labels  # counters restart each time the scope is entered
+
+
+def test_absolute_scope_ignores_parents_and_explicit_labels_are_kept() -> None:
+    with label_scope("outer"):
+        with label_scope("space", absolute=True):
+            assert auto_label() == "space/1"
+            assert auto_label("mine") == "mine"
+        assert label_scope.current().name == "outer"
+    with pytest.raises(TypeError, match="non-empty string"):
+        auto_label("")
+
+
+# ---- frozen context --------------------------------------------------------------------------
+
+
+def test_ensure_frozen_and_frozen_context() -> None:
+    a = nasflow.choice("a", [2, 3])
+    assert ensure_frozen(7) == 7
+    assert ensure_frozen(a) == 2  # default outside a context
+    with frozen_context({"a": 3}):
+        assert ensure_frozen(a) == 3
+        assert ensure_frozen(a * 2) == 6
+        with frozen_context({"b": 1}):
+            assert frozen_context.current() == {"a": 3, "b": 1}
+        with frozen_context({"a": 2}):
+            assert ensure_frozen(a) == 2
+    assert frozen_context.current() is None
+    with frozen_context({"a": 5}):
+        with pytest.raises(SampleValidationError, match=r"ensure_frozen could not resolve.*5 is not one of \[2, 3\]"):
+            ensure_frozen(a)
+
+
+def test_default_uses_every_leaf_default() -> None:
+    space = MutableDict({"n": nasflow.loguniform("n", 1, 100), "c": Categorical(["x", "y"], default="y", label="c")})
+    value = space.default()
+    assert value["c"] == "y" and math.isclose(value["n"], 10.0)

@@ -1,0 +1,173 @@
+"""Raw (in place) and simplified (rebuild) freezing agree, nest, and raw keeps weights."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from torch import nn
+
+import nasflow
+from nasflow.nn import Cell, InputChoice, LayerChoice, ModelSpace, MutableLinear, ParametrizedModule, Repeat
+from nasflow.space import RawFormatModelSpace, SimplifiedModelSpace
+
+
+class Scaled(ParametrizedModule):
+    def __init__(self, width: int, factor: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(width, width)
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) * self.factor
+
+
+class Rich(ModelSpace, label_prefix="rich"):
+    """Every module kind, nested, with explicit and automatic labels."""
+
+    def __init__(self, in_dim: int = 6, classes: int = 3) -> None:
+        super().__init__()
+        width = nasflow.choice("width", [8, 12])
+        hidden = nasflow.choice("hidden", [4, 16])
+        self.stem = MutableLinear(in_dim, width)
+        self.act = LayerChoice({"relu": nn.ReLU(), "gelu": nn.GELU(), "tanh": nn.Tanh()}, label="act")
+
+        def deep_block(index: int) -> nn.Module:  # a choice inside a Repeat inside a LayerChoice
+            return nn.Sequential(
+                MutableLinear(width, hidden), LayerChoice([nn.ReLU(), nn.Identity()]), MutableLinear(hidden, width)
+            )
+
+        self.body = LayerChoice(
+            [
+                Repeat(deep_block, (1, 3), label="deep"),
+                nn.Sequential(MutableLinear(width, width), nn.ReLU(), MutableLinear(width, width)),
+                Scaled(width, nasflow.choice("factor", [1, 2])),
+            ],
+            label="body",
+        )
+        self.branches = nn.ModuleList([MutableLinear(width, width) for _ in range(3)])
+        self.merge = InputChoice(3, 2, "sum", label="merge")
+        self.cell = Cell([lambda: MutableLinear(width, width), nn.Identity()], num_nodes=2, merge_op="all")
+        self.tail = Repeat(lambda i: nn.Linear(2, 2), (0, 2))  # automatic label, never run
+        self.head = MutableLinear(width * 2, classes)
+        self.extra = LayerChoice([nn.Linear(classes, classes), nn.Dropout(0.0)])  # automatic label
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.body(self.act(self.stem(x)))
+        x = self.merge([branch(x) for branch in self.branches])
+        return self.extra(self.head(self.cell(x)))
+
+
+def architecture(model: nn.Module) -> dict[str, list]:
+    """What makes two models the same architecture: module names and types, tensor shapes."""
+    return {
+        "modules": [(name, type(m).__qualname__) for name, m in model.named_modules()],
+        "parameters": [(name, tuple(p.shape)) for name, p in model.named_parameters()],
+        "buffers": [(name, tuple(b.shape)) for name, b in model.named_buffers()],
+    }
+
+
+def test_rich_space_labels() -> None:
+    labels = Rich().simplify()
+    assert labels.keys() == Rich().simplify().keys()  # automatic labels are reproducible
+    assert {"width", "hidden", "act", "body", "deep", "factor", "merge", "rich/2"} <= labels.keys()
+    assert {"deep/1", "deep/2", "deep/3"} <= labels.keys()  # LayerChoices made by the Repeat's factory
+    # unlabeled modules are numbered in construction order under the space's prefix
+    assert [k for k in labels if k.startswith("rich/")] == [
+        "rich/1/op_1_0", "rich/1/op_2_0", "rich/1/input_1_0", "rich/1/input_2_0", "rich/2", "rich/3"
+    ]
+    assert labels["rich/2"].values == [0, 1, 2] and labels["rich/3"].values == [0, 1]
+
+
+def test_raw_and_simplified_give_the_same_architecture() -> None:
+    space = Rich()
+    raw = RawFormatModelSpace.from_model(space)
+    simplified = SimplifiedModelSpace.from_model(space)
+    assert raw.simplify().keys() == simplified.simplify().keys() == space.simplify().keys()
+    rng = random.Random(2024)
+    x = torch.randn(5, 6)
+    seen = set()
+    for _ in range(25):
+        sample = {label: m.random(random_state=rng) for label, m in space.simplify().items()}
+        seen.add((sample["body"], sample["width"]))
+        models = [
+            space.freeze(sample),
+            space.rebuild(sample),
+            raw.freeze(sample).executable_model(),
+            simplified.freeze(sample).executable_model(),
+        ]
+        reference = architecture(models[0])
+        assert all(architecture(m) == reference for m in models[1:]), sample
+        assert not any(t in {"MutableLinear", "LayerChoice", "Repeat", "InputChoice"} for _, t in reference["modules"])
+        for model in models:
+            assert model.eval()(x).shape == (5, 3)
+            assert model.simplify() == {}
+    assert len(seen) == 6  # every body kind with every width was exercised
+
+
+@pytest.mark.parametrize(("depth", "hidden", "width"), [(1, 4, 8), (3, 16, 12)])
+def test_nested_choice_in_repeat_in_layer_choice(depth: int, hidden: int, width: int) -> None:
+    space = Rich()
+    sample = {label: m.default() for label, m in space.simplify().items()}
+    sample.update({"body": 0, "deep": depth, "hidden": hidden, "width": width})
+    sample.update({f"deep/{i}": 1 for i in (1, 2, 3)})
+    for model in (space.freeze(sample), space.rebuild(sample)):
+        assert isinstance(model.body, nn.Sequential) and len(model.body) == depth
+        for block in model.body:
+            assert block[0].weight.shape == (hidden, width) and block[2].weight.shape == (width, hidden)
+            assert type(block[1]) is nn.Identity
+
+
+def test_raw_freeze_keeps_weights() -> None:
+    space = Rich()
+    defaults = {label: m.default() for label, m in space.simplify().items()}
+    sample = {**defaults, "body": 1, "rich/3": 0}
+    frozen = space.freeze(sample)
+    # a plain Linear kept from a LayerChoice: identical parameters, but a copy
+    assert torch.equal(frozen.extra.weight, space.extra[0].weight)
+    assert frozen.extra.weight is not space.extra[0].weight
+    # MutableLinear with the default width: now a plain Linear, same weights
+    assert type(frozen.stem) is nn.Linear and torch.equal(frozen.stem.weight, space.stem.weight)
+    assert torch.equal(frozen.body[0].weight, space.body[1][0].weight)
+    assert torch.equal(frozen.branches[2].bias, space.branches[2].bias)
+    with torch.no_grad():
+        frozen.stem.weight.add_(1.0)
+    assert not torch.equal(frozen.stem.weight, space.stem.weight)
+    # a different width: new shapes, so fresh weights
+    wider = space.freeze({**sample, "width": 12})
+    assert wider.stem.weight.shape == (12, 6)
+    # rebuilding never keeps weights
+    assert not torch.equal(space.rebuild(sample).stem.weight, space.stem.weight)
+    # the raw format keeps them too
+    raw_model = RawFormatModelSpace.from_model(space).freeze(sample).executable_model()
+    assert torch.equal(raw_model.extra.weight, space.extra[0].weight)
+
+
+def test_space_default_random_and_grid_give_frozen_models() -> None:
+    class Small(ModelSpace):
+        def __init__(self) -> None:
+            super().__init__()
+            self.op = LayerChoice([nn.Linear(2, 2), nn.Identity(), nn.Tanh()], label="op")
+            self.rep = Repeat(lambda i: MutableLinear(2, 2), (0, 2), label="rep")
+
+    space = Small()
+    models = list(space.grid())
+    assert len(models) == 3 * 3
+    assert len({(type(m.op).__name__, len(m.rep)) for m in models}) == 9
+    assert {m.frozen_sample["rep"] for m in models} == {0, 1, 2}
+    default = space.default()
+    assert type(default.op) is nn.Linear and len(default.rep) == 0
+    first = space.random(random_state=random.Random(5))
+    again = space.random(random_state=random.Random(5))
+    assert first.frozen_sample == again.frozen_sample
+
+
+def test_frozen_space_cannot_be_frozen_again_by_a_format() -> None:
+    space = Rich()
+    model = space.rebuild({label: m.default() for label, m in space.simplify().items()})
+    with pytest.raises(ValueError, match="already a frozen model"):
+        SimplifiedModelSpace.from_model(model)
+    raw_model = RawFormatModelSpace.from_model(space).freeze({label: m.default() for label, m in space.simplify().items()})
+    with pytest.raises(RuntimeError, match="already frozen; freeze the space"):
+        raw_model.freeze({})

@@ -9,7 +9,6 @@ while the experiment runs; that opens SQLite with ``mode=ro`` and never writes t
 from __future__ import annotations
 
 import json
-import logging
 import math
 import numbers
 import operator
@@ -31,8 +30,6 @@ __all__ = [
     "StoreForeignError", "StoreNotFoundError", "StoreReadOnlyError", "StoreVersionError",
     "UnknownModelError", "database_path", "default_experiment_dir",
 ]
-
-_logger = logging.getLogger(__name__)
 
 DB_FILENAME = "nasflow.db"
 APPLICATION_ID = 0x4E415346  # "NASF": marks a SQLite file as a nasflow store (PRAGMA application_id)
@@ -67,9 +64,6 @@ _SCHEMA = (
     """CREATE TABLE strategy_state (
         singleton INTEGER PRIMARY KEY CHECK (singleton = 1), state BLOB NOT NULL, updated REAL NOT NULL)""",
 )
-_CHECKPOINT_INTERVAL_S = 1.0  # the background checkpoint runs at most this long after a write...
-_CHECKPOINT_COMMITS = 256  # ...or as soon as this many commits piled up
-_WAL_LIMIT_FRAMES = 16384  # ~64 MiB of WAL left after a passive checkpoint: block writers once to reset it
 _DAMAGED = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})  # sqlite_errorname of a damaged or foreign file
 _TABLES = frozenset({"experiment", "meta", "model", "history", "metric", "strategy_state"})
 _MODEL_COLUMNS = "model_id, sample, {payload}, format, status, error, log_path, trial_id, final, created, updated"
@@ -321,61 +315,6 @@ def _configure_writer(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA wal_autocheckpoint = 0")  # the _Checkpointer thread does it, off the commit path
-
-
-class _Checkpointer:
-    """Folds the WAL into the database file from a background thread, so no commit waits for fsync.
-
-    SQLite's automatic checkpoint runs inside every few-hundredth commit and costs milliseconds (two
-    fsyncs). Passive checkpoints here never block the writer; should writes keep overlapping them so
-    the WAL still exceeds ``_WAL_LIMIT_FRAMES``, one truncating checkpoint under the store lock resets it.
-    """
-
-    def __init__(self, db: Path, lock: threading.Lock) -> None:
-        self._db = db
-        self._conn = _connect(db, "rw")
-        self._conn.execute("PRAGMA synchronous = NORMAL")
-        self._conn.execute("PRAGMA busy_timeout = 100")  # a dashboard's open snapshot must not stall writers
-        self._lock = lock
-        self._pending = 0
-        self._stopping = False
-        self._wake = threading.Event()
-        self.runs = 0
-        self._thread = threading.Thread(target=self._loop, name="nasflow-store-checkpoint", daemon=True)
-        self._thread.start()
-
-    def committed(self) -> None:
-        """Count a commit (called under the store lock); enough of them wake the thread early."""
-        self._pending += 1
-        if self._pending >= _CHECKPOINT_COMMITS:
-            self._wake.set()
-
-    def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-        self._thread.join()
-        self._conn.close()
-
-    def _loop(self) -> None:
-        while True:
-            self._wake.wait(_CHECKPOINT_INTERVAL_S)
-            self._wake.clear()
-            if self._stopping:
-                return
-            if self._pending:
-                self._checkpoint()
-
-    def _checkpoint(self) -> None:
-        self._pending = 0
-        try:
-            _, frames, _ = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if frames > _WAL_LIMIT_FRAMES:
-                with self._lock:
-                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            self.runs += 1
-        except sqlite3.Error as exc:  # commits are safe in the WAL; the next round tries again
-            _logger.warning("Background checkpoint of %s failed: %s", self._db, exc)
 
 
 # ------------------------------------------------------------------------------------------ store
@@ -392,11 +331,6 @@ class ExperimentStore:
         self._path = path
         self._read_only = read_only
         self._lock = threading.Lock()
-        try:
-            self._checkpointer = None if read_only else _Checkpointer(path, self._lock)
-        except BaseException:
-            conn.close()
-            raise
 
     # -- construction -------------------------------------------------------------------------
 
@@ -465,9 +399,6 @@ class ExperimentStore:
 
     def close(self) -> None:
         """Close the connection (idempotent); the last writer to close folds the WAL into the file."""
-        checkpointer, self._checkpointer = self._checkpointer, None
-        if checkpointer is not None:
-            checkpointer.stop()  # outside the lock: its truncating checkpoint may need the lock
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
@@ -509,9 +440,6 @@ class ExperimentStore:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
-            checkpointer = self._checkpointer
-            if checkpointer is not None:
-                checkpointer.committed()
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -253,35 +252,17 @@ def test_concurrent_writers_from_threads(store: ExperimentStore) -> None:
     assert all(m.metrics.intermediates == [float(m.model_id)] for m in store.models())
 
 
-def test_background_checkpoint_folds_the_wal(store: ExperimentStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store_module, "_CHECKPOINT_COMMITS", 5)
-    monkeypatch.setattr(store_module, "_WAL_LIMIT_FRAMES", 0)  # also take the truncating path
-    wal = Path(f"{store.path}-wal")
-    for model_id in range(5):
-        store.add_model(model_id, {}, format="simplified")
-    assert wal.stat().st_size > 0
-    deadline = time.monotonic() + 3
-    while store._checkpointer.runs == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert store._checkpointer.runs >= 1 and wal.stat().st_size == 0
-    copy = store.path.with_name("copy.db")  # the database file alone, without its WAL, has every row
-    copy.write_bytes(store.path.read_bytes())
-    with ExperimentStore.open(copy, read_only=True) as reader:
-        assert reader.count_models() == 5
-
-
-def test_close_stops_the_checkpoint_thread(tmp_path: Path) -> None:
-    def checkpoint_threads() -> int:
-        return sum(thread.name == "nasflow-store-checkpoint" for thread in threading.enumerate())
-
-    before = checkpoint_threads()
+def test_last_close_folds_the_wal_into_the_file(tmp_path: Path) -> None:
     writer = ExperimentStore.create(tmp_path / "a", "a", "a", {})
+    writer.add_model(1, {}, format="simplified")
     reader = ExperimentStore.open(tmp_path / "a", read_only=True)
-    assert checkpoint_threads() == before + 1  # readers need none
     reader.close()
     writer.close()
-    assert checkpoint_threads() == before
-    assert not Path(f"{writer.path}-wal").exists()  # the last close folded and removed the WAL
+    assert not Path(f"{writer.path}-wal").exists()
+    copy = writer.path.with_name("copy.db")  # the database file alone has every row
+    copy.write_bytes(writer.path.read_bytes())
+    with ExperimentStore.open(copy, read_only=True) as alone:
+        assert alone.count_models() == 1
 
 
 # -------------------------------------------------------------------------------- opening files

@@ -13,6 +13,7 @@ from .sequential import SequentialExecutionEngine
 from .training_service import TrainingServiceExecutionEngine
 
 __all__ = [
-    "ExecutionEngine", "Middleware", "EventCallback", "SequentialExecutionEngine", "TrainingServiceExecutionEngine", "ModelEventType", "ModelEvent",
+    "ExecutionEngine", "Middleware", "EventCallback", "SequentialExecutionEngine", "TrainingServiceExecutionEngine",
+    "ModelEventType", "ModelEvent",
     "TrainingStartEvent", "IntermediateMetricEvent", "FinalMetricEvent", "TrainingEndEvent",
 ]

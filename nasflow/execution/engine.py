@@ -56,7 +56,7 @@ class ExecutionEngine(abc.ABC):
         """Stop running models; each ends Interrupted (early stopping, experiment stop)."""
         raise NotImplementedError(f"{type(self).__name__} cannot cancel models.")
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> None:  # noqa: B027 - engines without resources need no shutdown
         """Stop running models and release resources."""
 
     def state_dict(self) -> dict[str, Any]:
@@ -77,6 +77,14 @@ class ExecutionEngine(abc.ABC):
         event.apply()
         for callback in list(self._callbacks[event.event_type]):
             callback(event)
+
+    def record_ended_model(self, model: ExecutableModelSpace, reason: str | None = None) -> None:
+        """A layer above ended ``model`` without running it (e.g. a duplicate marked Invalid).
+
+        Engines have nothing to run; the experiment's recording layer stores it, so the store
+        holds every model a strategy produced.
+        """
+        self.assign_model_id(model)
 
     def assign_model_id(self, model: ExecutableModelSpace) -> int:
         """Give ``model`` an id unless it has one (an outer layer, e.g. the store, may have set it)."""
@@ -143,3 +151,6 @@ class Middleware(ExecutionEngine):
 
     def assign_model_id(self, model: ExecutableModelSpace) -> int:
         return self.engine.assign_model_id(model)
+
+    def record_ended_model(self, model: ExecutableModelSpace, reason: str | None = None) -> None:
+        self.engine.record_ended_model(model, reason)

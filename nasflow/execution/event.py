@@ -7,7 +7,7 @@ any callback runs, so every observer sees the model already updated.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from nasflow.runtime import MetricValue
@@ -19,7 +19,7 @@ __all__ = [
 ]
 
 
-class ModelEventType(str, Enum):
+class ModelEventType(StrEnum):
     TrainingStart = "training_start"
     IntermediateMetric = "intermediate_metric"
     FinalMetric = "final_metric"

@@ -47,13 +47,14 @@ class SequentialExecutionEngine(ExecutionEngine):
         self._elapsed_before = 0.0
         self._started_at = time.monotonic()
         self._cancelled: set[int] = set()
-        self._count_before = 0  # models run before a restart, which count against max_model_count
+        self._count_before = 0  # trials run before a restart, which count against max_model_count
+        self._trials = 0  # every run counts, a retried model's too
 
     def elapsed(self) -> float:
         return self._elapsed_before + time.monotonic() - self._started_at
 
     def budget_available(self) -> bool:
-        if self.max_model_count is not None and self._count_before + len(self._models) >= self.max_model_count:
+        if self.max_model_count is not None and self._count_before + self._trials >= self.max_model_count:
             return False
         return self.max_duration is None or self.elapsed() < self.max_duration
 
@@ -72,7 +73,9 @@ class SequentialExecutionEngine(ExecutionEngine):
                 _logger.warning("Budget exhausted; model %s is not run.", model.model_id)
                 return
             self.assign_model_id(model)
-            self._models.append(model)
+            if model not in self._models:
+                self._models.append(model)
+            self._trials += 1
             self._run(model)
 
     def cancel_models(self, *models: ExecutableModelSpace) -> None:
@@ -108,7 +111,7 @@ class SequentialExecutionEngine(ExecutionEngine):
             ) from error
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "model_count": self._count_before + len(self._models),
+        return {**super().state_dict(), "model_count": self._count_before + self._trials,
                 "elapsed": self.elapsed()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

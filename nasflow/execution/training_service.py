@@ -70,6 +70,7 @@ class TrainingServiceExecutionEngine(ExecutionEngine):
         self._final_seen: set[str] = set()
         self._lock = threading.RLock()
         self._count_before, self._elapsed_before = 0, 0.0
+        self._trials = 0  # every submission counts against the budget, a retried model's too
         self._started_at = time.monotonic()
         self._service_started = False
         self._shut = False
@@ -84,7 +85,7 @@ class TrainingServiceExecutionEngine(ExecutionEngine):
     def budget_available(self) -> bool:
         if self._shut or self._duration_spent():
             return False
-        return self.max_model_count is None or self._count_before + len(self._models) < self.max_model_count
+        return self.max_model_count is None or self._count_before + self._trials < self.max_model_count
 
     def idle_worker_available(self) -> bool:
         with self._lock:
@@ -101,6 +102,7 @@ class TrainingServiceExecutionEngine(ExecutionEngine):
                 if model not in self._models:
                     self._models.append(model)
                 model.metrics.clear()
+                self._trials += 1
                 self._pending.append(model)
             self._schedule()
 
@@ -219,7 +221,7 @@ class TrainingServiceExecutionEngine(ExecutionEngine):
                 self.service.shutdown()
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "model_count": self._count_before + len(self._models),
+        return {**super().state_dict(), "model_count": self._count_before + self._trials,
                 "elapsed": self.elapsed()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -9,10 +9,13 @@ raises ``ConfigError`` naming the field and the fix.
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from nasflow.training_service import TrainingService
 
 __all__ = ["NasExperimentConfig", "ConfigError", "parse_duration"]
 
@@ -71,9 +74,7 @@ class NasExperimentConfig:
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name not in _FIELD_NAMES:
-            close = difflib.get_close_matches(name, _FIELD_NAMES, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else f" Known fields: {', '.join(sorted(_FIELD_NAMES))}."
-            raise ConfigError(name, f"no such field.{hint}")
+            raise _unknown_field(name)
         object.__setattr__(self, name, value)
 
     # ---- inference ----------------------------------------------------------------------------
@@ -117,6 +118,15 @@ class NasExperimentConfig:
                 if bad:
                     raise ConfigError(name, "the sequential engine runs one trial at a time in this process; "
                                       "use NasExperimentConfig('ts', 'simplified') for concurrent trials.")
+            for name, bad in (("trial_timeout", self.trial_timeout is not None),
+                              ("reuse_mode", bool(self.reuse_mode)),
+                              ("gpu_indices", self.gpu_indices is not None),
+                              ("max_trial_number_per_gpu", self.max_trial_number_per_gpu != 1),
+                              ("threads_per_trial", self.threads_per_trial is not None)):
+                if bad:  # settings of trial workers: with no worker they would be silently ignored
+                    raise ConfigError(name, "only applies to trials in worker processes, and the sequential "
+                                      "engine runs them in this process; remove it, or use "
+                                      "NasExperimentConfig('ts', 'simplified').")
         else:
             if fmt == "raw":
                 raise ConfigError("model_format", "a raw-format model cannot leave this process (its weights "
@@ -124,6 +134,8 @@ class NasExperimentConfig:
                                   f"{'cgo' if engine == 'cgo' else 'training-service'} engine, or the "
                                   "'sequential' engine for raw.")
             service_name = service if isinstance(service, str) else getattr(service, "platform", None)
+            if isinstance(service, TrainingService):  # a ready-made service object is used as it is
+                service_name = type(service).__name__
             if isinstance(service, str) and service not in SERVICES:
                 raise ConfigError("training_service", f"unknown training service {service!r}; use one of "
                                   f"{', '.join(SERVICES)} or a service config object.")
@@ -174,4 +186,23 @@ def _positive_int(config: NasExperimentConfig, name: str, allow_none: bool = Fal
         raise ConfigError(name, f"must be a positive integer, got {value!r}.")
 
 
+def _unknown_field(name: str) -> ConfigError:
+    close = difflib.get_close_matches(name, _FIELD_NAMES, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else f" Known fields: {', '.join(sorted(_FIELD_NAMES))}."
+    return ConfigError(name, f"no such field.{hint}")
+
+
 _FIELD_NAMES = {f.name for f in fields(NasExperimentConfig)}
+_dataclass_init = NasExperimentConfig.__init__
+
+
+@functools.wraps(_dataclass_init)
+def _init(self: NasExperimentConfig, *args: Any, **kwargs: Any) -> None:
+    """The dataclass ``__init__``, with an unknown keyword reported as a ``ConfigError`` with a hint."""
+    for name in kwargs:
+        if name not in _FIELD_NAMES:
+            raise _unknown_field(name)
+    _dataclass_init(self, *args, **kwargs)
+
+
+NasExperimentConfig.__init__ = _init  # type: ignore[method-assign]

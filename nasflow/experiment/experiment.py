@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Literal
@@ -19,20 +21,20 @@ from torch import nn
 
 from nasflow.execution import ExecutionEngine, ModelEventType
 from nasflow.space import ExecutableModelSpace, ModelStatus, RawFormatModelSpace, SimplifiedModelSpace
-from nasflow.strategy.base import sort_models
 
 from .config import NasExperimentConfig
 from .engines import build_engine
-from .persistence import load_setup, restore_model, save_setup
+from .persistence import SETUP_KEY, dump_setup, load_setup, restore_model
 from .progress import ProgressDisplay
 from .recording import RecordingMiddleware
-from .store import ExperimentStore, ModelRecord, StoreNotFoundError
+from .store import DB_FILENAME, ExperimentStore, ModelRecord, StoreError, StoreNotFoundError
 
 __all__ = ["NasExperiment", "EXPERIMENT_STOPPED"]
 
 _logger = logging.getLogger(__name__)
 
 EXPERIMENT_STOPPED = "experiment stopped; resume re-runs this model"
+ENGINE_STATE_INTERVAL = 1.0  # seconds between saves of the engine's state (its elapsed time)
 _UNFINISHED = (ModelStatus.Initialized.value, ModelStatus.Frozen.value, ModelStatus.Training.value,
                ModelStatus.Retrying.value)
 
@@ -46,6 +48,15 @@ def _new_id() -> str:
 def experiment_dir(experiment_id: str, working_directory: str | os.PathLike[str] | None = None) -> Path:
     base = Path(working_directory) if working_directory else Path(NasExperimentConfig().experiment_working_directory)
     return base.expanduser() / experiment_id
+
+
+def _remove_new_experiment(path: Path, existed: bool) -> None:
+    """Undo a refused start: the directory it created, or just the database files it added."""
+    if not existed:
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    for suffix in ("", "-wal", "-shm"):
+        (path / f"{DB_FILENAME}{suffix}").unlink(missing_ok=True)
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -97,6 +108,8 @@ class NasExperiment:
         self._stopping = threading.Event()
         self._progress: ProgressDisplay | None = None
         self._space: ExecutableModelSpace | None = None
+        self._saved_strategy_state: bytes | None = None
+        self._engine_state_saved_at = -float("inf")
 
     # ---- running ----------------------------------------------------------------------------
     def run(self, config: NasExperimentConfig | None = None, port: int | None = None,
@@ -112,36 +125,51 @@ class NasExperiment:
         return self.wait_completion() if wait_completion else True
 
     def start(self, port: int | None = None) -> None:
+        """Check everything, create the store, and run the search in a background thread.
+
+        Every refusal (config, space, engine, an unpicklable setup) happens before the experiment's
+        directory is created; should anything fail after that, the new directory is removed again.
+        """
         if self._thread is not None:
             raise RuntimeError(f"Experiment {self.id} was already started.")
         config = (self.config or NasExperimentConfig()).canonical(self.strategy)
         space = to_executable_space(self.model_space, self.evaluator, config.model_format)  # type: ignore[arg-type]
+        setup = dump_setup(space, self.strategy, config)
         path = experiment_dir(self.id, config.experiment_working_directory)
+        existed = path.exists()
+        engine = build_engine(config, path / "trials")
         store = ExperimentStore.create(path, self.id, config.experiment_name or self.id, config.to_dict())
-        save_setup(store, space, self.strategy, config)
-        self.config = config
-        self._launch(space, store, restored=[], resubmit=[], strategy_state=None, engine_state=None)
+        try:
+            store.set_meta(SETUP_KEY, setup)
+            self.config = config
+            self._launch(space, store, engine, restored=[], resubmit=[], strategy_state=None, engine_state=None)
+        except BaseException:
+            store.close()
+            engine.shutdown()
+            _remove_new_experiment(path, existed)
+            self._store = self._recorder = None
+            raise
 
-    def _launch(self, space: ExecutableModelSpace, store: ExperimentStore, restored: list[ExecutableModelSpace],
-                resubmit: list[ExecutableModelSpace], strategy_state: Any, engine_state: dict | None) -> None:
+    def _launch(self, space: ExecutableModelSpace, store: ExperimentStore, engine: ExecutionEngine,
+                restored: list[ExecutableModelSpace], resubmit: list[ExecutableModelSpace], strategy_state: Any,
+                engine_state: dict | None) -> None:
         config = self.config
         assert config is not None
         self._space, self._store = space, store
-        engine = build_engine(config, store.path.parent / "trials")
         if engine_state:
             engine.load_state_dict(engine_state)
         recorder = RecordingMiddleware(store, on_submit=self._save_progress, on_model_end=self._save_progress,
                                        restored=restored)
         recorder.set_engine(engine)
         self._recorder = recorder
+        self.strategy.initialize(space, recorder)
+        if strategy_state is not None:
+            self.strategy.load_state_dict(strategy_state)
         if config.progress:
             self._progress = ProgressDisplay(config.max_trial_number, restored)
             for event_type in ModelEventType:
                 recorder.register_model_event_callback(event_type, self._progress.on_event)
             self._progress.start()
-        self.strategy.initialize(space, recorder)
-        if strategy_state is not None:
-            self.strategy.load_state_dict(strategy_state)
         store.set_experiment_status("running", os.getpid())
         self._thread = threading.Thread(target=self._drive, args=(recorder, engine, resubmit),
                                         name=f"nasflow-{self.id}", daemon=True)
@@ -165,23 +193,48 @@ class NasExperiment:
     def _finish_store(self) -> None:
         store, recorder = self._store, self._recorder
         assert store is not None and recorder is not None
-        if self._stopping.is_set():
-            for model in recorder.list_models(ModelStatus.Interrupted):
-                if model.model_id is not None and store.model(model.model_id).error != EXPERIMENT_STOPPED:
-                    store.set_status(model.model_id, ModelStatus.Interrupted.value, EXPERIMENT_STOPPED)
-        self._save_progress()
-        status = "failed" if self._error else "stopped" if self._stopping.is_set() else "done"
-        store.set_experiment_status(status)
-        if self._progress is not None:
-            self._progress.stop()
+        try:
+            if self._stopping.is_set():  # models the stop interrupted run again on resume; others keep their reason
+                for model in recorder.list_models(ModelStatus.Interrupted):
+                    if model.model_id is not None and model.model_id in recorder.stopped_ids:
+                        store.set_status(model.model_id, ModelStatus.Interrupted.value, EXPERIMENT_STOPPED)
+            self._save_progress(force=True)
+            status = "failed" if self._error else "stopped" if self._stopping.is_set() else "done"
+            store.set_experiment_status(status)
+        finally:
+            if self._progress is not None:
+                self._progress.stop()
+            self._release_writer()
 
-    def _save_progress(self, model: ExecutableModelSpace | None = None) -> None:
-        """Strategy and engine state, saved after each submission and each finished model."""
+    def _release_writer(self) -> None:
+        """Close the writing connection (its thread, and the WAL folded into the file); keep reading."""
+        store = self._store
+        if store is None or store.read_only:
+            return
+        store.close()
+        try:
+            self._store = ExperimentStore.open(store.path, read_only=True)
+        except StoreError as err:
+            _logger.warning("Experiment %s finished, but its store cannot be reopened to read it: %s", self.id, err)
+
+    def _save_progress(self, model: ExecutableModelSpace | None = None, *, force: bool = False) -> None:
+        """Strategy and engine state, saved before each submission is recorded and after each model ends.
+
+        The strategy's state is written only when it changed (rewriting an identical blob after every
+        model was most of the per-trial cost of a trivial trial); the engine's, which only matters for
+        the time budget after a crash, at most once per ``ENGINE_STATE_INTERVAL`` seconds and at the end.
+        """
         store, recorder = self._store, self._recorder
         if store is None or recorder is None:
             return
-        store.save_strategy_state(cloudpickle.dumps(self.strategy.state_dict()))
-        store.set_meta("engine_state", recorder.engine.state_dict())
+        state = cloudpickle.dumps(self.strategy.state_dict())
+        if state != self._saved_strategy_state:
+            store.save_strategy_state(state)
+            self._saved_strategy_state = state
+        now = time.monotonic()
+        if force or now - self._engine_state_saved_at >= ENGINE_STATE_INTERVAL:
+            store.set_meta("engine_state", recorder.engine.state_dict())
+            self._engine_state_saved_at = now
 
     def wait_completion(self) -> bool:
         """Block until the search ends. Ctrl-C stops the experiment (resumable) and returns False."""
@@ -201,8 +254,8 @@ class NasExperiment:
 
     def stop(self) -> None:
         """Stop trying new models, interrupt running ones, and record everything; resumable."""
-        if self._recorder is None or self._thread is None:
-            return
+        if self._recorder is None or self._thread is None or not self._thread.is_alive():
+            return  # not started, or already over
         self._stopping.set()
         self._recorder.stop()
         thread = self._thread
@@ -278,7 +331,13 @@ class NasExperiment:
         engine_state["model_count"] = sum(1 for m in restored if m.status != ModelStatus.Invalid)
         blob = store.load_strategy_state()
         experiment = cls(space, None, strategy, config, id=record.experiment_id)
-        experiment._launch(space, store, restored, resubmit, cloudpickle.loads(blob) if blob else None, engine_state)
+        try:
+            engine = build_engine(config, store.path.parent / "trials")
+            experiment._launch(space, store, engine, restored, resubmit, cloudpickle.loads(blob) if blob else None,
+                               engine_state)
+        except BaseException:
+            store.close()
+            raise
         if wait_completion:
             experiment.wait_completion()
         return experiment

@@ -11,7 +11,7 @@ from nasflow.space import ExecutableModelSpace, ModelStatus, RawFormatModelSpace
 
 from .store import ExperimentStore, ModelRecord
 
-__all__ = ["save_setup", "load_setup", "restore_model", "SETUP_KEY"]
+__all__ = ["dump_setup", "save_setup", "load_setup", "restore_model", "SETUP_KEY"]
 
 SETUP_KEY = "setup"
 
@@ -29,10 +29,37 @@ def _load_space(spec: Any) -> ExecutableModelSpace:
     return spec[1]
 
 
+def dump_setup(space: ExecutableModelSpace, strategy: Any, config: Any) -> str:
+    """The space, the (not yet initialized) strategy and the config as text for the store; user
+    classes travel by value when they live in ``__main__``, so ``nasflow resume`` needs no script.
+
+    Raises ``TypeError`` naming the culprit when one of them cannot be pickled.
+    """
+    try:
+        return cloudpickle.dumps((_dump_space(space), strategy, config)).hex()
+    except Exception as err:
+        raise TypeError(
+            f"The {_culprit(space, strategy, config)} cannot be pickled ({err!r}), so the experiment could not "
+            "be resumed or run in workers. Keep open files, locks, sockets and data loaders out of it: "
+            "create them inside the evaluator's function instead."
+        ) from err
+
+
+def _culprit(space: ExecutableModelSpace, strategy: Any, config: Any) -> str:
+    """Which part of the setup refuses to be pickled."""
+    parts = (("model space", getattr(space, "model_space", space)), ("evaluator", space.evaluator),
+             ("strategy", strategy), ("config", config))
+    for name, value in parts:
+        try:
+            cloudpickle.dumps(value)
+        except Exception:
+            return name
+    return "experiment setup"
+
+
 def save_setup(store: ExperimentStore, space: ExecutableModelSpace, strategy: Any, config: Any) -> None:
-    """Record the space, the (not yet initialized) strategy and the config; user classes travel by
-    value when they live in ``__main__``, so ``nasflow resume`` needs no script."""
-    store.set_meta(SETUP_KEY, cloudpickle.dumps((_dump_space(space), strategy, config)).hex())
+    """Record the space, the (not yet initialized) strategy and the config (see ``dump_setup``)."""
+    store.set_meta(SETUP_KEY, dump_setup(space, strategy, config))
 
 
 def load_setup(store: ExperimentStore) -> tuple[ExecutableModelSpace, Any, Any]:

@@ -50,35 +50,64 @@ class RecordingMiddleware(Middleware):
         self.on_submit = on_submit
         self.on_model_end = on_model_end
         self.stopped = False
-        self.restored = list(restored)
+        self.stopped_ids: set[int] = set()
+        self._outside = list(restored)  # models the engine below does not list (restored, ended above)
         self._lock = threading.Lock()
         records = store.models(include_payload=False)
         self._next_id = max((r.model_id for r in records), default=-1) + 1
 
+    def _add(self, model: ExecutableModelSpace) -> bool:
+        """Give a new model an id and a row in the store; False if it already has both."""
+        with self._lock:
+            if model.model_id is not None:
+                self._next_id = max(self._next_id, model.model_id + 1)
+                return False
+            model.model_id = self._next_id
+            self._next_id += 1
+            self.store.add_model(model.model_id, model.sample or {}, format=format_name(model),
+                                 payload=model_payload(model), status=ModelStatus.Frozen.value)
+            return True
+
+    def assign_model_id(self, model: ExecutableModelSpace) -> int:
+        self._add(model)
+        return model.model_id  # type: ignore[return-value]
+
+    def record_ended_model(self, model: ExecutableModelSpace, reason: str | None = None) -> None:
+        self._add(model)
+        assert model.model_id is not None
+        if model.metrics.final is not None:
+            self.store.set_final(model.model_id, model.metrics.final)
+        self.store.set_status(model.model_id, model.status.value, reason)
+        self._outside.append(model)
+
     def submit_models(self, *models: ExecutableModelSpace) -> None:
+        """Record each model, then hand them all to the engine.
+
+        ``on_submit`` (the strategy's saved progress) runs before the model's row is written: a crash
+        in between loses one sample the strategy drew, where the other order would run it twice.
+        """
         for model in models:
-            with self._lock:
-                if model.model_id is None:
-                    model.model_id = self._next_id
-                    self._next_id += 1
-                    self.store.add_model(model.model_id, model.sample or {}, format=format_name(model),
-                                         payload=model_payload(model), status=ModelStatus.Frozen.value)
-                else:  # a model resubmitted (resume, retry) keeps its id and row
-                    self._next_id = max(self._next_id, model.model_id + 1)
-                    self.store.set_status(model.model_id, ModelStatus.Frozen.value)
             if self.on_submit is not None:
                 self.on_submit(model)
+            if not self._add(model):  # a model resubmitted (resume, retry) keeps its id and row
+                status = ModelStatus.Retrying if model.status == ModelStatus.Retrying else ModelStatus.Frozen
+                self.store.set_status(model.model_id, status.value)  # type: ignore[arg-type]
         self.engine.submit_models(*models)
 
     def budget_available(self) -> bool:
         return not self.stopped and self.engine.budget_available()
 
     def stop(self) -> None:
-        """No more submissions; running models are cancelled (they end Interrupted)."""
+        """No more submissions; running and queued models are cancelled (they end Interrupted).
+
+        Their ids are kept in ``stopped_ids``: those models were cut short by the stop, not by a
+        strategy's decision, so a resume runs them again.
+        """
         self.stopped = True
-        running = list(self.engine.list_models(ModelStatus.Training))
-        if running:
-            self.engine.cancel_models(*running)
+        unfinished = [m for m in self.engine.list_models() if not m.status.completed()]
+        self.stopped_ids.update(m.model_id for m in unfinished if m.model_id is not None)
+        if unfinished:
+            self.engine.cancel_models(*unfinished)
 
     def handle_event(self, event: ModelEvent) -> None:
         self._record(event)
@@ -106,7 +135,7 @@ class RecordingMiddleware(Middleware):
     def list_models(self, status: ModelStatus | None = None) -> Iterable[ExecutableModelSpace]:
         live = list(self.engine.list_models(status))
         live_ids = {m.model_id for m in live}
-        old = [m for m in self.restored if (status is None or m.status == status) and m.model_id not in live_ids]
+        old = [m for m in self._outside if (status is None or m.status == status) and m.model_id not in live_ids]
         return old + live
 
     def state_dict(self) -> dict[str, Any]:

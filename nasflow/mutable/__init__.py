@@ -11,7 +11,8 @@ from .shortcut import choice, loguniform, normal, qloguniform, qnormal, quniform
 from .symbol import Categorical, CategoricalMultiple, MutableSymbol, Numerical
 
 __all__ = [
-    "MISSING", "dedup_labeled_mutables", "Mutable", "LabeledMutable", "Sample", "MutableSymbol", "Categorical", "CategoricalMultiple",
+    "MISSING", "dedup_labeled_mutables", "Mutable", "LabeledMutable", "Sample", "MutableSymbol", "Categorical",
+    "CategoricalMultiple",
     "Numerical", "MutableExpression", "MutableList", "MutableDict", "Constraint", "ExpressionConstraint",
     "SampleValidationError", "SampleMissingError", "ConstraintViolation", "label_scope", "auto_label",
     "frozen_context", "ensure_frozen", "register_ensure_frozen_hook",

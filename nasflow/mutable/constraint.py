@@ -6,7 +6,7 @@ import random as _random
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from .base import IsLeaf, LabeledMutable, Mutable, Sample
+from .base import IsLeaf, LabeledMutable, Sample
 from .exception import ConstraintViolation, SampleValidationError
 from .expression import MutableExpression
 from .labels import auto_label

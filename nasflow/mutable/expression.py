@@ -113,7 +113,7 @@ class MutableExpression(Symbolic, Mutable):
             isinstance(other, MutableExpression)
             and self.repr_template == other.repr_template
             and len(self.arguments) == len(other.arguments)
-            and all(_arg_equals(a, b) for a, b in zip(self.arguments, other.arguments))
+            and all(_arg_equals(a, b) for a, b in zip(self.arguments, other.arguments, strict=True))
         )
 
     def __repr__(self) -> str:

@@ -19,6 +19,8 @@ from nasflow.mutable import LabeledMutable, Mutable, Sample, dedup_labeled_mutab
 from nasflow.mutable.base import IsLeaf
 from nasflow.mutable.frozen import frozen_context
 
+from .init_recording import _RECORD_KEY as INIT_RECORD_KEY
+
 __all__ = ["MutableModule", "freeze_module", "module_leaf_mutables", "current_sample"]
 
 
@@ -69,9 +71,7 @@ class MutableModule(Mutable, nn.Module):
 
     def freeze_shallow(self, sample: Sample) -> nn.Module:
         """This module frozen, sharing (not copying) kept submodules. Override to change the type."""
-        new = copy.copy(self)
-        new.__dict__["_modules"] = {name: freeze_module(child, sample) if child is not None else None
-                                    for name, child in self._modules.items()}
+        new = copy_with_children(self, sample)
         new.__dict__["_mutables"] = []
         return new
 
@@ -100,9 +100,20 @@ def freeze_module(module: nn.Module, sample: Sample) -> nn.Module:
         return module.freeze_shallow(sample)
     if not has_mutables(module):
         return module
+    return copy_with_children(module, sample)
+
+
+def copy_with_children(module: nn.Module, sample: Sample) -> nn.Module:
+    """A shallow copy of ``module`` whose children are frozen.
+
+    The record of how the original was constructed (the init arguments kept for the graph format)
+    names the original, unfrozen children, so the copy drops it: kept, it would describe the wrong
+    modules and make every frozen model reference (and deep-copy) the whole space.
+    """
     new = copy.copy(module)
     new.__dict__["_modules"] = {name: freeze_module(child, sample) if child is not None else None
                                 for name, child in module._modules.items()}
+    new.__dict__.pop(INIT_RECORD_KEY, None)
     return new
 
 

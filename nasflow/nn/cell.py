@@ -85,7 +85,8 @@ class Cell(MutableModule):
             for k in range(num_predecessors, num_predecessors + num_nodes):
                 node_ops, node_inputs = nn.ModuleList(), nn.ModuleList()
                 for j in range(num_ops_per_node):
-                    node_ops.append(LayerChoice(self._candidates(op_candidates, k, j), label=f"{self._label}/op_{k}_{j}"))
+                    candidates = self._candidates(op_candidates, k, j)
+                    node_ops.append(LayerChoice(candidates, label=f"{self._label}/op_{k}_{j}"))
                     node_inputs.append(InputChoice(k, 1, "none", label=f"{self._label}/input_{k}_{j}"))
                 self.ops.append(node_ops)
                 self.inputs.append(node_inputs)
@@ -119,8 +120,8 @@ class Cell(MutableModule):
         if len(inputs) != self.num_predecessors:
             raise ValueError(f"Cell {self.label!r} expects {self.num_predecessors} inputs, got {len(inputs)}.")
         states = list(self.preprocessor(list(inputs)))
-        for node_ops, node_inputs in zip(self.ops, self.inputs):
-            outputs = [op(selector(states)) for op, selector in zip(node_ops, node_inputs)]
+        for node_ops, node_inputs in zip(self.ops, self.inputs, strict=True):
+            outputs = [op(selector(states)) for op, selector in zip(node_ops, node_inputs, strict=True)]
             states.append(sum(outputs[1:], outputs[0]))
         merged = torch.cat([states[k] for k in self.output_node_indices()], dim=self.concat_dim)
         return self.postprocessor(merged, list(inputs))

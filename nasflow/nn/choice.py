@@ -171,7 +171,8 @@ class InputChoice(MutableModule):
         return ChosenInputs(self.choice.default(), self.reduction)(candidate_inputs)
 
     def extra_repr(self) -> str:
-        return f"n_candidates={self.n_candidates}, n_chosen={self.n_chosen}, reduction={self.reduction!r}, label={self.label!r}"
+        return (f"n_candidates={self.n_candidates}, n_chosen={self.n_chosen}, reduction={self.reduction!r}, "
+                f"label={self.label!r}")
 
 
 def _input_mutable(n_candidates: Any, n_chosen: Any, reduction: str, weights: Any, label: str) -> Any:

@@ -4,7 +4,9 @@
 message about ``empty()`` and ``size``, or (``nn.ReLU(inplace=choice)``) does not fail at all and
 keeps a mutable that nothing will ever freeze. The constructor of every ``ModelSpace`` goes through
 ``explain_mutable_arguments``, which turns the first case into an error naming the module, the
-argument and the label, and catches the second by looking at the plain modules once built.
+argument and the label, and catches the second by looking at torch's modules once built. Only
+torch's own module classes are checked: a user's plain module may take a mutable on purpose and
+resolve it with ``ensure_frozen``.
 """
 
 from __future__ import annotations
@@ -31,13 +33,12 @@ def _fix(module_type: type, argument: str) -> str:
     from . import layers
 
     mutable_name = f"Mutable{module_type.__name__}"
-    if module_type.__module__.startswith("torch.") and hasattr(layers, mutable_name):
+    if hasattr(layers, mutable_name):
         how = f"use nasflow.nn.{mutable_name}, whose arguments may be mutables"
-    elif module_type.__module__.startswith("torch."):
-        torch_name = f"nn.{module_type.__name__}"
-        how = f"define `class {mutable_name}(nasflow.nn.ParametrizedModule, {torch_name}, wraps={torch_name})` and use it"
     else:
-        how = f"make {module_type.__name__} a nasflow.nn.ParametrizedModule subclass (its arguments may be mutables)"
+        torch_name = f"nn.{module_type.__name__}"
+        wrapper = f"class {mutable_name}(nasflow.nn.ParametrizedModule, {torch_name}, wraps={torch_name})"
+        how = f"define `{wrapper}` and use it"
     return f"To search over it, {how}; to fix one value, pass nasflow.mutable.ensure_frozen({argument})."
 
 
@@ -55,7 +56,7 @@ def _explain(space_name: str, err: Exception) -> MutableArgumentError | None:
     while tb is not None:
         frame = tb.tb_frame
         owner = frame.f_locals.get("self")
-        if frame.f_code.co_name == "__init__" and isinstance(owner, nn.Module) and not isinstance(owner, MutableModule):
+        if frame.f_code.co_name == "__init__" and _is_torch_module(owner):
             for name, value in frame.f_locals.items():
                 found = _mutables_in(value)
                 if name != "self" and found:
@@ -69,10 +70,23 @@ def _explain(space_name: str, err: Exception) -> MutableArgumentError | None:
     return None
 
 
+def _is_torch_module(obj: Any) -> bool:
+    """A module of torch's own (``torch.nn.Linear``...): one that cannot take a mutable.
+
+    User-defined plain modules are left alone: they may hold a mutable on purpose and resolve it
+    with ``ensure_frozen``.
+    """
+    return (
+        isinstance(obj, nn.Module)
+        and not isinstance(obj, MutableModule)
+        and type(obj).__module__.startswith("torch.")
+    )
+
+
 def check_plain_modules(space: nn.Module) -> None:
-    """Refuse a plain module that kept a mutable as an attribute (it would never be frozen)."""
+    """Refuse a torch module that kept a mutable as an attribute (it would never be frozen)."""
     for path, module in space.named_modules():
-        if isinstance(module, MutableModule):
+        if not _is_torch_module(module):
             continue
         for attribute, value in vars(module).items():
             found = _mutables_in(value)

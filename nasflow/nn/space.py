@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from nasflow.mutable import Mutable, Sample, label_scope
+from nasflow.mutable import Constraint, Mutable, Sample, label_scope
 from nasflow.mutable.frozen import frozen_context, register_ensure_frozen_hook
 
 from .base import MutableModule
@@ -47,6 +47,8 @@ def _constructing() -> list[ModelSpace]:
 
 
 def _wrap_init(init: Callable[..., None]) -> Callable[..., None]:
+    from .init_recording import recording_init_args  # graph format: record torch.nn init arguments
+
     @functools.wraps(init)
     def wrapper(self: ModelSpace, *args: Any, **kwargs: Any) -> None:
         if self.__dict__.get("_nf_constructing"):  # a super().__init__ of the outermost call
@@ -60,7 +62,8 @@ def _wrap_init(init: Callable[..., None]) -> Callable[..., None]:
             with label_scope(type(self)._label_prefix, absolute=not stack):
                 stack.append(self)
                 try:
-                    init(self, *args, **kwargs)
+                    with recording_init_args():
+                        init(self, *args, **kwargs)
                 finally:
                     stack.pop()
         finally:
@@ -115,10 +118,11 @@ class ModelSpace(BaseModelSpace, MutableModule):
         """The model ``sample`` picks, keeping the weights of every kept part.
 
         Choices made in plain Python while building (``ensure_frozen``) can only be honoured by
-        rebuilding, so such spaces are rebuilt, and their weights are not kept.
+        rebuilding, so such spaces are rebuilt, and their weights are not kept. A constraint added
+        with ``add_mutable`` only checks the sample, so it does not force a rebuild.
         """
         self.validate(sample)
-        if self.mutables:
+        if any(not isinstance(m, Constraint) for m in self.mutables):
             return self.rebuild(sample)
         frozen = super().freeze(sample)
         frozen.__dict__["_nf_frozen_sample"] = {k: sample[k] for k in self.simplify() if k in sample}

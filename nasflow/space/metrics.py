@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from nasflow.runtime import MetricValue, normalize_metric
@@ -11,7 +11,7 @@ from nasflow.runtime import MetricValue, normalize_metric
 __all__ = ["ModelStatus", "Metrics", "metric_number"]
 
 
-class ModelStatus(str, Enum):
+class ModelStatus(StrEnum):
     """Initialized -> Frozen -> Training -> Trained | Failed | Interrupted | Invalid (Retrying)."""
 
     Initialized = "initialized"

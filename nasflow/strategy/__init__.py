@@ -1,6 +1,13 @@
 """Strategies: which models to try next."""
 
 from .base import Strategy
+from .evolution import RegularizedEvolution
+from .grid import GridSearch
+from .middleware import Chain, Deduplication, FailureHandler, Filter, MedianStop, StrategyMiddleware
 from .random import Random
+from .tpe import TPE
 
-__all__ = ["Strategy", "Random"]
+__all__ = [
+    "Strategy", "Random", "GridSearch", "RegularizedEvolution", "TPE",
+    "Chain", "StrategyMiddleware", "Deduplication", "FailureHandler", "Filter", "MedianStop",
+]

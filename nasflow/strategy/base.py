@@ -65,7 +65,7 @@ class Strategy(abc.ABC):
     def _run(self) -> None:
         """The search loop."""
 
-    def _cleanup(self) -> None:
+    def _cleanup(self) -> None:  # noqa: B027 - an optional hook, empty on purpose
         """Hook: unregister callbacks."""
 
     def list_models(self, sort: bool = True, limit: int | None = None) -> Iterator[ExecutableModelSpace]:

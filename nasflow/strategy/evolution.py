@@ -32,6 +32,7 @@ __all__ = ["RegularizedEvolution"]
 _logger = logging.getLogger(__name__)
 
 _REDRAWS = 100  # draws to find a value different from the parent's for one label
+_RANDOM_DRAWS = 1000  # draws to find an unseen random sample before calling the space exhausted
 
 
 class RegularizedEvolution(Strategy):
@@ -123,7 +124,7 @@ class RegularizedEvolution(Strategy):
         return self._random_model()
 
     def _random_model(self) -> ExecutableModelSpace | None:
-        for _ in range(max(self.dedup_retries, 1)):  # type: ignore[type-var]
+        for _ in range(_RANDOM_DRAWS):
             model = self.model_space.random(random_state=self._rng)
             if self.dedup is None or self.dedup.add(model.sample):
                 return model

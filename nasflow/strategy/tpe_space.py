@@ -95,10 +95,11 @@ class _SubsetParam(_Param):
         return {name: CategoricalDistribution([False, True]) for name in self.names}
 
     def suggest(self, trial: Trial) -> Any:
-        return [v for name, v in zip(self.names, self.values) if trial.suggest_categorical(name, [False, True])]
+        pairs = zip(self.names, self.values, strict=True)
+        return [v for name, v in pairs if trial.suggest_categorical(name, [False, True])]
 
     def from_params(self, params: dict[str, Any]) -> Any:
-        return [v for name, v in zip(self.names, self.values) if params[name]]
+        return [v for name, v in zip(self.names, self.values, strict=True) if params[name]]
 
     def to_params(self, value: Any) -> dict[str, Any]:
         chosen = {_position(self.values, v) for v in value}

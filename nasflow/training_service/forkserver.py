@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import importlib
 import json
 import os
@@ -35,6 +36,11 @@ from typing import Any, NoReturn
 __all__ = ["ForkServer", "serve"]
 
 _PR_SET_PDEATHSIG = 1
+_MADV_COLLAPSE = 25
+_HUGE_PAGE = 2 << 20
+_COLLAPSE_STEP = 4 * _HUGE_PAGE
+_COLLAPSE_AFTER_FORKS = 16
+_COLLAPSE_AFTER_IDLE = 0.05
 _MAX_PACKET = 65536
 _BOOT = (
     "import json, sys; sys.path[:] = json.loads(sys.argv[2])['sys_path']; "
@@ -52,6 +58,9 @@ class ForkServer:
         self.sock: socket.socket | None = None
         self.pid: int | None = None
         self.dead = False
+        self.owner = os.getpid()  # a forked copy of the parent must not stop the parent's server
+        self.ready = False  # it said "ready": the preload worked
+        self.forked_any = False
 
     def start(self) -> None:
         """Launch the server; returns at once, requests queue up while it imports the preload modules."""
@@ -89,6 +98,7 @@ class ForkServer:
     def fork(self, token: int, channel_fd: int) -> None:
         """Ask for a worker that will talk over ``channel_fd`` (the server gets its own copy)."""
         self._send(("fork", token), [channel_fd])
+        self.forked_any = True
 
     def kill(self, token: int, sig: int = signal.SIGKILL) -> None:
         with contextlib.suppress(OSError, RuntimeError):  # a dead server has no workers left to kill
@@ -108,12 +118,15 @@ class ForkServer:
                 self.dead = True
                 break
             messages.append(pickle.loads(data))
+            self.ready = self.ready or messages[-1][0] == "ready"
         return messages
 
     def stop(self, timeout: float = 10.0) -> None:
         """Kill every worker and the server, and wait until they are gone (also run at exit and on GC)."""
-        if self.process is None:
+        if self.process is None or os.getpid() != self.owner:
             return
+        if not self.forked_any:  # no worker can exist: do not wait for it to finish importing torch
+            self.process.kill()
         with contextlib.suppress(OSError):
             assert self.sock is not None
             self.sock.send(pickle.dumps(("shutdown",)))
@@ -132,8 +145,10 @@ class ForkServer:
 class _Server:
     """The loop inside the server process: fork, signal and reap workers; report their exits."""
 
-    def __init__(self, control: socket.socket) -> None:
+    def __init__(self, control: socket.socket, collapser: _HugePageCollapser) -> None:
         self.control = control
+        self.collapser = collapser
+        self.forks = 0
         self.pids: dict[int, int] = {}  # token -> pid of a live (unreaped) worker
         self.tokens: dict[int, int] = {}  # pid -> token
         self.wake_r, self.wake_w = os.pipe()
@@ -155,7 +170,9 @@ class _Server:
     def run(self) -> NoReturn:
         self.send(("ready", os.getpid()))
         while True:
-            readable, _, _ = select.select([self.control, self.wake_r], [], [])
+            readable, _, _ = select.select([self.control, self.wake_r], [], [], self.collapser.wait(self.forks))
+            if not readable and self.collapser.pending:
+                self.collapser.step()
             if self.wake_r in readable:
                 with contextlib.suppress(BlockingIOError):
                     while os.read(self.wake_r, 4096):
@@ -195,6 +212,7 @@ class _Server:
             self.become_worker(channel_fd)
         os.close(channel_fd)
         self.pids[token] = pid
+        self.forks += 1
         self.tokens[pid] = token
         self.send(("forked", token, pid))
 
@@ -241,6 +259,60 @@ class _Server:
         os._exit(0)
 
 
+class _HugePageCollapser:
+    """Backs the server's anonymous memory (~150 MB after importing torch) with 2 MB pages.
+
+    fork() copies one page-table entry per mapped 4 kB page and exit() tears them down again;
+    with huge pages both touch 512 times fewer entries (measured on a 2-core machine: fork+exit of
+    a worker 20 ms -> 6.5 ms). A worker that writes to a shared huge page gets a 4 kB copy (the
+    kernel splits the mapping), so workers use no extra memory. Collapsing costs ~0.4 s of CPU, so
+    it is done in small steps while the server has nothing else to do (see ``wait``). Best effort:
+    ``MADV_COLLAPSE`` needs Linux >= 6.1; errors are ignored.
+    """
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[int, int]] = []
+        self.started = False
+        if not sys.platform.startswith("linux"):
+            return
+        try:
+            self.libc: Any = ctypes.CDLL(None, use_errno=True)
+            self.libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+            with open("/proc/self/maps") as maps:
+                lines = maps.readlines()
+        except (OSError, AttributeError):
+            return
+        for line in lines:
+            parts = line.split()
+            if len(parts) < 5 or not parts[1].startswith("rw") or (len(parts) > 5 and parts[5] != "[heap]"):
+                continue  # only private anonymous memory: file mappings' page tables are not copied
+            start, end = (int(x, 16) for x in parts[0].split("-"))
+            start = -(-start // _HUGE_PAGE) * _HUGE_PAGE
+            end = end // _HUGE_PAGE * _HUGE_PAGE
+            for chunk in range(start, end, _COLLAPSE_STEP):
+                self.pending.append((chunk, min(chunk + _COLLAPSE_STEP, end)))
+
+    def wait(self, forks: int) -> float | None:
+        """How long the server may wait for a request before doing a step of collapsing.
+
+        The work pays off after a few dozen forks, so it starts once the server has forked
+        ``_COLLAPSE_AFTER_FORKS`` workers (short trials: fork cost matters) or has been idle for
+        ``_COLLAPSE_AFTER_IDLE`` seconds (long trials: nobody waits); a short burst of trials
+        right after start-up is not slowed down by it.
+        """
+        if not self.pending:
+            return None
+        if forks >= _COLLAPSE_AFTER_FORKS or self.started:
+            return 0.0
+        return _COLLAPSE_AFTER_IDLE
+
+    def step(self) -> None:
+        """Collapse one chunk (a few ms); a fork request waits at most this long."""
+        self.started = True
+        start, end = self.pending.pop(0)
+        self.libc.madvise(start, end - start, _MADV_COLLAPSE)
+
+
 def serve() -> NoReturn:
     """Entry point of the server process (see ``_BOOT``): preload, then serve fork requests."""
     control = socket.socket(fileno=int(sys.argv[1]))
@@ -253,4 +325,8 @@ def serve() -> NoReturn:
             print(f"nasflow fork server: could not preload {name!r}: {exc!r}", file=sys.stderr)
     from . import worker  # noqa: F401  (import now, not once per trial)
 
-    _Server(control).run()
+    # Preloaded objects move to a generation the collector never scans, so a worker's garbage
+    # collection does not write to (and copy) every page it shares with the server.
+    gc.collect()
+    gc.freeze()
+    _Server(control, _HugePageCollapser()).run()

@@ -8,16 +8,19 @@ once; every worker is forked from it, so starting a trial costs a fork, not an i
 Events flow over one Unix socket per worker; the parent has no threads: ``poll_events`` runs a
 single ``select`` over the worker sockets and the fork server's control socket, and also enforces
 timeouts. Ends that the parent decides (cancel, timeout, crash) are reported once the worker
-process is confirmed dead, so a freed slot (or GPU) is really free.
+process is confirmed dead, so a freed slot is really free; a fresh worker that holds GPUs frees
+them (and ends its trial) only when it has exited.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import select
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +33,8 @@ from .forkserver import ForkServer
 from .worker import MessageReader, send_message
 
 __all__ = ["LocalTrainingService", "GpuPool"]
+
+_logger = logging.getLogger(__name__)
 
 
 class GpuPool:
@@ -114,15 +119,27 @@ def _describe_exit(pid: int | None, wait_status: int) -> str:
 class LocalTrainingService(TrainingService):
     """Runs trials in processes forked from a pre-imported fork server on this machine.
 
-    ``trial_gpu_number > 0`` gives each trial that many GPUs from ``gpu_indices`` (default: all
-    visible), at most ``max_trial_number_per_gpu`` trials per GPU, exposed to the trial through
-    ``CUDA_VISIBLE_DEVICES``. A reused worker that initialised CUDA cannot change devices: it only
-    gets trials on the same GPUs, or it is replaced by a fresh worker. ``threads_per_trial``
-    defaults to ``os.cpu_count() // trial_concurrency``. Logs (fds 1 and 2) go to
-    ``TrialSpec.log_path`` or ``<log_dir>/<trial_id>.log``.
+    - ``reuse_mode=False``: one fresh process per trial. ``True``: ``trial_concurrency`` workers run
+      trials one after another; module-level state, ``os.environ`` changes and imports persist from
+      one trial to the next (the price of ~1 ms hand-over instead of a fork); a worker that crashed
+      or was killed is replaced.
+    - ``trial_gpu_number > 0`` gives each trial that many GPUs from ``gpu_indices`` (default: the
+      indices in ``CUDA_VISIBLE_DEVICES``, else all CUDA devices), at most
+      ``max_trial_number_per_gpu`` trials per GPU, through ``CUDA_VISIBLE_DEVICES`` set before the
+      trial runs. A process cannot change devices once CUDA is initialised, so a reused worker that
+      initialised CUDA only takes trials on the same GPUs, or is swapped for a fresh worker. With 0,
+      GPUs are not managed and trials see what the parent sees.
+    - ``threads_per_trial`` (default ``os.cpu_count() // trial_concurrency``) sets
+      ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` and ``torch.set_num_threads`` in each worker.
+    - Each trial's fds 1 and 2 go to ``TrialSpec.log_path`` or ``<log_dir>/<trial_id>.log``
+      (``log_dir`` defaults to a new temporary directory).
+    - ``preload``: modules the fork server imports once; workers start with them imported.
 
-    Timeouts are enforced while ``poll_events`` (or ``submit``/``cancel``) runs: the engine polls
-    continuously, so a trial overruns by at most one poll interval.
+    Timeouts count from ``submit`` and are enforced while ``poll_events`` (or ``submit``) runs;
+    the engine polls continuously, so a trial overruns by at most one poll interval. Everything is
+    killed by ``shutdown()``, at interpreter exit, when the service is garbage collected, and (via
+    the fork server noticing it lost its parent) when the parent dies in any other way.
+    The service is not thread-safe: call it from one thread at a time.
     """
 
     def __init__(
@@ -159,6 +176,7 @@ class LocalTrainingService(TrainingService):
         self._trials: dict[str, _Trial] = {}
         self._events: list[TrialEvent] = []
         self._next_token = 0
+        self._broken: str | None = None  # why the service cannot run trials any more
 
     # ----- lifecycle -------------------------------------------------------------------------
 
@@ -181,6 +199,7 @@ class LocalTrainingService(TrainingService):
         server = ForkServer(self.preload, env)
         server.start()
         self._server = server
+        self._broken = None
         # Runs at interpreter exit (atexit) or when the service is garbage collected.
         self._finalizer = weakref.finalize(self, server.stop)
         if self.reuse_mode:
@@ -192,6 +211,9 @@ class LocalTrainingService(TrainingService):
             return
         for trial in list(self._trials.values()):
             self._finish(trial, "cancelled", "The training service was shut down while the trial ran.")
+        self._stop_server()
+
+    def _stop_server(self) -> None:
         assert self._finalizer is not None
         self._finalizer()  # ForkServer.stop: the server kills and reaps every worker, then exits
         for worker in self._workers.values():
@@ -203,18 +225,15 @@ class LocalTrainingService(TrainingService):
     # ----- the TrainingService API -----------------------------------------------------------
 
     def capacity(self) -> int:
-        if self._server is not None and self._server.dead:
-            return 0
         free = self.trial_concurrency - len(self._trials)
         if self.trial_gpu_number > 0:
             free = min(free, self._gpu_pool(self.trial_gpu_number).placeable(self.trial_gpu_number))
         return max(0, free)
 
     def submit(self, trial: TrialSpec) -> None:
+        if self._broken is not None:
+            raise RuntimeError(self._broken)
         self.start()
-        assert self._server is not None
-        if self._server.dead:
-            raise RuntimeError("The fork server of the local training service died; shut the service down.")
         if trial.trial_id in self._trials:
             raise ValueError(f"Trial {trial.trial_id!r} is already running; trial ids must be unique.")
         if len(self._trials) >= self.trial_concurrency:
@@ -222,7 +241,13 @@ class LocalTrainingService(TrainingService):
                 f"All {self.trial_concurrency} trial slots are busy; call capacity() before submit()."
             )
         number = trial.gpu_number or self.trial_gpu_number
-        worker, gpus = self._place(trial.trial_id, number)
+        try:
+            worker, gpus = self._place(trial.trial_id, number)
+        except OSError:  # the fork server died since the last poll: replace it and try once more
+            self._on_server_death()
+            if self._broken is not None:
+                raise RuntimeError(self._broken) from None
+            worker, gpus = self._place(trial.trial_id, number)
         deadline = time.monotonic() + trial.timeout if trial.timeout is not None else None
         record = _Trial(trial, worker, gpus, deadline)
         worker.trial = record
@@ -286,7 +311,11 @@ class LocalTrainingService(TrainingService):
             return unpinned[0], gpus
         if idle:  # keep the pool size: swap a worker pinned to other GPUs for a fresh one
             self._retire(idle[0], kill=False)
-        return self._spawn_worker(), gpus
+        try:
+            return self._spawn_worker(), gpus
+        except BaseException:
+            pool.release(gpus)
+            raise
 
     def _spawn_worker(self) -> _Worker:
         assert self._server is not None
@@ -295,6 +324,9 @@ class LocalTrainingService(TrainingService):
         self._next_token += 1
         try:
             self._server.fork(token, child_sock.fileno())
+        except BaseException:
+            parent_sock.close()
+            raise
         finally:
             child_sock.close()
         worker = _Worker(token, parent_sock, MessageReader(parent_sock), retiring=not self.reuse_mode)
@@ -366,7 +398,9 @@ class LocalTrainingService(TrainingService):
                 if message[4] is not None:
                     worker.pinned = tuple(message[4])
                 worker.reported_end = (message[2], message[3])
-                if not worker.retiring and trial.verdict is None:  # reuse mode: the worker is free again
+                # A reused worker is free again. A fresh one is exiting: its slot is free too, but
+                # GPUs are released when the process (and its CUDA context) is gone.
+                if trial.verdict is None and (self.reuse_mode or not trial.gpus):
                     self._finish(trial, message[2], message[3])
             elif trial.verdict is None:
                 if kind == "started":
@@ -406,8 +440,29 @@ class LocalTrainingService(TrainingService):
                 self._spawn_worker()
 
     def _on_server_death(self) -> None:
+        """Fail the running trials, then start a new server, unless this one never got ready."""
+        assert self._server is not None and self._server.process is not None
+        self._server.dead = True
+        try:
+            code = self._server.process.wait(1.0)
+            how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+        except (subprocess.TimeoutExpired, ValueError):
+            how = "closed its connection"
+        reason = f"The fork server of the local training service {how}; its workers died with it."
+        ready = self._server.ready
+        if not ready:
+            reason += (
+                f" It died before it finished importing the preload modules {list(self.preload)}; "
+                "see its error output above."
+            )
         for token in list(self._workers):
-            self._on_worker_exit(token, None, "The fork server of the local training service died.")
+            self._on_worker_exit(token, None, reason)
+        self._stop_server()
+        if not ready:
+            self._broken = reason
+            return
+        _logger.warning("%s Starting a new one.", reason)
+        self.start()
 
     def _finish(self, trial: _Trial, status: TrialEndStatus, error: str | None) -> None:
         """Emit the trial's only ``end`` event and free its slot and GPUs."""

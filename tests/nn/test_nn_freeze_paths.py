@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import nasflow
+from nasflow.mutable import ExpressionConstraint
 from nasflow.nn import Cell, InputChoice, LayerChoice, ModelSpace, MutableLinear, ParametrizedModule, Repeat
 from nasflow.space import RawFormatModelSpace, SimplifiedModelSpace
 
@@ -51,12 +52,13 @@ class Rich(ModelSpace, label_prefix="rich"):
         self.cell = Cell([lambda: MutableLinear(width, width), nn.Identity()], num_nodes=2, merge_op="all")
         self.tail = Repeat(lambda i: nn.Linear(2, 2), (0, 2))  # automatic label, never run
         self.head = MutableLinear(width * 2, classes)
+        self.proj = nn.Sequential(MutableLinear(classes, classes))  # no mutable argument: still nn.Linear when frozen
         self.extra = LayerChoice([nn.Linear(classes, classes), nn.Dropout(0.0)])  # automatic label
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.body(self.act(self.stem(x)))
         x = self.merge([branch(x) for branch in self.branches])
-        return self.extra(self.head(self.cell(x)))
+        return self.extra(self.proj(self.head(self.cell(x))))
 
 
 def architecture(model: nn.Module) -> dict[str, list]:
@@ -165,9 +167,66 @@ def test_space_default_random_and_grid_give_frozen_models() -> None:
 
 def test_frozen_space_cannot_be_frozen_again_by_a_format() -> None:
     space = Rich()
-    model = space.rebuild({label: m.default() for label, m in space.simplify().items()})
+    defaults = {label: m.default() for label, m in space.simplify().items()}
     with pytest.raises(ValueError, match="already a frozen model"):
-        SimplifiedModelSpace.from_model(model)
-    raw_model = RawFormatModelSpace.from_model(space).freeze({label: m.default() for label, m in space.simplify().items()})
+        SimplifiedModelSpace.from_model(space.rebuild(defaults))
+    raw_model = RawFormatModelSpace.from_model(space).freeze(defaults)
     with pytest.raises(RuntimeError, match="already frozen; freeze the space"):
         raw_model.freeze({})
+
+
+def _reachable(root: object) -> list[object]:
+    """Objects reachable from ``root`` through modules, containers and instance dicts (not code)."""
+    import gc
+
+    seen, stack, found = set(), [root], []
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        found.append(obj)
+        if isinstance(obj, (nn.Module, dict, list, tuple, set)):
+            stack.extend(gc.get_referents(obj))
+    return found
+
+
+def test_raw_frozen_model_holds_nothing_of_the_space() -> None:
+    space = Rich()
+    sample = {label: m.default() for label, m in space.simplify().items()}
+    frozen = space.freeze({**sample, "body": 1})
+    reachable = _reachable(frozen)
+    leftovers = [
+        type(o).__name__
+        for o in reachable
+        if isinstance(o, nasflow.mutable.Mutable) and o is not frozen and not isinstance(o, Cell)  # Cell stays a Cell
+    ]
+    assert leftovers == []  # no unchosen candidate, MutableLinear or choice hides in the frozen model
+    space_tensors = {id(p) for p in space.parameters()}
+    assert not any(id(o) in space_tensors for o in reachable)
+
+
+class Budgeted(ModelSpace):
+    def __init__(self) -> None:
+        super().__init__()
+        a, b = nasflow.choice("a", [1, 2, 3]), nasflow.choice("b", [1, 2, 3])
+        self.l1 = MutableLinear(2, a)
+        self.l2 = MutableLinear(a, b)
+        self.keep = nn.Linear(3, 3)
+        self.add_mutable(ExpressionConstraint(a + b <= 3, label="budget"))
+
+
+def test_constraint_in_a_space_filters_and_keeps_raw_weights() -> None:
+    space = Budgeted()
+    assert list(space.simplify()) == ["a", "b", "budget"]
+    models = list(space.grid())
+    assert sorted((m.frozen_sample["a"], m.frozen_sample["b"]) for m in models) == [(1, 1), (1, 2), (2, 1)]
+    rng = random.Random(1)
+    assert all(space.random(random_state=rng).l2.out_features <= 2 for _ in range(20))
+    frozen = space.freeze({"a": 1, "b": 2})
+    assert frozen.l2.weight.shape == (2, 1)
+    # the constraint only checks the sample, so the raw freeze still keeps the weights
+    assert torch.equal(frozen.keep.weight, space.keep.weight)
+    assert torch.equal(frozen.l1.weight, space.l1.weight)  # default a=1: same shape, same weights
+    with pytest.raises(nasflow.mutable.ConstraintViolation, match="Constraint 'budget'"):
+        space.freeze({"a": 3, "b": 3})

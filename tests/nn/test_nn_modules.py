@@ -18,13 +18,13 @@ from nasflow.nn import (
     InputChoice,
     LayerChoice,
     ModelSpace,
-    MutableModule,
     MutableBatchNorm2d,
     MutableConv2d,
     MutableDropout,
     MutableEmbedding,
     MutableLayerNorm,
     MutableLinear,
+    MutableModule,
     ParametrizedModule,
     Repeat,
     model_context,
@@ -273,6 +273,31 @@ def test_parametrized_module_user_subclass() -> None:
         assert model.block.width == 16 and model.block.scale == 2.0
         assert model(torch.zeros(1, 4)).shape == (1, 16)
         assert model.simplify() == {}
+
+
+class Gate(ParametrizedModule):
+    """A basic unit with plain arguments but a choice inside: it must still be frozen."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(width, width)
+        self.act = LayerChoice([nn.ReLU(), nn.Sigmoid()], label="gate_act")
+
+
+class WithGate(ModelSpace):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = Gate(3)
+
+
+def test_parametrized_module_with_a_choice_inside() -> None:
+    space = WithGate()
+    assert list(space.simplify()) == ["gate_act"]
+    for model in both_paths(space, {"gate_act": 1}):
+        assert type(model.gate) is Gate and type(model.gate.act) is nn.Sigmoid
+        assert model.simplify() == {}
+    kept = space.freeze({"gate_act": 1})
+    assert torch.equal(kept.gate.fc.weight, space.gate.fc.weight)
 
 
 class Layers(ModelSpace):

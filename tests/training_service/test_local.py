@@ -136,9 +136,16 @@ def waiting_trial(path: str) -> None:
 
 
 def printing_trial() -> None:
+    import ctypes
+
     print("hello from print()")
     os.write(2, b"raw write to fd 2\n")
+    ctypes.CDLL(None).printf(b"printf from C\n")  # buffered by libc, flushed by the worker
     report_final_result(0.0)
+
+
+def sized_trial(blob: bytes) -> None:
+    report_final_result(float(len(blob)))
 
 
 def env_trial() -> None:
@@ -178,7 +185,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTrainingS
 
 @pytest.fixture(scope="module")
 def reuse_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTrainingService]:
-    with LocalTrainingService(trial_concurrency=2, reuse_mode=True, log_dir=tmp_path_factory.mktemp("logs")) as svc:
+    logs = tmp_path_factory.mktemp("logs")
+    with LocalTrainingService(trial_concurrency=2, reuse_mode=True, preload=FAST, log_dir=logs) as svc:
         yield svc
 
 
@@ -257,10 +265,15 @@ def test_stdout_and_fd2_go_to_the_log(service: LocalTrainingService, tmp_path: P
     events = run_all(service, [TrialSpec("logged", payload(printing_trial), log_path=str(log))])
     assert events["logged"][0].value["log_path"] == str(log)
     text = log.read_text()
-    assert "hello from print()" in text and "raw write to fd 2" in text
+    assert "hello from print()" in text and "raw write to fd 2" in text and "printf from C" in text
     default = run_all(service, [TrialSpec("default-log", payload(printing_trial))])
     assert Path(default["default-log"][0].value["log_path"]) == Path(service.log_dir) / "default-log.log"
     assert "raw write to fd 2" in (Path(service.log_dir) / "default-log.log").read_text()
+
+
+def test_large_payload(service: LocalTrainingService) -> None:
+    events = run_all(service, [TrialSpec("large", payload(sized_trial, b"x" * 5_000_000))])
+    assert [e.value for e in events["large"] if e.kind == "final"] == [5_000_000.0]
 
 
 def test_cpu_threads_per_trial(service: LocalTrainingService) -> None:
@@ -335,6 +348,24 @@ def test_reused_worker_with_cuda_keeps_its_gpus(tmp_path: Path) -> None:
         assert wait_gone([pinned["pid"]]) == []
 
 
+def test_bad_configuration_is_refused_early() -> None:
+    with pytest.raises(ValueError, match="trial_concurrency"):
+        LocalTrainingService(trial_concurrency=0)
+    with pytest.raises(ValueError, match="max_trial_number_per_gpu"):
+        LocalTrainingService(max_trial_number_per_gpu=0)
+    with pytest.raises(ValueError, match="gpu_indices"):
+        LocalTrainingService(trial_gpu_number=2, gpu_indices=[0]).start()
+
+
+def test_shutdown_right_after_start_does_not_wait_for_preload(tmp_path: Path) -> None:
+    svc = LocalTrainingService(log_dir=tmp_path)  # preloads torch: seconds
+    svc.start()
+    server = svc.server_pid
+    start = time.monotonic()
+    svc.shutdown()
+    assert time.monotonic() - start < 1.0 and server is not None and not alive(server)
+
+
 def test_gpu_pool_accounting() -> None:
     pool = GpuPool([0, 1, 2], max_trials_per_gpu=2)
     assert pool.placeable(2) == 3 and pool.placeable(1) == 6 and pool.placeable(4) == 0
@@ -362,16 +393,34 @@ def test_shutdown_leaves_no_process(tmp_path: Path) -> None:
     svc.shutdown()  # idempotent
 
 
-def test_killed_fork_server_takes_its_workers_along(tmp_path: Path) -> None:
+def test_killed_fork_server_takes_its_workers_along_and_is_replaced(tmp_path: Path) -> None:
     with LocalTrainingService(trial_concurrency=2, preload=FAST, log_dir=tmp_path) as svc:
         for i in range(2):
             svc.submit(TrialSpec(f"orphan-{i}", payload(sleeping_trial, 60)))
         pids = started_pids(svc, 2)
-        os.kill(svc.server_pid, signal.SIGKILL)
+        old_server = svc.server_pid
+        assert old_server is not None
+        os.kill(old_server, signal.SIGKILL)
         assert wait_gone(pids) == []
         ends = [e for e in wait_for(svc, lambda e: e.kind == "end") if e.kind == "end"]
         assert {e.status for e in ends} == {"failed"} and len(ends) == 2
-        assert "fork server" in ends[0].error and svc.capacity() == 0
+        assert "fork server" in ends[0].error and "SIGKILL" in ends[0].error
+        assert svc.capacity() == 2 and svc.server_pid not in (None, old_server)
+        events = run_all(svc, [TrialSpec("after-restart", payload(pid_trial))])
+        assert end_of(events["after-restart"]).status == "succeeded"
+
+
+def test_a_server_that_cannot_start_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_python = tmp_path / "python"
+    fake_python.write_text("#!/bin/sh\nsleep 0.5\nexit 1\n")  # the server dies before it is ready
+    fake_python.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake_python))
+    with LocalTrainingService(preload=FAST, log_dir=tmp_path) as svc:
+        svc.submit(TrialSpec("doomed", payload(pid_trial)))
+        events = wait_for(svc, lambda e: e.kind == "end", limit=5)
+        assert end_of(events).status == "failed" and "preload" in end_of(events).error
+        with pytest.raises(RuntimeError, match="fork server"):
+            svc.submit(TrialSpec("again", payload(pid_trial)))
 
 
 DRIVER = """

@@ -1,0 +1,97 @@
+"""Record the init arguments of ``torch.nn`` modules (and ``_nni_basic_unit`` modules) built in a space.
+
+The graph format turns every basic unit into one node that says how to construct it again, so it
+needs each module's constructor call. Users write plain ``torch.nn.Linear(16, 32)``, not a wrapped
+namespace; to learn the arguments anyway, the ``__init__`` of such classes is wrapped once per
+process, and while a ``ModelSpace`` is being constructed the outermost init call of each module
+stores ``(class, args, kwargs)`` on the instance. Outside a space construction the wrapper only
+checks a thread-local counter and calls through, so ordinary torch code is unaffected.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from torch import nn
+
+__all__ = ["recording_init_args", "recorded_init_args", "is_recording"]
+
+_RECORD_KEY = "_nf_init_record"
+_local = threading.local()
+_lock = threading.Lock()
+_patched: set[type] = set()
+
+
+def is_recording() -> bool:
+    """Whether a model space is being constructed in this thread (so init calls are recorded)."""
+    return getattr(_local, "depth", 0) > 0
+
+
+@contextmanager
+def recording_init_args() -> Iterator[None]:
+    """Record init arguments of torch.nn and basic-unit modules constructed inside this block."""
+    if not is_recording():
+        _install()
+    _local.depth = getattr(_local, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _local.depth -= 1
+
+
+def recorded_init_args(module: nn.Module) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+    """The ``(args, kwargs)`` that constructed ``module``, or None when they were not recorded.
+
+    A record only counts when the recorded init is the one ``type(module)`` runs: a subclass with
+    its own ``__init__`` calling ``super().__init__(...)`` with other arguments is not described by it.
+    """
+    record = module.__dict__.get(_RECORD_KEY)
+    if record is None:  # a class that inherits nn.Module's init takes no arguments
+        return ((), {}) if type(module).__init__ is nn.Module.__init__ else None
+    owner, args, kwargs = record
+    if type(module) is not owner and type(module).__init__ is not owner.__dict__.get("__init__"):
+        return None
+    return args, kwargs
+
+
+def _should_patch(cls: type) -> bool:
+    if cls is nn.Module or "__init__" not in cls.__dict__ or cls in _patched:
+        return False
+    if getattr(cls.__dict__["__init__"], "_nf_records_init", False):
+        return False
+    from .parametrized import ParametrizedModule
+
+    if issubclass(cls, ParametrizedModule):  # records its own trace_args
+        return False
+    return cls.__module__.startswith("torch.nn.") or bool(getattr(cls, "_nni_basic_unit", False))
+
+
+def _install() -> None:
+    """Wrap ``__init__`` of every torch.nn / basic-unit class not wrapped yet (cheap when all are)."""
+    with _lock:
+        stack, seen = [nn.Module], set()
+        while stack:
+            cls = stack.pop()
+            for sub in cls.__subclasses__():
+                if sub in seen:
+                    continue
+                seen.add(sub)
+                stack.append(sub)
+                if _should_patch(sub):
+                    sub.__init__ = _wrap(sub, sub.__dict__["__init__"])  # type: ignore[misc]
+                    _patched.add(sub)
+
+
+def _wrap(owner: type, init: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(init)
+    def wrapper(self: nn.Module, *args: Any, **kwargs: Any) -> None:
+        if getattr(_local, "depth", 0) > 0 and _RECORD_KEY not in self.__dict__:
+            self.__dict__[_RECORD_KEY] = (owner, args, kwargs)
+        init(self, *args, **kwargs)
+
+    wrapper._nf_records_init = True  # type: ignore[attr-defined]
+    return wrapper

@@ -1,0 +1,488 @@
+"""Graph IR: ``GraphModelSpace`` holds named ``Graph``s; a graph holds ``Node``s and ``Edge``s.
+
+A node computes its ``operation`` on the values of its incoming edges. How those values are passed
+is the node's call template (``args`` / ``kwargs`` holding ``Slot(i)`` for incoming edge ``i``),
+which is what lets ``torch.cat([a, b], dim=1)`` or a tuple output be one node. A ``Cell``
+operation calls another graph of the model: user submodules are sub-graphs. Mutation points are
+annotations (``node.mutation``, ``graph.mutation``) from which the mutators are derived, so the IR
+alone (its JSON, see ``dump``/``load``) describes the whole space or model.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from torch import nn
+
+from nasflow.mutable import LabeledMutable, Mutable, Sample
+from nasflow.mutable.base import IsLeaf
+from nasflow.space.base import ExecutableModelSpace
+from nasflow.space.metrics import Metrics, ModelStatus
+
+from .errors import GraphFormatError
+from .operations import Cell, InputsOp, Operation, OutputsOp
+from .values import dump_value, load_value
+
+__all__ = ["GraphModelSpace", "Graph", "Node", "Edge", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+NodeRef = tuple["Node", int | None]
+
+
+class Node:
+    """One operation in a graph. ``python_name``: the module attribute path it comes from, relative
+    to its graph's module in the space (None for functions)."""
+
+    __slots__ = ("graph", "id", "name", "operation", "args", "kwargs", "python_name", "mutation")
+
+    def __init__(self, graph: Graph, node_id: int, name: str, operation: Operation, args: tuple[Any, ...] = (),
+                 kwargs: dict[str, Any] | None = None, python_name: str | None = None) -> None:
+        self.graph, self.id, self.name, self.operation = graph, node_id, name, operation
+        self.args, self.kwargs = tuple(args), dict(kwargs or {})
+        self.python_name = python_name
+        self.mutation: dict[str, Any] | None = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name != "graph":
+            self.graph._touch()
+
+    @property
+    def label(self) -> str | None:
+        """The label of the choice this node is a mutation point of, if any."""
+        mutable = (self.mutation or {}).get("mutable")
+        return getattr(mutable, "label", None)
+
+    @property
+    def incoming_edges(self) -> list[Edge]:
+        return self.graph.incoming_edges(self)
+
+    @property
+    def outgoing_edges(self) -> list[Edge]:
+        return self.graph.outgoing_edges(self)
+
+    @property
+    def predecessors(self) -> list[Node]:
+        return list(dict.fromkeys(e.head for e in self.incoming_edges))
+
+    @property
+    def successors(self) -> list[Node]:
+        return list(dict.fromkeys(e.tail for e in self.outgoing_edges))
+
+    @property
+    def cell(self) -> str | None:
+        """The sub-graph this node calls, if it is a ``Cell``."""
+        return self.operation.graph_name if isinstance(self.operation, Cell) else None
+
+    def next_slot(self) -> int:
+        return max((e.tail_slot for e in self.incoming_edges), default=-1) + 1
+
+    def __repr__(self) -> str:
+        return f"Node({self.name!r}, {self.operation.type}, python_name={self.python_name!r})"
+
+
+class Edge:
+    """The value of ``head`` (output ``head_slot``: an input index for the input node, else None)
+    fed to input ``tail_slot`` of ``tail``."""
+
+    __slots__ = ("head", "head_slot", "tail", "tail_slot")
+
+    def __init__(self, head: NodeRef, tail: tuple[Node, int]) -> None:
+        (self.head, self.head_slot), (self.tail, self.tail_slot) = head, tail
+
+    def __repr__(self) -> str:
+        return f"Edge({self.head.name}[{self.head_slot}] -> {self.tail.name}[{self.tail_slot}])"
+
+
+class Graph:
+    """A traced module (or a built Repeat / Cell): input node, hidden nodes, output node, edges."""
+
+    def __init__(self, name: str, space_path: str = "", module_type: str | None = None) -> None:
+        self.name, self.space_path, self.module_type = name, space_path, module_type
+        self._next_id = 0
+        self.input_node = self._new_node("_inputs", InputsOp(signature=[]))
+        self.output_node = self._new_node("_outputs", OutputsOp(), (None,))
+        self.hidden_nodes: dict[str, Node] = {}
+        self.edges: list[Edge] = []
+        self.mutation: dict[str, Any] | None = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self.__dict__[name] = value
+        if name != "_codegen":
+            self._touch()
+
+    def _touch(self) -> None:
+        """Forget cached generated code: the graph changed (edit graphs through their methods)."""
+        self.__dict__.pop("_codegen", None)
+
+    # ---- building ---------------------------------------------------------------------------
+    def _new_node(self, name: str, operation: Operation, args: tuple[Any, ...] = (),
+                  kwargs: dict[str, Any] | None = None, python_name: str | None = None) -> Node:
+        node = Node(self, self._next_id, name, operation, args, kwargs, python_name)
+        self._next_id += 1
+        return node
+
+    def unique_name(self, name: str) -> str:
+        if name not in self.hidden_nodes and name not in ("_inputs", "_outputs"):
+            return name
+        index = 1
+        while f"{name}_{index}" in self.hidden_nodes:
+            index += 1
+        return f"{name}_{index}"
+
+    def add_node(self, name: str, operation: Operation, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None,
+                 python_name: str | None = None) -> Node:
+        node = self._new_node(self.unique_name(name), operation, args, kwargs, python_name)
+        self.hidden_nodes[node.name] = node
+        self._touch()
+        return node
+
+    def add_edge(self, head: NodeRef, tail: tuple[Node, int]) -> Edge:
+        if head[0] is self.output_node or tail[0] is self.input_node:
+            raise GraphFormatError(f"Graph {self.name!r}: edges go from the input node and into the output node.")
+        edge = Edge(head, tail)
+        self.edges.append(edge)
+        self._touch()
+        return edge
+
+    def del_edge(self, edge: Edge) -> None:
+        self.edges.remove(edge)
+        self._touch()
+
+    def remove_node(self, node: Node) -> None:
+        """Remove ``node`` and every edge touching it."""
+        del self.hidden_nodes[node.name]
+        self._touch()
+        self.edges = [e for e in self.edges if e.head is not node and e.tail is not node]
+
+    def insert_node_on_edge(self, edge: Edge, name: str, operation: Operation, python_name: str | None = None) -> Node:
+        """Put a one-input node (called as ``op(Slot(0))``) in the middle of ``edge``."""
+        node = self.add_node(name, operation, (_slot(0),), python_name=python_name)
+        self.del_edge(edge)
+        self.add_edge((edge.head, edge.head_slot), (node, 0))
+        self.add_edge((node, None), (edge.tail, edge.tail_slot))
+        return node
+
+    # ---- looking up -------------------------------------------------------------------------
+    @property
+    def nodes(self) -> list[Node]:
+        return [self.input_node, *self.hidden_nodes.values(), self.output_node]
+
+    def incoming_edges(self, node: Node) -> list[Edge]:
+        return sorted((e for e in self.edges if e.tail is node), key=lambda e: e.tail_slot)
+
+    def outgoing_edges(self, node: Node) -> list[Edge]:
+        return [e for e in self.edges if e.head is node]
+
+    def get_node_by_name(self, name: str) -> Node | None:
+        if name == "_inputs":
+            return self.input_node
+        if name == "_outputs":
+            return self.output_node
+        return self.hidden_nodes.get(name)
+
+    def get_nodes_by_label(self, label: str) -> list[Node]:
+        return [n for n in self.hidden_nodes.values() if n.label == label]
+
+    def get_nodes_by_type(self, operation_type: str) -> list[Node]:
+        return [n for n in self.hidden_nodes.values() if n.operation.type == operation_type]
+
+    def get_node_by_python_name(self, python_name: str) -> Node | None:
+        return next((n for n in self.hidden_nodes.values() if n.python_name == python_name), None)
+
+    def topo_sort(self) -> list[Node]:
+        """Hidden nodes, every node after its inputs; ties keep creation order (the traced order)."""
+        indegree = {n.name: 0 for n in self.hidden_nodes.values()}
+        succ: dict[str, list[Node]] = {name: [] for name in indegree}
+        for e in self.edges:
+            if e.tail.name in indegree and e.head.name in indegree:
+                indegree[e.tail.name] += 1
+                succ[e.head.name].append(e.tail)
+        heap = [(n.id, n.name) for n in self.hidden_nodes.values() if indegree[n.name] == 0]
+        heapq.heapify(heap)
+        order: list[Node] = []
+        while heap:
+            _, name = heapq.heappop(heap)
+            node = self.hidden_nodes[name]
+            order.append(node)
+            for nxt in succ[name]:
+                indegree[nxt.name] -= 1
+                if indegree[nxt.name] == 0:
+                    heapq.heappush(heap, (nxt.id, nxt.name))
+        if len(order) != len(self.hidden_nodes):
+            stuck = sorted(set(self.hidden_nodes) - {n.name for n in order})
+            raise GraphFormatError(f"Graph {self.name!r} has a cycle through nodes {stuck}.")
+        return order
+
+    # ---- copying and JSON -------------------------------------------------------------------
+    def copy(self) -> Graph:
+        """A copy whose nodes and edges can be edited; operations are shared (they are immutable)."""
+        new = Graph.__new__(Graph)
+        new.name, new.space_path, new.module_type, new._next_id = self.name, self.space_path, self.module_type, self._next_id
+        new.mutation = self.mutation
+        mapping: dict[int, Node] = {}
+        for node in self.nodes:
+            twin = Node(new, node.id, node.name, node.operation, node.args, node.kwargs, node.python_name)
+            twin.mutation = node.mutation
+            mapping[id(node)] = twin
+        new.input_node, new.output_node = mapping[id(self.input_node)], mapping[id(self.output_node)]
+        new.hidden_nodes = {name: mapping[id(n)] for name, n in self.hidden_nodes.items()}
+        new.edges = [Edge((mapping[id(e.head)], e.head_slot), (mapping[id(e.tail)], e.tail_slot)) for e in self.edges]
+        return new
+
+    def dump(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "space_path": self.space_path,
+            "module_type": self.module_type,
+            "inputs": self.input_node.operation.dump()["parameters"]["signature"],
+            "output": dump_value(self.output_node.args[0]),
+            "nodes": [_dump_node(n) for n in self.hidden_nodes.values()],
+            "edges": [[e.head.name, e.head_slot, e.tail.name, e.tail_slot] for e in self.edges],
+        }
+        if self.mutation is not None:
+            out["mutation"] = _dump_annotation(self.mutation)
+        return out
+
+    @staticmethod
+    def load(name: str, data: dict[str, Any], memo: dict[str, LabeledMutable]) -> Graph:
+        try:
+            graph = Graph(name, data["space_path"], data.get("module_type"))
+            graph.input_node.operation = InputsOp(signature=load_value(data["inputs"], memo))
+            graph.output_node.args = (load_value(data["output"], memo),)
+            for entry in data["nodes"]:
+                where = f"node {entry.get('name')!r} of graph {name!r}"
+                node = graph.add_node(entry["name"], Operation.load(entry["operation"], memo, where),
+                                      tuple(load_value(entry.get("args", []), memo)),
+                                      load_value(entry.get("kwargs", {}), memo), entry.get("python_name"))
+                if node.name != entry["name"]:
+                    raise GraphFormatError(f"Graph {name!r} has two nodes named {entry['name']!r}.")
+                if "mutation" in entry:
+                    node.mutation = _load_annotation(entry["mutation"], memo, where)
+            for head, head_slot, tail, tail_slot in data["edges"]:
+                h, t = graph.get_node_by_name(head), graph.get_node_by_name(tail)
+                if h is None or t is None:
+                    raise GraphFormatError(f"Graph {name!r}: edge {head!r} -> {tail!r} names an unknown node.")
+                graph.add_edge((h, head_slot), (t, tail_slot))
+            if "mutation" in data:
+                graph.mutation = _load_annotation(data["mutation"], memo, f"graph {name!r}")
+        except (KeyError, TypeError, ValueError) as err:
+            if isinstance(err, GraphFormatError):
+                raise
+            raise GraphFormatError(f"Malformed IR JSON for graph {name!r}: {err!r}") from err
+        return graph
+
+    def __repr__(self) -> str:
+        return f"Graph({self.name!r}, {len(self.hidden_nodes)} nodes, {len(self.edges)} edges)"
+
+
+def _slot(index: int) -> Any:
+    from .values import Slot
+
+    return Slot(index)
+
+
+def _dump_node(node: Node) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": node.name, "operation": node.operation.dump()}
+    if node.args:
+        out["args"] = dump_value(list(node.args))
+    if node.kwargs:
+        out["kwargs"] = dump_value(node.kwargs)
+    if node.python_name is not None:
+        out["python_name"] = node.python_name
+    if node.mutation is not None:
+        out["mutation"] = _dump_annotation(node.mutation)
+    return out
+
+
+def _dump_annotation(annotation: dict[str, Any]) -> dict[str, Any]:
+    out = {k: dump_value(v) for k, v in annotation.items() if k != "candidates"}
+    if "candidates" in annotation:
+        out["candidates"] = [[dump_value(key), op.dump(), name] for key, op, name in annotation["candidates"]]
+    return out
+
+
+def _load_annotation(data: dict[str, Any], memo: dict[str, LabeledMutable], where: str) -> dict[str, Any]:
+    out = {k: load_value(v, memo) for k, v in data.items() if k != "candidates"}
+    if "candidates" in data:
+        out["candidates"] = [(load_value(key, memo), Operation.load(op, memo, where), name)
+                             for key, op, name in data["candidates"]]
+    return out
+
+
+class GraphModelSpace(ExecutableModelSpace):
+    """A model space (or, frozen, one model) as graph IR.
+
+    ``graphs[root_name]`` is the top-level module; other graphs are its traced submodules, Repeat
+    chains, Cells and LayerChoice candidates. ``renames`` maps module paths of the space to those
+    of the frozen model (a LayerChoice collapses into its chosen candidate, a Repeat into a
+    Sequential), which is what lets weights be copied between the two.
+    """
+
+    def __init__(self, *, evaluator: Any = None) -> None:
+        self.graphs: dict[str, Graph] = {}
+        self.root_name = "_model"
+        self.space_type: str | None = None
+        self.evaluator = evaluator
+        self.sample: Sample | None = None
+        self.status = ModelStatus.Initialized
+        self.model_id: int | None = None
+        self._metrics: Metrics | None = None
+        self.history: list[Any] = []
+        self.extra_mutables: list[Mutable] = []
+        self.renames: list[tuple[str, str]] = []
+        self._mutators: Any = None
+        self._labels: dict[str, LabeledMutable] | None = None
+        self._main_objects: dict[str, Any] = {}
+
+    # ---- format API -------------------------------------------------------------------------
+    @classmethod
+    def from_model(cls, model_space: nn.Module, evaluator: Any = None, **kwargs: Any) -> GraphModelSpace:
+        """Convert ``model_space`` with torch.fx. ``dummy_input`` (a tensor or tuple of them) makes
+        LayerChoice candidates that disagree on output shape an error now rather than in a trial."""
+        from .convert import convert_model_space
+
+        unknown = set(kwargs) - {"dummy_input"}
+        if unknown:
+            raise TypeError(f"GraphModelSpace.from_model got unknown options {sorted(unknown)}; it takes dummy_input.")
+        return convert_model_space(model_space, evaluator, kwargs.get("dummy_input"), cls)
+
+    @property
+    def root_graph(self) -> Graph:
+        return self.graphs[self.root_name]
+
+    @property
+    def mutators(self) -> Any:
+        """The ``MutatorSequence`` of this space's mutation points (derived from the IR once)."""
+        if self._mutators is None:
+            from .mutator import mutators_of
+
+            self._mutators = mutators_of(self)
+        return self._mutators
+
+    def _space_leaf_mutables(self, is_leaf: IsLeaf) -> Iterator[LabeledMutable]:
+        yield from self.mutators.leaf_mutables(is_leaf)
+        for mutable in self.extra_mutables:
+            yield from mutable.leaf_mutables(is_leaf)
+
+    def simplify(self, is_leaf: IsLeaf = None) -> dict[str, LabeledMutable]:
+        if is_leaf is not None or isinstance(self.evaluator, Mutable):
+            return super().simplify(is_leaf)
+        if self._labels is None:
+            self._labels = super().simplify()
+        return self._labels
+
+    def _freeze_model(self, sample: Sample) -> GraphModelSpace:
+        return self.mutators.apply(self, sample)
+
+    def _require_model(self, what: str) -> None:
+        if self.sample is None and self.simplify():
+            raise RuntimeError(f"A space has no single {what}; freeze it with a sample first (space.freeze(sample)).")
+
+    def executable_model(self) -> nn.Module:
+        """The torch module: generated source, executed, root class instantiated."""
+        from .codegen import instantiate
+
+        self._require_model("executable model")
+        return instantiate(self)
+
+    def code(self, *, embed_main: bool = False) -> str:
+        """Readable, standalone PyTorch source of this frozen model (``export_top_models(formatter='code')``).
+
+        Classes and functions defined in ``__main__`` cannot be imported by another process; they
+        are an error unless ``embed_main=True``, which embeds them with cloudpickle.
+        """
+        from .codegen import generate_code
+
+        self._require_model("source code")
+        return generate_code(self, main="embed" if embed_main else "error").source
+
+    # ---- copying ----------------------------------------------------------------------------
+    def _copy(self, graphs_to_copy: set[str] | None = None) -> GraphModelSpace:
+        """A new model sharing the IR, except the graphs named (None: all) which are copied."""
+        new = type(self).__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.graphs = {name: g.copy() if graphs_to_copy is None or name in graphs_to_copy else g
+                      for name, g in self.graphs.items()}
+        new.history, new.renames, new.extra_mutables = list(self.history), list(self.renames), list(self.extra_mutables)
+        new.sample, new.status, new.model_id, new._metrics = None, ModelStatus.Initialized, None, None
+        return new
+
+    def fork(self) -> GraphModelSpace:
+        """A deep copy of the IR that can be edited freely (frozen models share unedited graphs)."""
+        new = self._copy(None)
+        new.sample, new.status = self.sample, self.status
+        return new
+
+    def reachable_graphs(self) -> list[str]:
+        """Names of the graphs the root calls, directly or not, root first."""
+        seen, stack = [self.root_name], [self.root_name]
+        while stack:
+            for node in self.graphs[stack.pop()].hidden_nodes.values():
+                name = node.cell
+                if name is not None and name not in seen:
+                    if name not in self.graphs:
+                        raise GraphFormatError(f"Node {node.name!r} calls graph {name!r}, which the model does not have.")
+                    seen.append(name)
+                    stack.append(name)
+        return seen
+
+    # ---- JSON -------------------------------------------------------------------------------
+    def dump(self) -> dict[str, Any]:
+        """The IR as JSON-compatible data (what travels to a trial, with the evaluator)."""
+        return {
+            "format": "nasflow.graph",
+            "version": FORMAT_VERSION,
+            "root": self.root_name,
+            "space_type": self.space_type,
+            "status": self.status.value,
+            "sample": dump_value(self.sample),
+            "graphs": {name: graph.dump() for name, graph in self.graphs.items()},
+            "extra_mutables": [dump_value(m) for m in self.extra_mutables],
+            "renames": [list(r) for r in self.renames],
+            "history": [m.dump() for m in self.history],
+        }
+
+    @classmethod
+    def load(cls, data: dict[str, Any] | str, evaluator: Any = None) -> GraphModelSpace:
+        """The model described by ``dump()`` output (or its JSON text)."""
+        from .mutator import Mutation
+
+        if isinstance(data, str):
+            data = json.loads(data)
+        if not isinstance(data, dict) or data.get("format") != "nasflow.graph":
+            raise GraphFormatError("Not nasflow graph IR JSON: expected an object with format='nasflow.graph'.")
+        if data.get("version") != FORMAT_VERSION:
+            raise GraphFormatError(f"Graph IR version {data.get('version')!r} is not supported (this nasflow reads {FORMAT_VERSION}).")
+        memo: dict[str, LabeledMutable] = {}
+        model = cls(evaluator=evaluator)
+        model.root_name, model.space_type = data["root"], data.get("space_type")
+        model.graphs = {name: Graph.load(name, g, memo) for name, g in data["graphs"].items()}
+        if model.root_name not in model.graphs:
+            raise GraphFormatError(f"The root graph {model.root_name!r} is missing from the IR JSON.")
+        model.extra_mutables = [load_value(m, memo) for m in data.get("extra_mutables", [])]
+        model.renames = [(a, b) for a, b in data.get("renames", [])]
+        model.history = [Mutation.load(m) for m in data.get("history", [])]
+        model.sample = load_value(data.get("sample"))
+        model.status = ModelStatus(data.get("status", "initialized"))
+        return model
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Compact: the IR as JSON text, the evaluator, and classes from ``__main__`` by value."""
+        import cloudpickle
+
+        from .codegen import main_objects
+
+        main = main_objects(self)
+        return {"ir": json.dumps(self.dump()), "evaluator": self.evaluator, "metrics": self._metrics,
+                "model_id": self.model_id, "main": cloudpickle.dumps(main) if main else None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        import cloudpickle
+
+        loaded = type(self).load(state["ir"], state["evaluator"])
+        self.__dict__.update(loaded.__dict__)
+        self._metrics, self.model_id = state["metrics"], state["model_id"]
+        self._main_objects = cloudpickle.loads(state["main"]) if state["main"] else {}

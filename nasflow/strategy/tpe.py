@@ -1,0 +1,239 @@
+"""``TPE``: Tree-structured Parzen Estimator, by Optuna's ``TPESampler`` through its ask/tell interface."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import pickle
+import random
+from typing import TYPE_CHECKING, Any
+
+from nasflow.execution import ExecutionEngine, ModelEvent, ModelEventType
+from nasflow.space import ExecutableModelSpace, ModelStatus, metric_number
+
+from .base import Strategy
+from .utils import EventHooks, check_int, check_seed, rng_state, sample_key, set_rng_state
+
+if TYPE_CHECKING:
+    import optuna
+
+    from .tpe_space import OptunaSpace
+
+__all__ = ["TPE"]
+
+_logger = logging.getLogger(__name__)
+
+_RANDOM_DRAWS = 1000
+_RUNNING = "running"  # a sample's result is not known yet
+_FAILED = "failed"  # a sample ended without a metric
+
+
+class TPE(Strategy):
+    """TPE (Bergstra et al., 2011) with Optuna's ``TPESampler``; higher metrics are better.
+
+    Each model is an Optuna trial: asked when a worker is idle, told when the model ends: its final
+    metric (COMPLETE, maximized), FAIL when it failed without one, PRUNED (with its intermediate
+    metrics) when it was interrupted or invalid. A sample that breaks the space's constraints is
+    told PRUNED and another asked. With ``dedup`` a sample seen before is not run again: the trial
+    is told the earlier result; after ``max_retries`` such answers in a row an unseen random sample
+    is enqueued instead, and the search stops when none is left.
+
+    ``n_startup_trials`` random trials come first; other keyword arguments go to ``TPESampler``
+    (e.g. ``multivariate=True``, ``n_ei_candidates=48``).
+    """
+
+    def __init__(self, seed: int | None = None, *, n_startup_trials: int = 10, dedup: bool = True,
+                 max_retries: int = 20, **sampler_kwargs: Any) -> None:
+        super().__init__()
+        self.seed = check_seed("TPE", seed)
+        self.n_startup_trials = check_int("TPE", "n_startup_trials", n_startup_trials, 0)
+        self.dedup = bool(dedup)
+        self.max_retries = check_int("TPE", "max_retries", max_retries, 1)
+        self._sampler = _make_sampler(seed, n_startup_trials, sampler_kwargs)
+        self._rng = random.Random(seed)
+        self._space: OptunaSpace | None = None
+        self._study: optuna.Study | None = None
+        self._asked: dict[int, tuple[ExecutableModelSpace, optuna.trial.Trial]] = {}
+        self._reported: dict[int, dict[int, float]] = {}  # intermediates told, per running model
+        self._results: dict[str, Any] = {}  # sample key -> metric, _RUNNING or _FAILED
+        self._history: list[dict[str, Any]] = []  # finished trials in the order they were told
+        self._hooks = EventHooks()
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    def _initialize(self, model_space: ExecutableModelSpace, engine: ExecutionEngine) -> ExecutableModelSpace:
+        from .tpe_space import OptunaSpace
+
+        self._space = OptunaSpace(model_space.simplify())  # raises early on a leaf TPE cannot search
+        self._hooks.register(engine, ModelEventType.IntermediateMetric, self._on_intermediate)
+        self._hooks.register(engine, ModelEventType.TrainingEnd, self._on_training_end)
+        return model_space
+
+    def _cleanup(self) -> None:
+        self._hooks.clear()
+
+    @property
+    def study(self) -> optuna.Study:
+        """The Optuna study (built on first use, with the trials of a loaded state re-added)."""
+        if self._study is None:
+            import optuna
+
+            self._study = optuna.create_study(direction="maximize", sampler=self._sampler)
+            for record in self._history:
+                self._study.add_trial(self._frozen_trial(record))
+        return self._study
+
+    def _run(self) -> None:
+        while self.wait_for_worker():
+            model = self._ask_model()
+            if model is None:
+                _logger.info("TPE: no unseen sample left to try; stopping.")
+                break
+            self.engine.submit_models(model)
+        self.engine.wait_models(wait_all=True)
+
+    # ---- asking -------------------------------------------------------------------------------
+    def _ask_model(self) -> ExecutableModelSpace | None:
+        from optuna.trial import TrialState
+
+        assert self._space is not None
+        for _ in range(self.max_retries):  # type: ignore[arg-type]
+            trial = self.study.ask()
+            sample = self._space.suggest(trial)
+            if not self.model_space.contains(sample):
+                self._tell(trial, TrialState.PRUNED)
+                continue
+            earlier = self._results.get(sample_key(sample))
+            if not self.dedup or earlier is None:
+                return self._submit(trial, sample)
+            if isinstance(earlier, float):
+                self._tell(trial, TrialState.COMPLETE, earlier)
+            else:
+                self._tell(trial, TrialState.FAIL)
+        return self._ask_unseen()
+
+    def _ask_unseen(self) -> ExecutableModelSpace | None:
+        """An unseen random sample, enqueued so that TPE knows it asked it."""
+        from optuna.trial import TrialState
+
+        assert self._space is not None
+        for _ in range(_RANDOM_DRAWS):
+            sample = self.model_space.random(random_state=self._rng).sample
+            if self.dedup and sample_key(sample) in self._results:
+                continue
+            self.study.enqueue_trial(self._space.params_of(sample))
+            trial = self.study.ask()
+            sample = self._space.suggest(trial)  # the same, unless TPE's range had to clip it (normal tails)
+            if not self.model_space.contains(sample) or (self.dedup and sample_key(sample) in self._results):
+                self._tell(trial, TrialState.PRUNED)
+                continue
+            return self._submit(trial, sample)
+        return None
+
+    def _submit(self, trial: optuna.trial.Trial, sample: dict[str, Any]) -> ExecutableModelSpace:
+        model = self.model_space.freeze(sample)
+        self._results[sample_key(model.sample)] = _RUNNING
+        self._asked[id(model)] = (model, trial)
+        return model
+
+    # ---- telling ------------------------------------------------------------------------------
+    def _on_intermediate(self, event: ModelEvent) -> None:
+        entry = self._asked.get(id(event.model))
+        value = metric_number(event.model.metrics.intermediates[-1]) if event.model.metrics.intermediates else None
+        if entry is None or value is None:
+            return
+        step = len(event.model.metrics.intermediates) - 1
+        reported = self._reported.setdefault(id(event.model), {})
+        if step not in reported:  # a retried model reports its steps again
+            reported[step] = value
+            entry[1].report(value, step)
+
+    def _on_training_end(self, event: ModelEvent) -> None:
+        from optuna.trial import TrialState
+
+        model = event.model
+        entry = self._asked.pop(id(model), None)
+        intermediates = self._reported.pop(id(model), {})
+        if model.sample is None:
+            return
+        metric = model.metric
+        self._results[sample_key(model.sample)] = metric if metric is not None else _FAILED
+        if entry is None:  # not asked by TPE (e.g. a Deduplication replacement): learn from it anyway
+            if metric is not None and self._space is not None:
+                self._add_completed(model.sample, metric)
+            return
+        if metric is not None:
+            self._tell(entry[1], TrialState.COMPLETE, metric, intermediates)
+        elif model.status == ModelStatus.Failed:
+            self._tell(entry[1], TrialState.FAIL, None, intermediates)
+        else:  # Interrupted (e.g. MedianStop) or Invalid: worse than its intermediates suggest
+            self._tell(entry[1], TrialState.PRUNED, None, intermediates)
+
+    def _tell(self, trial: optuna.trial.Trial, state: Any, value: float | None = None,
+              intermediates: dict[int, float] | None = None) -> None:
+        """Tell Optuna, and keep the record a resumed search re-adds to its fresh study."""
+        self.study.tell(trial, value if state.name == "COMPLETE" else None, state=state)
+        self._history.append({
+            "params": dict(trial.params),
+            "state": state.name,
+            "value": value,
+            "intermediate": {str(k): v for k, v in (intermediates or {}).items()},
+        })
+
+    def _add_completed(self, sample: dict[str, Any], metric: float) -> None:
+        assert self._space is not None
+        record = {"params": self._space.params_of(sample), "state": "COMPLETE", "value": metric, "intermediate": {}}
+        self.study.add_trial(self._frozen_trial(record))
+        self._history.append(record)
+
+    def _frozen_trial(self, record: dict[str, Any]) -> optuna.trial.FrozenTrial:
+        import optuna
+        from optuna.trial import TrialState
+
+        assert self._space is not None
+        distributions = self._space.distributions
+        params = {name: value for name, value in record["params"].items() if name in distributions}
+        return optuna.trial.create_trial(
+            state=TrialState[record["state"]],
+            value=record["value"] if record["state"] == "COMPLETE" else None,
+            params=params,
+            distributions={name: distributions[name] for name in params},
+            intermediate_values={int(k): v for k, v in record.get("intermediate", {}).items()},
+        )
+
+    # ---- state --------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able: the told trials (re-added to a fresh study on load), results seen, RNG states."""
+        try:
+            sampler: str | None = base64.b64encode(pickle.dumps(self._sampler)).decode("ascii")
+        except (pickle.PicklingError, AttributeError, TypeError):
+            _logger.warning("TPE: the sampler cannot be pickled (a lambda among its arguments?); a resumed "
+                            "search continues from the same trials but not with the same random numbers.")
+            sampler = None
+        return {
+            "history": [dict(record) for record in self._history],
+            "results": {k: v for k, v in self._results.items() if v != _RUNNING},
+            "rng": rng_state(self._rng),
+            "sampler": sampler,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self._study is not None:
+            raise RuntimeError("TPE: load_state_dict must come before run(); use a new TPE object to resume.")
+        self._history = [dict(record) for record in state.get("history", [])]
+        self._results.update(state.get("results", {}))
+        if state.get("rng") is not None:
+            set_rng_state(self._rng, state["rng"])
+        if state.get("sampler"):
+            self._sampler = pickle.loads(base64.b64decode(state["sampler"]))  # noqa: S301 - our own state
+
+
+def _make_sampler(seed: int | None, n_startup_trials: int, kwargs: dict[str, Any]) -> Any:
+    from optuna.samplers import TPESampler
+
+    try:
+        return TPESampler(seed=seed, n_startup_trials=n_startup_trials, **kwargs)
+    except TypeError as err:
+        raise TypeError(
+            f"TPE: {err}. Arguments besides seed, n_startup_trials, dedup and max_retries go to "
+            "optuna.samplers.TPESampler; check their names against its documentation."
+        ) from err

@@ -22,6 +22,8 @@ import json
 import os
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -99,6 +101,13 @@ def cold_start(count: int, log_dir: str) -> float:
     return wall
 
 
+def interpreter_with_torch() -> float:
+    """Wall seconds of ``python -c 'import torch'``: what any start-up that imports torch pays."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch"], check=True)
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure; the best one is reported")
@@ -107,8 +116,9 @@ def main() -> None:
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="nasflow-bench-") as log_dir:
         colds = [cold_start(10, log_dir) for _ in range(args.repeats)]
+        floor = min(interpreter_with_torch() for _ in range(args.repeats))
         print(f"fresh, 10 trials from service start-up: best {min(colds):.3f} s, "
-              f"median {statistics.median(colds):.3f} s")
+              f"median {statistics.median(colds):.3f} s (floor: `python -c 'import torch'` takes {floor:.3f} s)")
         for reuse in (False, True):
             mode = "reuse" if reuse else "fresh"
             for count in (10, 200):

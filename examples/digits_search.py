@@ -88,10 +88,11 @@ def main() -> None:
     models = experiment.list_models()
     trained = [m for m in models if m.metric is not None]
     print(f"\nExperiment {experiment.id}: {len(models)} models, {len(trained)} trained")
-    top = experiment.export_top_models(3)
-    print("Top models (sample dicts):")
-    for sample in top:
-        print("  " + json.dumps(sample))
+    trained.sort(key=lambda m: -m.metric)
+    print("Top models (validation accuracy, sample):")
+    for model in trained[:3]:
+        print(f"  {model.metric:.4f}  {json.dumps(model.sample)}")
+    assert experiment.export_top_models(3) == [m.sample for m in trained[:3]]
     best = experiment.export_top_models(1, formatter="instance")[0]
     print("Best model:\n" + str(best))
     print(f"\nInspect it: nasflow show {experiment.id}    export: nasflow export {experiment.id} --top-k 3")

@@ -36,6 +36,7 @@ from typing import Any, NoReturn
 __all__ = ["ForkServer", "serve"]
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
 _MADV_COLLAPSE = 25
 _HUGE_PAGE = 2 << 20
 _COLLAPSE_STEP = 4 * _HUGE_PAGE
@@ -158,6 +159,8 @@ class _Server:
         signal.signal(signal.SIGCHLD, lambda *_: None)  # the wake-up fd does the work
         try:
             self.libc: Any = ctypes.CDLL(None, use_errno=True)
+            if sys.platform.startswith("linux"):
+                self.libc.prctl(_PR_SET_NAME, b"nasflow-forksrv", 0, 0, 0)
         except OSError:
             self.libc = None
 
@@ -227,6 +230,7 @@ class _Server:
             self.control.close()
             if self.libc is not None and sys.platform.startswith("linux"):
                 self.libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+                self.libc.prctl(_PR_SET_NAME, b"nasflow-trial", 0, 0, 0)  # what ps -o comm / top show
             if os.getppid() != server_pid:  # the server died before prctl took effect
                 os._exit(1)
             from .worker import worker_main

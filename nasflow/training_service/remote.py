@@ -155,6 +155,7 @@ class MachineInfo:
     nasflow_version: str
     gpus: list[int] | None  # GPUs to give Ray (None: let Ray detect them)
     port_open: bool  # whether something already listens on the Ray port (a running cluster)
+    free_port: int | None  # a port free there a moment ago (head only)
 
 
 def _is_local(host: str) -> bool:
@@ -421,7 +422,7 @@ class RemoteTrainingService(TrainingService):
                 _logger.warning("%s: GPUs %s run other processes and are left out (use_active_gpu=False).",
                                 host, sorted(set(wanted) - set(gpus)))
         return MachineInfo(machine, info["executable"], info["python"], info["ray"], info["nasflow"], gpus,
-                           bool(info.get("port_open")))
+                           bool(info.get("port_open")), info.get("free_port"))
 
     # ----- the Ray cluster ---------------------------------------------------------------------
 
@@ -439,6 +440,10 @@ class RemoteTrainingService(TrainingService):
         common = [f"--temp-dir=/tmp/{tag}", "--disable-usage-stats", *self.ray_start_args]
         head_args = ["--head", f"--port={self.ray_port}", f"--ray-client-server-port={self.client_server_port}",
                      "--include-dashboard=false", *common]
+        if head.free_port and not any(a.startswith("--runtime-env-agent-port") for a in self.ray_start_args):
+            # Left to Ray, this port is picked after the client server starts, which then cannot
+            # reach the agent and refuses every Ray Client connection.
+            head_args.append(f"--runtime-env-agent-port={head.free_port}")
         output = self._ray_start(head, tag, head_args)
         match = re.search(r"ray start --address='([^']+)'", output)
         address = match.group(1) if match else f"{head.machine.host}:{self.ray_port}"

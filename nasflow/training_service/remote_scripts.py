@@ -42,6 +42,9 @@ if port:
     with socket.socket() as s:
         s.settimeout(2)
         info["port_open"] = s.connect_ex(("127.0.0.1", port)) == 0
+    with socket.socket() as s:  # a port for Ray's runtime-env agent, which Ray Client needs to know
+        s.bind(("", 0))
+        info["free_port"] = s.getsockname()[1]
 if shutil.which("nvidia-smi"):
     def query(arg):
         try:

@@ -192,9 +192,10 @@ def _set_visible_gpus(gpus: list[int] | None, config: dict[str, Any]) -> None:
 def _run_trial(channel: _Channel, message: tuple, config: dict[str, Any], pinned: list[int] | None) -> list[int] | None:
     """Run one trial and report its end; returns the GPUs CUDA is pinned to afterwards."""
     _, trial_id, payload, log_path, gpus = message
+    pid = os.getpid()
     _redirect_output(log_path)
     _set_visible_gpus(gpus, config)
-    channel.send(("started", trial_id, {"pid": os.getpid(), "gpus": list(gpus or []), "log_path": log_path}))
+    channel.send(("started", trial_id, {"pid": pid, "gpus": list(gpus or []), "log_path": log_path}))
     status, error = "succeeded", None
     try:
         if pinned is not None and gpus is not None and list(gpus) != pinned:
@@ -209,6 +210,9 @@ def _run_trial(channel: _Channel, message: tuple, config: dict[str, Any], pinned
     except BaseException:
         status, error = "failed", traceback.format_exc()
         traceback.print_exc()  # also into the trial's log, next to its own output
+    if os.getpid() != pid:  # a child the trial forked returned here: it must not speak for the worker
+        _flush_output()
+        os._exit(0 if status == "succeeded" else 1)
     _flush_output()
     cuda = _cuda_gpus(gpus) if pinned is None else pinned
     channel.send(("end", trial_id, status, error, cuda))

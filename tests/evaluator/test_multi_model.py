@@ -6,6 +6,7 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+import cloudpickle
 import pytest
 import torch
 from torch import nn
@@ -132,6 +133,7 @@ def test_merged_classification_evaluators_match_their_solo_runs() -> None:
     solo = [copy.deepcopy(model) for model in models]
     merged = merge_evaluators(evaluators)
     assert merged.shares_data_with(evaluators[0]) is False  # its trainer is a MultiModelTrainer
+    merged = cloudpickle.loads(cloudpickle.dumps(merged))  # as a merged trial travels to a worker
     merged_metrics = evaluate_model(MergedModel(models), merged)
     for index, (evaluator, model, alone) in enumerate(zip(evaluators, models, solo, strict=True)):
         solo_metrics = evaluate_model(alone, evaluator)

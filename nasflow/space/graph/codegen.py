@@ -394,7 +394,8 @@ def generate_code(model: GraphModelSpace, main: MainMode = "error") -> Generated
     class_names: dict[str, str] = {}
     for name in bodies:
         graph = model.graphs[name]
-        base = _class_base(model.space_type, "Model") if name == model.root_name else _class_base(graph.module_type, "Graph")
+        base = (_class_base(model.space_type, "Model") if name == model.root_name
+                else _class_base(graph.module_type, "Graph"))
         class_names[name] = imports.name(base)
     chunks = []
     for name, (text, _) in bodies.items():

@@ -132,8 +132,7 @@ class _Converter:
         name = "_model" if not path else "_model__" + path.replace(".", "__")
         while name in self.model.graphs:
             name += "_"
-        type_ref = ref_of(type(module))
-        graph = Graph(name, path, type_ref.path if type_ref else f"{type(module).__module__}:{type(module).__qualname__}")
+        graph = Graph(name, path, _type_path(type(module)))
         self.model.graphs[name] = graph
         self.graph_of[id(module)] = name
         return graph
@@ -324,8 +323,9 @@ class _Converter:
         inner = [m.label for child in module.children() for m in module_leaf_mutables(child)]
         if inner:
             raise GraphConversionError(
-                f"{where} is a basic unit (one graph node), but modules inside it hold the choices {sorted(set(inner))}. "
-                "Move those choices out of the basic unit, or make them init arguments of the ParametrizedModule."
+                f"{where} is a basic unit (one graph node), but modules inside it hold the choices "
+                f"{sorted(set(inner))}. Move those choices out of the basic unit, or make them init arguments of "
+                "the ParametrizedModule."
             )
         if isinstance(module, ParametrizedModule):
             cls: type = type(module)._wraps or type(module)
@@ -341,7 +341,8 @@ class _Converter:
             cls, (args, kwargs) = type(module), recorded
         ref = ref_of(cls)
         if ref is None:
-            raise GraphConversionError(f"{where}: its class cannot be imported by generated code; define it at module level.")
+            raise GraphConversionError(
+                f"{where}: its class cannot be imported by generated code; define it at module level.")
         what = f"init arguments of {where}"
         return ModuleOp(cls=ref, args=to_ir_value(tuple(args), what), kwargs=to_ir_value(dict(kwargs), what))
 
@@ -428,7 +429,8 @@ class _Converter:
             return self.graph_of[id(module)]
         graph = self.new_graph(module, path)
         p = module.num_predecessors
-        graph.input_node.operation = InputsOp(signature=[{"name": f"input_{i}", "kind": "positional"} for i in range(p)])
+        signature = [{"name": f"input_{i}", "kind": "positional"} for i in range(p)]
+        graph.input_node.operation = InputsOp(signature=signature)
         inputs: list[NodeRef] = [(graph.input_node, i) for i in range(p)]
         states = list(inputs)
         if not isinstance(module.preprocessor, _Identity):
@@ -440,10 +442,10 @@ class _Converter:
                 graph.add_edge((pre, None), (pick, 0))
                 states.append((pick, None))
         entries = []
-        for a, (node_ops, node_inputs) in enumerate(zip(module.ops, module.inputs)):
+        for a, (node_ops, node_inputs) in enumerate(zip(module.ops, module.inputs, strict=True)):
             k = p + a
             outputs: list[NodeRef] = []
-            for j, (op, selector) in enumerate(zip(node_ops, node_inputs)):
+            for j, (op, selector) in enumerate(zip(node_ops, node_inputs, strict=True)):
                 chosen = default_of(selector.choice)
                 op_node = self.add_call(graph, op, f"ops.{a}.{j}", (Slot(0),), {}, [states[chosen]], f"op_{k}_{j}")
                 entries.append({"node": op_node.name, "mutable": selector.choice,
@@ -464,14 +466,20 @@ class _Converter:
             graph.add_edge(states[k], (merge, i))
         out: NodeRef = (merge, None)
         if not isinstance(module.postprocessor, _PassThrough):
-            post = self.add_call(graph, module.postprocessor, "postprocessor", (Slot(0), [Slot(1 + i) for i in range(p)]),
-                                 {}, [out, *inputs], "postprocessor")
+            call = (Slot(0), [Slot(1 + i) for i in range(p)])
+            post = self.add_call(graph, module.postprocessor, "postprocessor", call, {}, [out, *inputs],
+                                 "postprocessor")
             out = (post, None)
         graph.add_edge(out, (graph.output_node, 0))
         graph.output_node.args = (Slot(0),)
         graph.mutation = {"type": "cell", "label": module.label, "merge_op": module.merge_op, "num_predecessors": p,
                           "merge": merge.name, "inputs": entries, "states": [[s[0].name, s[1]] for s in states]}
         return graph.name
+
+
+def _type_path(cls: type) -> str:
+    ref = ref_of(cls)
+    return ref.path if ref else f"{cls.__module__}:{cls.__qualname__}"
 
 
 def _name(attr: str) -> str:
@@ -556,8 +564,7 @@ def convert_model_space(space: nn.Module, evaluator: Any = None, dummy_input: An
     if isinstance(space, ModelSpace) and space.frozen_sample is not None:
         raise ValueError(f"{type(space).__name__} is already a frozen model, not a space.")
     model = cls(evaluator=evaluator)
-    type_ref = ref_of(type(space))
-    model.space_type = type_ref.path if type_ref else f"{type(space).__module__}:{type(space).__qualname__}"
+    model.space_type = _type_path(type(space))
     converter = _Converter(space, model)
     kind = module_kind(space)
     if kind in ("user", "container"):

@@ -133,8 +133,8 @@ class Graph:
             index += 1
         return f"{name}_{index}"
 
-    def add_node(self, name: str, operation: Operation, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None,
-                 python_name: str | None = None) -> Node:
+    def add_node(self, name: str, operation: Operation, args: tuple[Any, ...] = (),
+                 kwargs: dict[str, Any] | None = None, python_name: str | None = None) -> Node:
         node = self._new_node(self.unique_name(name), operation, args, kwargs, python_name)
         self.hidden_nodes[node.name] = node
         self._touch()
@@ -221,7 +221,8 @@ class Graph:
     def copy(self) -> Graph:
         """A copy whose nodes and edges can be edited; operations are shared (they are immutable)."""
         new = Graph.__new__(Graph)
-        new.name, new.space_path, new.module_type, new._next_id = self.name, self.space_path, self.module_type, self._next_id
+        new.name, new.space_path, new.module_type = self.name, self.space_path, self.module_type
+        new._next_id = self._next_id
         new.mutation = self.mutation
         mapping: dict[int, Node] = {}
         for node in self.nodes:
@@ -424,7 +425,7 @@ class GraphModelSpace(ExecutableModelSpace):
                 name = node.cell
                 if name is not None and name not in seen:
                     if name not in self.graphs:
-                        raise GraphFormatError(f"Node {node.name!r} calls graph {name!r}, which the model does not have.")
+                        raise GraphFormatError(f"Node {node.name!r} calls graph {name!r}, which the model lacks.")
                     seen.append(name)
                     stack.append(name)
         return seen
@@ -455,7 +456,8 @@ class GraphModelSpace(ExecutableModelSpace):
         if not isinstance(data, dict) or data.get("format") != "nasflow.graph":
             raise GraphFormatError("Not nasflow graph IR JSON: expected an object with format='nasflow.graph'.")
         if data.get("version") != FORMAT_VERSION:
-            raise GraphFormatError(f"Graph IR version {data.get('version')!r} is not supported (this nasflow reads {FORMAT_VERSION}).")
+            raise GraphFormatError(f"Graph IR version {data.get('version')!r} is not supported "
+                                   f"(this nasflow reads version {FORMAT_VERSION}).")
         memo: dict[str, LabeledMutable] = {}
         model = cls(evaluator=evaluator)
         model.root_name, model.space_type = data["root"], data.get("space_type")

@@ -145,7 +145,7 @@ class LayerChoiceMutator(_NodeTargets, StationaryMutator):
             yield from m.leaf_mutables(is_leaf)
 
     def apply_value(self, model: GraphModelSpace, value: Any, sample: Sample) -> None:
-        for graph, node in self.target_nodes(model):
+        for _, node in self.target_nodes(model):
             annotation = node.mutation or {}
             chosen = next((c for c in annotation.get("candidates", []) if c[0] == value and type(c[0]) is type(value)),
                           None) or next((c for c in annotation.get("candidates", []) if c[0] == value), None)
@@ -376,7 +376,8 @@ def mutators_of(model: GraphModelSpace) -> MutatorSequence:
     for graph in model.graphs.values():
         annotation = graph.mutation
         if annotation is not None and annotation["type"] == "repeat":
-            mutators.append(RepeatMutator(graph.name, annotation["depth"], annotation["chain"], annotation.get("label")))
+            mutators.append(RepeatMutator(graph.name, annotation["depth"], annotation["chain"],
+                                          annotation.get("label")))
         elif annotation is not None and annotation["type"] == "cell":
             mutators.append(CellMutator(graph.name, annotation))
         for node in graph.hidden_nodes.values():

@@ -57,7 +57,8 @@ class Operation:
     @staticmethod
     def load(data: dict[str, Any], memo: dict[str, Any] | None = None, where: str = "") -> Operation:
         if not isinstance(data, dict) or "type" not in data:
-            raise GraphFormatError(f"An operation{' in ' + where if where else ''} must be {{'type': ..., ...}}, got {data!r}.")
+            where = f" in {where}" if where else ""
+            raise GraphFormatError(f"An operation{where} must be {{'type': ..., 'parameters': ...}}, got {data!r}.")
         return Operation.new(data["type"], load_value(data.get("parameters", {}), memo), where)
 
     def dump(self) -> dict[str, Any]:

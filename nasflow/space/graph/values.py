@@ -110,7 +110,8 @@ class Ref:
             for part in qualname.split("."):
                 obj = getattr(obj, part)
         except (ImportError, AttributeError) as err:
-            raise ImportError(f"Cannot import {qualname!r} from {module!r} (graph IR reference {self.path!r}): {err}") from err
+            raise ImportError(f"Cannot import {qualname!r} from {module!r} (graph IR reference {self.path!r}): "
+                              f"{err}") from err
         return obj
 
     def __eq__(self, other: object) -> bool:
@@ -132,7 +133,8 @@ class ModuleSpec:
         self.cls, self.args, self.kwargs = cls, tuple(args), dict(kwargs)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, ModuleSpec) and (self.cls, self.args, self.kwargs) == (other.cls, other.args, other.kwargs)
+        return isinstance(other, ModuleSpec) and (self.cls, self.args, self.kwargs) == (
+            other.cls, other.args, other.kwargs)
 
     def __hash__(self) -> int:
         return hash(self.cls)
@@ -180,7 +182,8 @@ def _module_spec(module: nn.Module, where: str) -> ModuleSpec:
         cls, (args, kwargs) = type(module), recorded
     ref = ref_of(cls)
     if ref is None:
-        raise GraphFormatError(f"{where}: module class {cls.__qualname__} cannot be imported; define it at module level.")
+        raise GraphFormatError(f"{where}: module class {cls.__qualname__} cannot be imported; define it at "
+                               "module level.")
     return ModuleSpec(ref, to_ir_value(tuple(args), where), to_ir_value(dict(kwargs), where))
 
 
@@ -367,7 +370,8 @@ _TAGS: dict[str, Callable[[Any, dict[str, LabeledMutable]], Any]] = {
     "__dtype__": lambda d, m: getattr(torch, d),
     "__device__": lambda d, m: torch.device(d),
     "__torch__": lambda d, m: getattr(torch, d),
-    "__tensor__": lambda d, m: torch.tensor(load_value(d["data"], m), dtype=getattr(torch, d["dtype"])).reshape(d["shape"]),
+    "__tensor__": lambda d, m: torch.tensor(load_value(d["data"], m),
+                                            dtype=getattr(torch, d["dtype"])).reshape(d["shape"]),
     "__mutable__": lambda d, m: _load_mutable(d, m),
 }
 

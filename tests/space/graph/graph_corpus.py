@@ -76,7 +76,8 @@ class CNNSpace(ModelSpace):
 class ResBlock(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.conv = LayerChoice([nn.Conv2d(channels, channels, 3, padding=1), nn.Conv2d(channels, channels, 5, padding=2)])
+        self.conv = LayerChoice([nn.Conv2d(channels, channels, 3, padding=1),
+                                 nn.Conv2d(channels, channels, 5, padding=2)])
         self.bn = nn.BatchNorm2d(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import ast
 import os
-import pickle
 import random
 import subprocess
 import sys
 from pathlib import Path
 
-import cloudpickle
 import pytest
 import torch
 from graph_corpus import CORPUS
 from torch import nn
 
-import nasflow
-from nasflow.nn import LayerChoice, ModelSpace, ParametrizedModule
-from nasflow.space.graph import GraphFormatError, GraphModelSpace
+from nasflow.nn import LayerChoice, ModelSpace
+from nasflow.space.graph import GraphModelSpace
 
 HERE = Path(__file__).parent
 
@@ -89,69 +86,87 @@ def test_code_is_readable_pytorch() -> None:
     sample = {"cnn/b1": 1, "cnn/b2": 1, "cnn/merge": [0, 2], "cnn/mix": [1, 2]}
     source = space.freeze(sample).code()
     assert "class CNNSpace(nn.Module):" in source and "def forward(self, x):" in source
-    assert "self.b1__1 = ConvBNReLU()" in source  # the chosen candidate's sub-graph
+    assert "self.b1__1 = ConvBNReLU_1()" in source  # the chosen candidate's sub-graph
     assert "nn.Conv2d(8, 8, 5, padding=2, bias=False)" in source
-    assert "torch.cat([stem, b2], dim=1)" in source  # the InputChoice rewired to a concatenation
-    assert "/ 2" in source  # ... and to a mean
+    assert "merge = torch.cat([stem, b2], dim=1)" in source  # the InputChoice rewired to a concatenation
+    assert "mix_add0 = add + b2\n        mix = mix_add0 / 2" in source  # ... and to a mean
     assert "Sample: {'cnn/b1': 1" in source
-    assert source.count("class ConvBNReLU") == 1  # identical graphs share one class
+    nb201 = GraphModelSpace.from_model(CORPUS["nb201"][0]())
+    shared = nb201.freeze({label: "conv3x3" for label in nb201.simplify()}).code()
+    assert shared.count("class NB201Cell") == 1 and shared.count("= NB201Cell()") == 2  # identical graphs, one class
 
+
+MAIN_SCRIPT = """
+import pickle, sys, torch
+from torch import nn
+import nasflow
+from nasflow.nn import LayerChoice, ModelSpace, ParametrizedModule
+from nasflow.space.graph import GraphFormatError, GraphModelSpace
 
 class Scale(ParametrizedModule):
-    def __init__(self, factor: float) -> None:
+    def __init__(self, factor):
         super().__init__()
         self.factor = factor
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x):
         return x * self.factor
+
+class MainSpace(ModelSpace):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+        self.scale = Scale(nasflow.choice("main/factor", [2.0, 3.0]))
+        self.act = LayerChoice([nn.ReLU(), nn.Sigmoid()], label="main/act")
+
+    def forward(self, x):
+        return self.act(self.scale(self.fc(x)))
+
+model = GraphModelSpace.from_model(MainSpace()).freeze({"main/factor": 3.0, "main/act": 1})
+try:
+    model.code()
+    raise SystemExit("code() accepted a class from __main__")
+except GraphFormatError as err:
+    assert "'Scale', defined in __main__" in str(err) and "embed_main=True" in str(err), err
+net = model.executable_model()  # this process's __main__ has Scale
+x = torch.randn(2, 3)
+assert torch.allclose(net(x), torch.sigmoid(net.fc(x) * 3.0))
+open(sys.argv[1], "w").write(model.code(embed_main=True))
+open(sys.argv[2], "wb").write(pickle.dumps(model))
+print("ok")
+"""
+
+LOAD_SCRIPT = """
+import importlib.util, pickle, sys
+spec = importlib.util.spec_from_file_location("embedded", sys.argv[1])
+mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mod)
+assert float(mod.MainSpace().scale.factor) == 3.0
+model = pickle.loads(open(sys.argv[2], "rb").read())
+assert float(model.executable_model().scale.factor) == 3.0
+assert model.code(embed_main=True).count("Scale = cloudpickle.loads") == 1
+print("ok")
+"""
+
+
+def test_objects_from_main_are_refused_or_embedded(tmp_path: Path) -> None:
+    """A class from a script's __main__: code() names it; embedded or pickled, it runs elsewhere."""
+    files = [str(tmp_path / "embedded.py"), str(tmp_path / "model.pkl")]
+    for script in (MAIN_SCRIPT, LOAD_SCRIPT):
+        (tmp_path / "script.py").write_text(script)
+        result = subprocess.run([sys.executable, str(tmp_path / "script.py"), *files], capture_output=True,
+                                text=True, timeout=120, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert "cloudpickle.loads(base64.b64decode(" in Path(files[0]).read_text()
 
 
 class MainSpace(ModelSpace):
     def __init__(self) -> None:
         super().__init__()
         self.fc = nn.Linear(3, 3)
-        self.scale = Scale(nasflow.choice("main/factor", [2.0, 3.0]))
         self.act = LayerChoice([nn.ReLU(), nn.Sigmoid()], label="main/act")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.scale(self.fc(x)))
-
-
-@pytest.fixture
-def main_scale(monkeypatch: pytest.MonkeyPatch) -> type:
-    """``Scale`` as if a script had defined it in __main__."""
-    monkeypatch.setattr(Scale, "__module__", "__main__")
-    monkeypatch.setattr(sys.modules["__main__"], "Scale", Scale, raising=False)
-    return Scale
-
-
-def test_objects_from_main_are_refused_or_embedded(main_scale: type, tmp_path: Path) -> None:
-    space = GraphModelSpace.from_model(MainSpace())
-    model = space.freeze({"main/factor": 3.0, "main/act": 1})
-    with pytest.raises(GraphFormatError, match="'Scale', defined in __main__.*embed_main=True"):
-        model.code()
-    module = model.executable_model()  # in this process __main__ has it
-    x = torch.randn(2, 3)
-    assert torch.allclose(module(x), torch.sigmoid(module.fc(x) * 3.0))
-    embedded = model.code(embed_main=True)
-    assert "cloudpickle.loads(base64.b64decode(" in embedded
-    payload = cloudpickle.dumps(model)
-    assert model.__getstate__()["main"] is not None
-    (tmp_path / "embedded.py").write_text(embedded)
-    (tmp_path / "model.pkl").write_bytes(payload)
-    script = (
-        "import importlib.util, pickle, torch\n"
-        f"spec = importlib.util.spec_from_file_location('embedded', {str(tmp_path / 'embedded.py')!r})\n"
-        "mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)\n"
-        "net = mod.MainSpace(); assert float(net.scale.factor) == 3.0\n"
-        f"model = pickle.loads(open({str(tmp_path / 'model.pkl')!r}, 'rb').read())\n"
-        "other = model.executable_model(); assert float(other.scale.factor) == 3.0\n"
-        "print('ok')\n"
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=_env(), timeout=120)
-    assert result.returncode == 0, result.stderr[-3000:]
-    restored = pickle.loads(payload)
-    assert restored.code(embed_main=True).count("Scale = cloudpickle.loads") == 1
+        return self.act(self.fc(x))
 
 
 def test_a_space_has_no_code_until_frozen() -> None:

@@ -1,0 +1,106 @@
+"""Per-trial overhead of the training-service engine on the local training service.
+
+N trivial trials (N = 10 and 200) at concurrency 2 go through ``TrainingServiceExecutionEngine``
+with ``LocalTrainingService``, in both reuse modes, submitted the way a strategy does (a new model
+whenever a worker is idle). A trial builds its (tiny) model in the worker and reports one final
+metric, so its ideal duration is 0 and everything measured is overhead: payload pickling, fork
+(fresh mode) or hand-over (reuse mode), the model's rebuild, event round trips, exit and reaping.
+
+    per-trial overhead = wall * concurrency / N
+
+i.e. how long one of the ``concurrency`` slots is busy per trial, measured after a warm-up batch
+(so the fork server's start-up, which imports torch, is excluded). ``ten_trials_wall_s`` is 10
+fresh-mode trials counted from constructing the engine and its service, start-up included.
+
+Usage: python benchmarks/trial_overhead.py   (last line: one JSON object)
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from typing import Any
+
+from torch import nn
+
+import nasflow
+from nasflow.evaluator import FunctionalEvaluator
+from nasflow.execution import TrainingServiceExecutionEngine
+from nasflow.nn import ModelSpace, MutableLinear
+from nasflow.space import ExecutableModelSpace, ModelStatus, SimplifiedModelSpace
+from nasflow.training_service import LocalTrainingService
+
+CONCURRENCY = 2
+
+
+class TrivialSpace(ModelSpace):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = MutableLinear(2, nasflow.choice("width", [1, 2, 3, 4]))
+
+    def forward(self, x: Any) -> Any:
+        return self.fc(x)
+
+
+def trivial(model: nn.Module) -> None:
+    nasflow.report_final_result(0.0)
+
+
+SPACE = SimplifiedModelSpace.from_model(TrivialSpace(), FunctionalEvaluator(trivial))
+
+
+def make_engine(reuse: bool, log_dir: str) -> TrainingServiceExecutionEngine:
+    service = LocalTrainingService(trial_concurrency=CONCURRENCY, reuse_mode=reuse, log_dir=log_dir)
+    return TrainingServiceExecutionEngine(service, trial_concurrency=CONCURRENCY)
+
+
+def run_trials(engine: TrainingServiceExecutionEngine, count: int) -> float:
+    """Submit ``count`` models as workers free up, wait for all; the wall time."""
+    start = time.perf_counter()
+    models: list[ExecutableModelSpace] = []
+    while len(models) < count:
+        if engine.idle_worker_available():
+            model = SPACE.freeze({"width": 1 + len(models) % 4})
+            engine.submit_models(model)
+            models.append(model)
+        else:
+            engine.wait_models()
+    engine.wait_models(*models, wait_all=True)
+    wall = time.perf_counter() - start
+    failed = [(m.model_id, m.status) for m in models if m.status != ModelStatus.Trained]
+    if failed:
+        raise RuntimeError(f"trials did not train: {failed}")
+    return wall
+
+
+def main() -> None:
+    figures: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="nasflow-trialbench-") as log_dir:
+        start = time.perf_counter()
+        engine = make_engine(False, log_dir)
+        run_trials(engine, 10)
+        ten = time.perf_counter() - start
+        engine.shutdown()
+        print(f"fresh, 10 trials from engine construction (fork server start-up included): {ten:.3f} s")
+        for reuse in (False, True):
+            mode = "reuse" if reuse else "fresh"
+            engine = make_engine(reuse, log_dir)
+            try:
+                run_trials(engine, 2 * CONCURRENCY)  # warm-up: the fork server has imported torch
+                for count in (10, 200):
+                    wall = run_trials(engine, count)
+                    per_trial_ms = wall * CONCURRENCY / count * 1000
+                    print(f"{mode}, N={count}, concurrency {CONCURRENCY}: wall {wall:.3f} s, "
+                          f"overhead {per_trial_ms:.2f} ms per trial per slot")
+                    if count == 200:
+                        figures[f"{mode}_per_trial_ms"] = round(per_trial_ms, 2)
+            finally:
+                engine.shutdown()
+    figures["ten_trials_wall_s"] = round(ten, 3)
+    print("targets: fresh < 50 ms, reuse < 10 ms per trial; 10 trials end to end < 3 s")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

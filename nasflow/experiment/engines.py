@@ -36,12 +36,17 @@ def build_engine(config: NasExperimentConfig, log_dir: Path) -> ExecutionEngine:
         return SequentialExecutionEngine(config.max_trial_number, duration, config.continue_on_failure)
     from nasflow.execution.training_service import TrainingServiceExecutionEngine
 
+    cgo = config.execution_engine == "cgo"
     engine = TrainingServiceExecutionEngine(
         build_training_service(config, log_dir), trial_concurrency=config.trial_concurrency,
-        max_model_count=config.max_trial_number, max_duration=duration,
+        max_model_count=None if cgo else config.max_trial_number, max_duration=duration,
         trial_timeout=parse_duration(config.trial_timeout, "trial_timeout"), log_dir=log_dir,
         trial_gpu_number=config.trial_gpu_number,
     )
-    if config.execution_engine == "cgo":
-        raise ConfigError("execution_engine", "the 'cgo' engine is not available in this version; use 'ts'.")
-    return engine
+    if not cgo:
+        return engine
+    from nasflow.execution.cgo import CrossGraphOptimization
+
+    waiting = 60.0 if config.batch_waiting_time is None else float(config.batch_waiting_time)
+    return CrossGraphOptimization(engine, max_concurrency_cgo=config.max_concurrency_cgo,
+                                  batch_waiting_time=waiting, max_model_count=config.max_trial_number)

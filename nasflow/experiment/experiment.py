@@ -370,5 +370,5 @@ def export_code(record: ModelRecord) -> str:
         )
     from nasflow.space.graph import GraphModelSpace
 
-    return GraphModelSpace.from_payload(record.payload).code()
+    return GraphModelSpace.load(record.payload.decode()).code()
 

@@ -6,6 +6,7 @@ holds by construction: it records, then passes the event up.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -34,9 +35,13 @@ def format_name(model: ExecutableModelSpace) -> str:
 
 
 def model_payload(model: ExecutableModelSpace) -> bytes | None:
-    """The format's serialized model (None for raw, which cannot leave the process)."""
-    to_payload = getattr(model, "to_payload", None)
-    return to_payload() if to_payload is not None else None
+    """The format's serialized model: the simplified payload, the graph IR as JSON, or None for raw
+    (which cannot leave the process)."""
+    if hasattr(model, "to_payload"):
+        return model.to_payload()
+    if hasattr(model, "dump"):
+        return json.dumps(model.dump()).encode()
+    return None
 
 
 class RecordingMiddleware(Middleware):

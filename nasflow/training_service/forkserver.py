@@ -330,7 +330,7 @@ def serve() -> NoReturn:
     from . import worker  # noqa: F401  (import now, not once per trial)
 
     # Preloaded objects move to a generation the collector never scans, so a worker's garbage
-    # collection does not write to (and copy) every page it shares with the server.
-    gc.collect()
+    # collection does not write to (and copy) every page it shares with the server. (No
+    # gc.collect() first: after importing torch it takes 0.1-0.2 s, for a few kB of garbage.)
     gc.freeze()
     _Server(control, _HugePageCollapser()).run()

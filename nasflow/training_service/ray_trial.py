@@ -27,7 +27,8 @@ __all__ = ["EventCollector", "run_ray_trial", "LOG_KIND"]
 
 LOG_KIND = "log"  # internal event kind: a chunk of the trial's stdout/stderr, written to its log file
 _LOG_INTERVAL = 0.5
-_PRUNE_AT = 64  # pending pushes kept before their acknowledgements are collected
+_PRUNE_AT = 64  # pending log pushes kept before their acknowledgements are collected
+_ACK_TIMEOUT = 60.0
 
 
 class EventCollector:
@@ -55,7 +56,8 @@ class EventCollector:
 
 
 class _Pusher:
-    """Numbers a trial's events and sends them to the collector without waiting for each one."""
+    """Numbers a trial's events and sends them to the collector; metrics wait for the collector's
+    acknowledgement, log chunks do not."""
 
     def __init__(self, collector: Any, trial_id: str) -> None:
         import ray
@@ -71,9 +73,14 @@ class _Pusher:
         with self._lock:
             ref = self._collector.push.remote([(self._trial_id, self._seq, kind, value)])
             self._seq += 1
-            self._pending.append(ref)
-            if len(self._pending) >= _PRUNE_AT:
-                _, self._pending = self._ray.wait(self._pending, num_returns=len(self._pending), timeout=0)
+            if kind == LOG_KIND:
+                self._pending.append(ref)
+                if len(self._pending) >= _PRUNE_AT:
+                    _, self._pending = self._ray.wait(self._pending, num_returns=len(self._pending), timeout=0)
+                return
+        # A reported metric is acknowledged before the trial goes on, so a trial that dies right
+        # after reporting (or whose node dies) has still delivered it.
+        self._ray.get(ref, timeout=_ACK_TIMEOUT)
 
     def flush(self) -> int:
         """Wait until the collector holds every event; returns how many were sent."""
@@ -81,7 +88,7 @@ class _Pusher:
             pending, self._pending = self._pending, []
             count = self._seq
         if pending:
-            self._ray.get(pending, timeout=60)
+            self._ray.get(pending, timeout=_ACK_TIMEOUT)
         return count
 
 

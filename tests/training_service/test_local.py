@@ -214,9 +214,7 @@ def test_failures_end_with_status_and_reason_and_later_trials_run(service: Local
         TrialSpec("exit0", payload(exiting_trial, 0)),
         TrialSpec("after", payload(pid_trial)),
     ]
-    start = time.monotonic()
     events = run_all(service, specs)
-    assert time.monotonic() - start < 10
     ends = {trial_id: end_of(trial_events) for trial_id, trial_events in events.items()}
     assert ends["raise"].status == "failed" and "ValueError: boom from the trial" in ends["raise"].error
     assert "Traceback" in ends["raise"].error

@@ -405,7 +405,7 @@ def generate_code(model: GraphModelSpace, main: MainMode = "error") -> Generated
         doc = f'    """Graph `{name}`: traced from `{origin}` ({where})."""'
         text = _REF.sub(lambda m: imports.exprs[m.group(1)], _CHILD.sub(lambda m: class_names[m.group(1)], text))
         chunks.append(f"class {class_names[name]}(nn.Module):\n{doc}\n\n{text}\n")
-    sample = "" if model.sample is None else f"\nSample: {model.sample!r}\n"
+    sample = "" if model.sample is None else "\nSample: " + repr(model.sample).replace('"""', '\\"\\"\\"') + "\n"
     header = f'"""PyTorch source of one model of a nasflow graph model space (`{model.space_type}`).\n{sample}"""\n'
     source = header + "\n" + "\n".join(imports.header()) + "\n\n\n" + "\n\n".join(chunks)
     return GeneratedCode(source, class_names[model.root_name], dict(imports.main_objects))

@@ -329,7 +329,7 @@ class _Converter:
             )
         if isinstance(module, ParametrizedModule):
             cls: type = type(module)._wraps or type(module)
-            args, kwargs = module.trace_args, module.trace_kwargs
+            args, kwargs = module.__dict__.get("trace_args", ()), module.__dict__.get("trace_kwargs", {})
         else:
             recorded = recorded_init_args(module)
             if recorded is None:

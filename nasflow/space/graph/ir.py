@@ -409,6 +409,7 @@ class GraphModelSpace(ExecutableModelSpace):
                       for name, g in self.graphs.items()}
         new.history, new.renames, new.extra_mutables = list(self.history), list(self.renames), list(self.extra_mutables)
         new.sample, new.status, new.model_id, new._metrics = None, ModelStatus.Initialized, None, None
+        new._mutators, new._labels = None, None  # derived from the IR, which the caller is about to edit
         return new
 
     def fork(self) -> GraphModelSpace:

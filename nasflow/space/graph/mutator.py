@@ -79,6 +79,7 @@ class Mutator(Mutable):
     def apply(self, model: GraphModelSpace, sample: Sample) -> GraphModelSpace:
         """A mutated copy of ``model``, with this mutation appended to its history."""
         new = model._copy(self.graphs)
+        new.sample, new.status = model.sample, model.status
         new.history.append(Mutation(type(self).__name__, self.label, self.mutate(new, sample)))
         return new
 
@@ -353,7 +354,7 @@ class MutatorSequence(Mutable):
             new.history.append(Mutation(type(mutator).__name__, mutator.label, mutator.mutate(new, sample)))
         reachable = set(new.reachable_graphs())
         new.graphs = {name: g for name, g in new.graphs.items() if name in reachable}
-        new._mutators, new._labels = MutatorSequence([]), None
+        new._mutators, new._labels, new.extra_mutables = MutatorSequence([]), None, []
         new.sample = {k: sample[k] for k in model.simplify() if k in sample}
         new.evaluator = model.frozen_evaluator(sample)
         new.status = ModelStatus.Frozen

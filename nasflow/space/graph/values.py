@@ -171,7 +171,7 @@ def _module_spec(module: nn.Module, where: str) -> ModuleSpec:
 
     if isinstance(module, ParametrizedModule):
         cls: type = type(module)._wraps or type(module)
-        args, kwargs = module.trace_args, module.trace_kwargs
+        args, kwargs = module.__dict__.get("trace_args", ()), module.__dict__.get("trace_kwargs", {})
     else:
         recorded = recorded_init_args(module)
         if recorded is None:

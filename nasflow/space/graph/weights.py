@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import nn
 
+from nasflow.nn.base import has_mutables
+
 from .codegen import attribute_names
 from .mutator import join_path
 from .operations import AttributeOp, Cell, ModuleOp
@@ -92,7 +94,10 @@ def load_weights_from(source: nn.Module, generated: nn.Module, model: GraphModel
     mapping = weight_name_mapping(model)
     src = source.state_dict()
     dst = generated.state_dict()
-    kinds: list[Literal["space", "frozen"]] = ["frozen", "space"] if source_kind == "auto" else [source_kind]
+    if source_kind == "auto":  # ties (no renamed path matters) go to what the source is
+        kinds: list[Literal["space", "frozen"]] = ["space", "frozen"] if has_mutables(source) else ["frozen", "space"]
+    else:
+        kinds = [source_kind]
     best: tuple[int, Literal["space", "frozen"]] = (-1, kinds[0])
     for kind in kinds:
         found = sum(1 for key in dst if mapping.source_key(key, kind == "frozen") in src)

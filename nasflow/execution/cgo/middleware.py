@@ -1,0 +1,191 @@
+"""``CrossGraphOptimization``: merge graph-format models that share their data into one trial.
+
+Submitted models wait up to ``batch_waiting_time`` seconds; models whose evaluators read the same
+data (same dataloaders or datamodule and trainer settings) are grouped, up to
+``max_concurrency_cgo`` per group, and each group runs as one ``MergedTrial``. Its per-model
+metrics fan out to the original models. If a merged trial fails, each of its models is re-run
+alone, and only a model that fails alone ends Failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from nasflow.space import ExecutableModelSpace, ModelStatus
+
+from ..engine import Middleware
+from ..event import FinalMetricEvent, IntermediateMetricEvent, ModelEvent, TrainingEndEvent, TrainingStartEvent
+from ..sequential import NO_FINAL_METRIC
+from .logical_plan import data_signature
+from .merged import MergedTrial
+
+__all__ = ["CrossGraphOptimization"]
+
+_logger = logging.getLogger(__name__)
+
+
+class CrossGraphOptimization(Middleware):
+    """The ``'cgo'`` engine: a middleware over the training-service engine.
+
+    ``max_model_count`` bounds the number of *models* (a merged trial trains several).
+    """
+
+    def __init__(self, engine: Any = None, *, max_concurrency_cgo: int | None = None,
+                 batch_waiting_time: float = 60.0, max_model_count: int | None = None) -> None:
+        super().__init__(engine)
+        if max_concurrency_cgo is not None and max_concurrency_cgo < 1:
+            raise ValueError(f"max_concurrency_cgo must be at least 1, got {max_concurrency_cgo}.")
+        self.max_concurrency_cgo = max_concurrency_cgo
+        self.batch_waiting_time = batch_waiting_time
+        self.max_model_count = max_model_count
+        self._models: list[ExecutableModelSpace] = []
+        self._queue: list[tuple[float, ExecutableModelSpace]] = []
+        self._merged: dict[int, MergedTrial] = {}  # id(MergedTrial) -> trial
+        self._next_merged_id = -1  # merged trials get negative ids, never clashing with models'
+        self._count_before = 0
+
+    # ---- submission and grouping ------------------------------------------------------------
+    def submit_models(self, *models: ExecutableModelSpace) -> None:
+        now = time.monotonic()
+        for model in models:
+            self.engine.assign_model_id(model)
+            if model not in self._models:
+                self._models.append(model)
+            if data_signature(model) is None:  # its evaluator cannot share data: it runs alone
+                self.engine.submit_models(model)
+            else:
+                self._queue.append((now, model))
+        self._flush()
+
+    @property
+    def _group_limit(self) -> int:
+        return self.max_concurrency_cgo or max(2, getattr(self.engine, "trial_concurrency", 1))
+
+    def _flush(self, force: bool = False) -> None:
+        """Turn queued models into trials: full groups at once, partial ones after the waiting time."""
+        now = time.monotonic()
+        groups: dict[Any, list[tuple[float, ExecutableModelSpace]]] = {}
+        for entry in self._queue:
+            groups.setdefault(data_signature(entry[1]), []).append(entry)
+        self._queue = []
+        for entries in groups.values():
+            while entries:
+                full = len(entries) >= self._group_limit
+                waited = now - entries[0][0] >= self.batch_waiting_time
+                if not (full or waited or force):
+                    self._queue.extend(entries)
+                    break
+                batch, entries = entries[: self._group_limit], entries[self._group_limit:]
+                self._launch([model for _, model in batch])
+        self._queue.sort(key=lambda entry: entry[0])
+
+    def _launch(self, models: list[ExecutableModelSpace]) -> None:
+        if len(models) == 1:
+            self.engine.submit_models(models[0])
+            return
+        trial = MergedTrial(models)
+        trial.model_id = self._next_merged_id
+        self._next_merged_id -= 1
+        self._merged[id(trial)] = trial
+        _logger.info("CGO: models %s train as one merged trial.", [m.model_id for m in models])
+        self.engine.submit_models(trial)
+
+    # ---- events -----------------------------------------------------------------------------
+    def handle_event(self, event: ModelEvent) -> None:
+        trial = self._merged.get(id(event.model))
+        if trial is None:
+            super().handle_event(event)
+            return
+        models = trial.models
+        if isinstance(event, TrainingStartEvent):
+            info = {**(event.info or {}), "merged_with": [m.model_id for m in models]}
+            for model in models:
+                self.dispatch_model_event(TrainingStartEvent(model, info))
+        elif isinstance(event, (IntermediateMetricEvent, FinalMetricEvent)):
+            from nasflow.evaluator.multi_model import split_multi_model_metric
+
+            for model, value in zip(models, split_multi_model_metric(event.metric, len(models)), strict=True):
+                self.dispatch_model_event(type(event)(model, value))
+        elif isinstance(event, TrainingEndEvent):
+            del self._merged[id(trial)]
+            self._end_merged(trial, event)
+
+    def _end_merged(self, trial: MergedTrial, event: TrainingEndEvent) -> None:
+        if event.status == ModelStatus.Trained:
+            for model in trial.models:
+                ok = model.metrics.final is not None
+                self.dispatch_model_event(TrainingEndEvent(model, ModelStatus.Trained if ok else ModelStatus.Failed,
+                                                           None if ok else NO_FINAL_METRIC))
+        elif event.status == ModelStatus.Interrupted:
+            for model in trial.models:
+                self.dispatch_model_event(TrainingEndEvent(model, ModelStatus.Interrupted, event.error))
+        else:  # the merged trial failed: every model gets its own chance, alone
+            _logger.warning("CGO: merged trial of models %s failed; re-running each alone. Reason: %s",
+                            [m.model_id for m in trial.models], (event.error or "").strip().splitlines()[-1:])
+            for model in trial.models:
+                model.status = ModelStatus.Retrying
+                model.metrics.clear()
+                self.engine.submit_models(model)
+
+    # ---- the rest of the engine interface ---------------------------------------------------
+    def budget_available(self) -> bool:
+        if self.max_model_count is not None and self._count_before + len(self._models) >= self.max_model_count:
+            return False
+        return self.engine.budget_available()
+
+    def idle_worker_available(self) -> bool:
+        """Idle while the next group is still filling up, so the strategy keeps submitting."""
+        self._flush()
+        return len(self._queue) < self._group_limit and (bool(self._queue) or self.engine.idle_worker_available())
+
+    def wait_models(self, *models: ExecutableModelSpace, timeout: float | None = None, wait_all: bool = False) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._flush(force=not self._has_running() and not self.budget_available())
+            targets = list(models)
+            if targets:
+                done = [m.status.completed() for m in targets]
+                if all(done) or (not wait_all and any(done)):
+                    return
+            elif not self._queue and not self._has_running():
+                return
+            step = self.batch_waiting_time if self._queue else 1.0
+            if deadline is not None:
+                step = min(step, max(0.0, deadline - time.monotonic()))
+            self.engine.wait_models(timeout=max(0.05, min(step, 1.0)))
+            if not targets and not wait_all and not self._queue:
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+
+    def _has_running(self) -> bool:
+        return any(not m.status.completed() for m in self.engine.list_models())
+
+    def list_models(self, status: ModelStatus | None = None) -> Iterable[ExecutableModelSpace]:
+        return [m for m in self._models if status is None or m.status == status]
+
+    def cancel_models(self, *models: ExecutableModelSpace) -> None:
+        wanted = {id(m) for m in models}
+        for entry in [e for e in self._queue if id(e[1]) in wanted]:
+            self._queue.remove(entry)
+            self.dispatch_model_event(TrainingEndEvent(entry[1], ModelStatus.Interrupted, "cancelled before it ran"))
+        hit = [t for t in self._merged.values() if any(id(m) in wanted for m in t.models)]
+        solo = [m for m in models if m in self.engine.list_models()]
+        if hit or solo:
+            self.engine.cancel_models(*hit, *solo)
+
+    def shutdown(self) -> None:
+        for _, model in self._queue:
+            self.dispatch_model_event(TrainingEndEvent(model, ModelStatus.Interrupted, "experiment ended"))
+        self._queue.clear()
+        super().shutdown()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "model_count": self._count_before + len(self._models)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._count_before = int(state.get("model_count", 0))

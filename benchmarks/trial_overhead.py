@@ -27,6 +27,7 @@ from torch import nn
 import nasflow
 from nasflow.evaluator import FunctionalEvaluator
 from nasflow.execution import TrainingServiceExecutionEngine
+from nasflow.experiment.engines import WORKER_PRELOAD
 from nasflow.nn import ModelSpace, MutableLinear
 from nasflow.space import ExecutableModelSpace, ModelStatus, SimplifiedModelSpace
 from nasflow.training_service import LocalTrainingService
@@ -51,7 +52,8 @@ SPACE = SimplifiedModelSpace.from_model(TrivialSpace(), FunctionalEvaluator(triv
 
 
 def make_engine(reuse: bool, log_dir: str) -> TrainingServiceExecutionEngine:
-    service = LocalTrainingService(trial_concurrency=CONCURRENCY, reuse_mode=reuse, log_dir=log_dir)
+    service = LocalTrainingService(trial_concurrency=CONCURRENCY, reuse_mode=reuse, log_dir=log_dir,
+                                   preload=WORKER_PRELOAD)  # as NasExperiment builds it
     return TrainingServiceExecutionEngine(service, trial_concurrency=CONCURRENCY)
 
 

@@ -115,8 +115,11 @@ def main() -> None:
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start; best of {args.repeats} runs")
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="nasflow-bench-") as log_dir:
-        colds = [cold_start(10, log_dir) for _ in range(args.repeats)]
-        floor = min(interpreter_with_torch() for _ in range(args.repeats))
+        colds, floors = [], []
+        for _ in range(args.repeats):  # interleaved, so both see the same load
+            colds.append(cold_start(10, log_dir))
+            floors.append(interpreter_with_torch())
+        floor = min(floors)
         print(f"fresh, 10 trials from service start-up: best {min(colds):.3f} s, "
               f"median {statistics.median(colds):.3f} s (floor: `python -c 'import torch'` takes {floor:.3f} s)")
         for reuse in (False, True):

@@ -8,6 +8,7 @@ callbacks never race with the strategy; a lock makes calls from other threads (`
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import threading
 import time
@@ -18,14 +19,14 @@ from typing import Any
 
 import cloudpickle
 
-from nasflow.space import ExecutableModelSpace, ModelStatus, RawFormatModelSpace
+from nasflow.space import ExecutableModelSpace, ModelStatus, RawFormatModelSpace, SimplifiedModelSpace
 from nasflow.training_service import TrainingService, TrialEvent, TrialSpec
 
 from .engine import ExecutionEngine
 from .event import FinalMetricEvent, IntermediateMetricEvent, TrainingEndEvent, TrainingStartEvent
 from .sequential import NO_FINAL_METRIC
 
-__all__ = ["TrainingServiceExecutionEngine", "trial_payload", "refuse_raw"]
+__all__ = ["TrainingServiceExecutionEngine", "trial_payload", "refuse_raw", "shareable"]
 
 _logger = logging.getLogger(__name__)
 
@@ -44,7 +45,60 @@ def refuse_raw(model: ExecutableModelSpace) -> None:
 def trial_payload(model: ExecutableModelSpace) -> bytes:
     """The bytes a worker runs: the frozen model's ``execute`` (model + evaluator), by cloudpickle."""
     refuse_raw(model)
-    return cloudpickle.dumps(model.execute)
+    return cloudpickle.dumps(functools.partial(_execute, shareable(model)))
+
+
+def _execute(model: ExecutableModelSpace) -> None:
+    model.execute()
+
+
+def shareable(model: Any) -> Any:
+    """``model``, or for a simplified model a stand-in that pickles to an equal model faster.
+
+    Every model of a simplified space shares the space's constructor (its class, by value when it
+    lives in ``__main__``, and init arguments); pickling it is most of the cost of pickling a model.
+    The stand-in reuses the constructor's bytes, pickled once per space (a space does not change
+    after it is built), and pickles only the evaluator, sample, id and status each time.
+    """
+    if isinstance(model, SimplifiedModelSpace):
+        return _SharedConstructorModel(model)
+    return model
+
+
+class _SharedConstructorModel:
+    __slots__ = ("model",)
+
+    def __init__(self, model: SimplifiedModelSpace) -> None:
+        self.model = model
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        m = self.model
+        return _rebuild_simplified, (_constructor_bytes(m.constructor), m.evaluator, m.sample, m.model_id, m.status)
+
+
+def _rebuild_simplified(constructor: bytes, evaluator: Any, sample: Any, model_id: int | None,
+                        status: ModelStatus) -> SimplifiedModelSpace:
+    model = SimplifiedModelSpace(cloudpickle.loads(constructor), evaluator, sample)
+    model.model_id, model.status = model_id, status
+    return model
+
+
+_constructor_cache: collections.OrderedDict[int, tuple[Any, bytes]] = collections.OrderedDict()
+_constructor_lock = threading.Lock()
+
+
+def _constructor_bytes(constructor: Any, cache_size: int = 16) -> bytes:
+    """The constructor's pickle, made once per constructor object (kept alive while cached)."""
+    with _constructor_lock:
+        hit = _constructor_cache.get(id(constructor))
+        if hit is not None and hit[0] is constructor:
+            _constructor_cache.move_to_end(id(constructor))
+            return hit[1]
+        data = cloudpickle.dumps(constructor)
+        _constructor_cache[id(constructor)] = (constructor, data)
+        while len(_constructor_cache) > cache_size:
+            _constructor_cache.popitem(last=False)
+        return data
 
 
 class TrainingServiceExecutionEngine(ExecutionEngine):

@@ -106,6 +106,7 @@ class NasExperiment:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._stopping = threading.Event()
+        self._done = threading.Event()  # set when the search thread has recorded how it ended
         self._progress: ProgressDisplay | None = None
         self._space: ExecutableModelSpace | None = None
         self._saved_strategy_state: bytes | None = None
@@ -188,7 +189,10 @@ class NasExperiment:
             try:
                 engine.shutdown()
             finally:
-                self._finish_store()
+                try:
+                    self._finish_store()
+                finally:
+                    self._done.set()
 
     def _finish_store(self) -> None:
         store, recorder = self._store, self._recorder
@@ -242,8 +246,10 @@ class NasExperiment:
         if thread is None:
             raise RuntimeError("The experiment has not been started; call run().")
         try:
-            while thread.is_alive():
-                thread.join(0.2)
+            # An Event, not thread.join(): in CPython 3.11, Ctrl-C during join() leaves is_alive()
+            # returning False for a thread that still runs, so nothing would wait for the stop.
+            while not self._done.wait(0.2):
+                pass
         except KeyboardInterrupt:
             _logger.warning("Interrupted: stopping experiment %s (resume it with `nasflow resume %s`).",
                             self.id, self.id)
@@ -254,14 +260,13 @@ class NasExperiment:
 
     def stop(self) -> None:
         """Stop trying new models, interrupt running ones, and record everything; resumable."""
-        if self._recorder is None or self._thread is None or not self._thread.is_alive():
+        if self._recorder is None or self._thread is None or self._done.is_set():
             return  # not started, or already over
         self._stopping.set()
         self._recorder.stop()
-        thread = self._thread
-        if thread is not threading.current_thread():
-            while thread.is_alive():
-                thread.join(0.2)
+        if self._thread is not threading.current_thread():
+            while not self._done.wait(0.2):
+                pass
 
     # ---- results ----------------------------------------------------------------------------
     def list_models(self, status: ModelStatus | None = None) -> list[ExecutableModelSpace]:

@@ -12,6 +12,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import cloudpickle
+
 from nasflow.execution import (
     FinalMetricEvent,
     IntermediateMetricEvent,
@@ -20,7 +22,8 @@ from nasflow.execution import (
     TrainingEndEvent,
     TrainingStartEvent,
 )
-from nasflow.space import ExecutableModelSpace, ModelStatus
+from nasflow.execution.training_service import shareable
+from nasflow.space import ExecutableModelSpace, ModelStatus, SimplifiedModelSpace
 
 from .store import ExperimentStore
 
@@ -37,6 +40,8 @@ def format_name(model: ExecutableModelSpace) -> str:
 def model_payload(model: ExecutableModelSpace) -> bytes | None:
     """The format's serialized model: the simplified payload, the graph IR as JSON, or None for raw
     (which cannot leave the process)."""
+    if isinstance(model, SimplifiedModelSpace):  # what to_payload() gives, without re-pickling the space's class
+        return cloudpickle.dumps(shareable(model))
     if hasattr(model, "to_payload"):
         return model.to_payload()
     if hasattr(model, "dump"):

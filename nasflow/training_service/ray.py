@@ -38,6 +38,7 @@ _DRAIN_SECONDS = 1.0  # how long one drain call on the collector may block
 _STALL_SECONDS = 45.0  # a drain call pending this long past its own wait means the cluster stopped answering
 _STREAM_GRACE = 10.0  # how long a finished trial waits for events still on their way
 _SHUTDOWN_WAIT = 15.0  # how long shutdown waits for cancelled trials' workers to die
+_RESOURCE_LAG = 1.0  # how long Ray's free-resource figures may still count a finished trial as running
 
 
 def import_ray() -> Any:
@@ -141,6 +142,7 @@ class RayTrainingService(TrainingService):
         self._trials: dict[str, _Trial] = {}
         self._events: list[TrialEvent] = []
         self._broken: RayClusterError | None = None
+        self._released: list[tuple[float, dict[str, float]]] = []  # (when, resources) of trials just ended
 
     # A service object can sit in an experiment config, which is deep-copied and pickled into the
     # store: only the arguments travel, so a copy (or a resumed experiment) starts unconnected.
@@ -235,11 +237,17 @@ class RayTrainingService(TrainingService):
         request = self._request(None)
         unstarted = sum(1 for t in self._trials.values() if t.started_at is None)
         try:
-            free = self._ray.available_resources()
+            free = dict(self._ray.available_resources())
             total = self._ray.cluster_resources()
         except Exception as err:
             raise self._lost(err) from err
-        # Ray's free figures lag a little behind submissions; count our own trials in as well.
+        # Ray's free figures lag behind by a report period: count what our trials released just now
+        # as free (at worst one trial queues in Ray for a moment), and our unstarted ones as taken.
+        now = time.monotonic()
+        self._released = [(t, r) for t, r in self._released if now - t < _RESOURCE_LAG]
+        for _, released in self._released:
+            for name, amount in released.items():
+                free[name] = min(free.get(name, 0.0) + amount, total.get(name, 0.0))
         by_free = _fits(request, free) - unstarted
         by_total = _fits(request, total) - len(self._trials)
         return max(0, min(slots, by_free, by_total))
@@ -357,18 +365,19 @@ class RayTrainingService(TrainingService):
         if self._drain_ref is None:
             self._drain_ref = self._collector.drain.remote(_DRAIN_SECONDS)
             self._drain_sent = now
-        wait = min(wait, *(t.deadline - now for t in self._trials.values()
-                           if t.deadline is not None and t.verdict is None and t.outcome is None), wait)
-        wait = min(wait, *(t.settled_at + _STREAM_GRACE - now for t in self._trials.values()
-                           if t.settled_at is not None), wait)
+        for trial in self._trials.values():  # wake up for the next timeout or end of a grace period
+            if trial.deadline is not None and trial.verdict is None and trial.outcome is None:
+                wait = min(wait, trial.deadline - now)
+            if trial.settled_at is not None:
+                wait = min(wait, trial.settled_at + _STREAM_GRACE - now)
         refs = [self._drain_ref] + [t.ref for t in self._trials.values() if t.outcome is None]
         try:
             ray.wait(refs, num_returns=1, timeout=max(0.0, wait), fetch_local=False)
             ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
         except Exception as err:
             raise self._lost(err) from err
-        ready_ids = {r.hex() for r in ready}
-        if self._drain_ref.hex() in ready_ids:
+        done = set(ready)
+        if self._drain_ref in done:
             drain_ref, self._drain_ref = self._drain_ref, None
             try:
                 batch = ray.get(drain_ref)
@@ -379,7 +388,7 @@ class RayTrainingService(TrainingService):
         elif time.monotonic() - self._drain_sent > _DRAIN_SECONDS + _STALL_SECONDS:
             raise self._lost(TimeoutError(f"the head node has not answered for {_STALL_SECONDS:.0f} s"))
         for trial in list(self._trials.values()):
-            if trial.outcome is None and trial.ref.hex() in ready_ids:
+            if trial.outcome is None and trial.ref in done:
                 self._on_task_done(trial)
         now = time.monotonic()
         for trial in list(self._trials.values()):
@@ -479,6 +488,8 @@ class RayTrainingService(TrainingService):
         """Emit the trial's only ``end`` event and free its slot."""
         if self._trials.pop(trial.spec.trial_id, None) is None:
             return
+        if trial.started_at is not None:
+            self._released.append((trial.settled_at or time.monotonic(), trial.request))
         self._events.append(TrialEvent(trial.spec.trial_id, "end", status=status, error=error))
 
 

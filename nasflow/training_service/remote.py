@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import shlex
 import socket
 import subprocess
@@ -184,6 +185,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+_AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
+def _reload_ray_auth() -> None:
+    """Make Ray re-read its authentication settings from the environment (it caches them)."""
+    try:
+        from ray._raylet import AuthenticationTokenLoader, Config
+    except ImportError:  # a Ray without token authentication
+        return
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
 class _Teardown:
     """What ``shutdown`` (or interpreter exit, via ``weakref.finalize``) must undo; holds no service."""
 
@@ -191,16 +205,34 @@ class _Teardown:
         self.ssh_timeout = ssh_timeout
         self.started: list[tuple[MachineInfo, str]] = []  # (machine, tag), head first
         self.tunnel: subprocess.Popen[bytes] | None = None
+        self.saved_env: dict[str, str | None] | None = None
+
+    def use_token(self, token: str) -> None:
+        """Let this process's Ray connection present the cluster's token (restored at teardown)."""
+        self.saved_env = {name: os.environ.get(name) for name in _AUTH_VARS}
+        os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token})
+        os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+        _reload_ray_auth()
 
     def __call__(self) -> None:
-        if self.tunnel is not None:
-            self.tunnel.terminate()
+        saved, self.saved_env = self.saved_env, None
+        if saved is not None:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            _reload_ray_auth()
+        tunnel, self.tunnel = self.tunnel, None
+        if tunnel is not None:
+            tunnel.terminate()
             try:
-                self.tunnel.wait(10)
+                tunnel.wait(10)
             except subprocess.TimeoutExpired:
-                self.tunnel.kill()
-                self.tunnel.wait()
-            self.tunnel = None
+                tunnel.kill()
+                tunnel.wait()
+            if tunnel.stderr is not None:
+                tunnel.stderr.close()
         started, self.started = self.started, []
         for info, tag in reversed(started):  # worker nodes before the head
             script = STOP_SCRIPT.format(python=shlex.quote(info.python), tag_var=TAG_VAR, tag=tag, grace=5,
@@ -285,6 +317,7 @@ class RemoteTrainingService(TrainingService):
         self.address: str | None = None  # what the driver connected to, once started
         self._ray_service: Any = None
         self._teardown = _Teardown(ssh_timeout)
+        self._token: str | None = None  # the authentication token of a cluster this service started
         self._finalizer: weakref.finalize | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -310,6 +343,8 @@ class RemoteTrainingService(TrainingService):
         try:
             self.machines = self.check_machines()
             address, head_ip = self._bring_up()
+            if self._token is not None:
+                self._teardown.use_token(self._token)
             self.address = self._connect_address(address, head_ip)
             from .ray import RayTrainingService
 
@@ -372,10 +407,10 @@ class RemoteTrainingService(TrainingService):
                 try:
                     results[index] = future.result()
                 except (SshError, RemoteMachineError) as err:
-                    key = f"{machines[index].host}:{machines[index].port}"
+                    key = f"machine_list[{index}] ({machines[index].host}:{machines[index].port})"
                     errors[key] = str(err) if isinstance(err, SshError) else "; ".join(err.errors.values())
         if errors:
-            raise RemoteMachineError(errors)
+            raise RemoteMachineError(dict(sorted(errors.items())))
         return [results[i] for i in range(len(machines))]
 
     def _check(self, machine: RemoteMachineConfig, is_head: bool) -> MachineInfo:
@@ -437,6 +472,9 @@ class RemoteTrainingService(TrainingService):
                          head.machine.host, self.ray_port)
             return f"{head.machine.host}:{self.ray_port}", head.machine.host
         tag = f"nasflow-ray-{uuid.uuid4().hex[:8]}"
+        # A token of our own for every node and this driver: Ray enables token authentication as
+        # soon as a machine has ~/.ray/auth_token, and machines would otherwise disagree on it.
+        self._token = secrets.token_hex(24)
         common = [f"--temp-dir=/tmp/{tag}", "--disable-usage-stats", *self.ray_start_args]
         head_args = ["--head", f"--port={self.ray_port}", f"--ray-client-server-port={self.client_server_port}",
                      "--include-dashboard=false", *common]
@@ -454,11 +492,13 @@ class RemoteTrainingService(TrainingService):
                 futures = [pool.submit(self._ray_start, info, tag, [f"--address={address}", *common])
                            for info in workers]
                 errors = {}
-                for info, future in zip(workers, futures, strict=True):
+                for index, future in enumerate(futures, start=1):
                     try:
                         future.result()
                     except (SshError, RemoteMachineError) as err:
-                        errors[info.machine.host] = str(err)
+                        machine = self.machines[index].machine
+                        key = f"machine_list[{index}] ({machine.host}:{machine.port})"
+                        errors[key] = str(err) if isinstance(err, SshError) else "; ".join(err.errors.values())
                 if errors:
                     raise RemoteMachineError(errors)
         return address, head_ip
@@ -469,8 +509,9 @@ class RemoteTrainingService(TrainingService):
         if info.gpus is not None:
             gpu_args = [f"--num-gpus={len(info.gpus)}"]
             cuda = f"export CUDA_VISIBLE_DEVICES={','.join(map(str, info.gpus))}"
-        script = START_SCRIPT.format(tag_var=TAG_VAR, tag=tag, python=shlex.quote(info.python), cuda=cuda,
-                                      args=shlex.join([*args, *gpu_args]))
+        assert self._token is not None
+        script = START_SCRIPT.format(tag_var=TAG_VAR, tag=tag, token=shlex.quote(self._token),
+                                     python=shlex.quote(info.python), cuda=cuda, args=shlex.join([*args, *gpu_args]))
         self._teardown.started.append((info, tag))  # even a failed start may have left processes
         proc = run_script(info.machine.target(), script, timeout=self.ssh_timeout)
         if proc.returncode != 0:

@@ -59,7 +59,7 @@ NASFLOW_EOF
 """
 
 START_SCRIPT = r"""
-export RAY_USAGE_STATS_ENABLED=0 {tag_var}={tag}
+export RAY_USAGE_STATS_ENABLED=0 {tag_var}={tag} RAY_AUTH_MODE=token RAY_AUTH_TOKEN={token}
 export PATH="$(dirname {python}):$PATH"
 {cuda}
 LOG=$(mktemp)

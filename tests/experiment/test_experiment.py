@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import sqlite3
 import threading
 import time
@@ -204,6 +206,31 @@ def test_stop_marks_only_the_models_it_cut_short_and_resume_reruns_only_those(tm
     assert [r.status for r in records[1:]] == ["trained"] * 3
     assert records[1].model_id == cut.model_id and records[1].metrics.final == cut.sample["width"] / 10
     assert len({r.model_id for r in resumed.list_models()}) == 4
+
+
+def test_ctrl_c_during_run_stops_the_experiment_and_waits_for_it(tmp_path: Path) -> None:
+    flag = tmp_path / "slow"
+    flag.touch()
+    evaluator = FunctionalEvaluator(slow_while_flagged, flag=str(flag))
+    exp = NasExperiment(Tiny(), evaluator, Random(seed=0), config(tmp_path, max_trial_number=3))
+    store_dir = tmp_path / exp.id
+
+    def interrupt_when_training() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if (store_dir / "nasflow.db").exists():
+                with ExperimentStore.open(store_dir, read_only=True) as store:
+                    if store.count_models("training"):
+                        break
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does, while run() waits
+
+    threading.Thread(target=interrupt_when_training, daemon=True).start()
+    assert exp.run() is False  # stopped, not completed, and the KeyboardInterrupt was handled
+    with ExperimentStore.open(store_dir, read_only=True) as store:  # recorded before run() returned
+        assert store.experiment().status == "stopped"
+        [record] = store.models()
+    assert record.status == "interrupted" and record.error == EXPERIMENT_STOPPED
 
 
 # ----- refusals -----------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import keyword
 import linecache
 import re
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -52,9 +53,13 @@ _NAMESPACE_ALIASES = {"torch": "torch", "torch.nn": "nn", "torch.nn.functional":
 
 @dataclass
 class GeneratedCode:
+    """The module source, plus its parts: import lines and ``(name, source, child class names)`` per class."""
+
     source: str
     root_class: str
     namespace: dict[str, Any] = field(default_factory=dict)
+    imports: str = ""
+    classes: list[tuple[str, str, tuple[str, ...]]] = field(default_factory=list)
 
 
 def _identifier(name: str) -> str:
@@ -397,49 +402,91 @@ def generate_code(model: GraphModelSpace, main: MainMode = "error") -> Generated
         base = (_class_base(model.space_type, "Model") if name == model.root_name
                 else _class_base(graph.module_type, "Graph"))
         class_names[name] = imports.name(base)
-    chunks = []
+    chunks, classes = [], []
     for name, (text, _) in bodies.items():
         graph = model.graphs[name]
         origin = graph.module_type or "a built graph"
         where = f"module `{graph.space_path}`" if graph.space_path else "the space itself"
         doc = f'    """Graph `{name}`: traced from `{origin}` ({where})."""'
+        children = tuple(dict.fromkeys(class_names[child] for child in _CHILD.findall(text)))
         text = _REF.sub(lambda m: imports.exprs[m.group(1)], _CHILD.sub(lambda m: class_names[m.group(1)], text))
         chunks.append(f"class {class_names[name]}(nn.Module):\n{doc}\n\n{text}\n")
+        classes.append((class_names[name], chunks[-1], children))
     sample = "" if model.sample is None else "\nSample: " + repr(model.sample).replace('"""', '\\"\\"\\"') + "\n"
     header = f'"""PyTorch source of one model of a nasflow graph model space (`{model.space_type}`).\n{sample}"""\n'
-    source = header + "\n" + "\n".join(imports.header()) + "\n\n\n" + "\n\n".join(chunks)
-    return GeneratedCode(source, class_names[model.root_name], dict(imports.main_objects))
+    import_lines = "\n".join(imports.header())
+    source = header + "\n" + import_lines + "\n\n\n" + "\n\n".join(chunks)
+    return GeneratedCode(source, class_names[model.root_name], dict(imports.main_objects), import_lines, classes)
 
 
-_sources: collections.deque[str] = collections.deque()
+_classes: collections.OrderedDict[tuple[Any, ...], tuple[type, str]] = collections.OrderedDict()
 _counter = itertools.count()
-_KEEP_SOURCES = 64
+_KEEP_CLASSES = 512
+_lock = threading.Lock()
+
+
+def _build_classes(generated: GeneratedCode) -> dict[str, type]:
+    """The generated classes, compiled once per distinct source and reused across models (the
+    sub-graphs no mutation touched are the same in most models). Each source is registered in
+    ``linecache`` while cached, so tracebacks show the generated lines."""
+    base: dict[str, Any] = {"__name__": "nasflow_generated", **generated.namespace}
+    exec(generated.imports, base)
+    main_ids = tuple(sorted((k, id(v)) for k, v in generated.namespace.items()))
+    built: dict[str, type] = {}
+    for name, text, children in generated.classes:
+        key = (text, generated.imports, main_ids, tuple(id(built[c]) for c in children))
+        with _lock:
+            entry = _classes.get(key)
+            if entry is None:
+                filename = f"<nasflow-graph-{next(_counter)}>"
+                namespace = {**base, **{c: built[c] for c in children}}
+                linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+                exec(compile(text, filename, "exec"), namespace)
+                entry = _classes[key] = (namespace[name], filename)
+                while len(_classes) > _KEEP_CLASSES:
+                    linecache.cache.pop(_classes.popitem(last=False)[1][1], None)
+            else:
+                _classes.move_to_end(key)
+        built[name] = entry[0]
+    return built
 
 
 def instantiate(model: GraphModelSpace) -> nn.Module:
-    """Generate, execute and instantiate; the source stays in ``linecache`` so tracebacks show it."""
+    """Generate, execute and instantiate the root class of ``model``."""
     generated = generate_code(model, main="namespace")
-    filename = f"<nasflow-graph-{next(_counter)}>"
-    linecache.cache[filename] = (len(generated.source), None, generated.source.splitlines(True), filename)
-    _sources.append(filename)
-    while len(_sources) > _KEEP_SOURCES:
-        linecache.cache.pop(_sources.popleft(), None)
-    namespace: dict[str, Any] = {"__name__": "nasflow_generated", **generated.namespace}
-    exec(compile(generated.source, filename, "exec"), namespace)
-    root_class = namespace[generated.root_class]
+    root_class = _build_classes(generated)[generated.root_class]
     root_class.__reduce_ex__ = _reduce_generated
     root_class.__deepcopy__ = _deepcopy_generated
     module = root_class()
-    state = model.__getstate__()
-    state["evaluator"] = state["metrics"] = None
-    module.__dict__["_nf_model_state"] = state
+    module.__dict__["_nf_model_state"] = _ModelState(model)
     module.__dict__["_nf_generated_source"] = generated.source
     return module
 
 
+class _ModelState:
+    """The IR a generated module came from, serialized only if the module is pickled."""
+
+    __slots__ = ("model", "state")
+
+    def __init__(self, model: GraphModelSpace) -> None:
+        self.model: GraphModelSpace | None = model
+        self.state: dict[str, Any] | None = None
+
+    def get(self) -> dict[str, Any]:
+        if self.state is None:
+            assert self.model is not None
+            state = self.model.__getstate__()
+            state["evaluator"] = state["metrics"] = None
+            self.state, self.model = state, None
+        return self.state
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _ModelState:
+        return self  # describes the architecture, which copies share
+
+
 def _reduce_generated(self: nn.Module, protocol: int) -> Any:
     """Generated classes cannot be imported elsewhere: pickle the IR and the weights instead."""
-    return _rebuild_generated, (self.__dict__["_nf_model_state"], self.state_dict(), self.training)
+    return _rebuild_generated, (self.__dict__["_nf_model_state"].get(), self.state_dict(), self.training)
 
 
 def _rebuild_generated(model_state: dict[str, Any], state_dict: dict[str, Any], training: bool) -> nn.Module:

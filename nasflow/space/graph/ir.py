@@ -40,10 +40,15 @@ class Node:
 
     def __init__(self, graph: Graph, node_id: int, name: str, operation: Operation, args: tuple[Any, ...] = (),
                  kwargs: dict[str, Any] | None = None, python_name: str | None = None) -> None:
-        self.graph, self.id, self.name, self.operation = graph, node_id, name, operation
-        self.args, self.kwargs = tuple(args), dict(kwargs or {})
-        self.python_name = python_name
-        self.mutation: dict[str, Any] | None = None
+        init = object.__setattr__  # no cache to invalidate yet: the graph does that when the node is added
+        init(self, "graph", graph)
+        init(self, "id", node_id)
+        init(self, "name", name)
+        init(self, "operation", operation)
+        init(self, "args", tuple(args))
+        init(self, "kwargs", dict(kwargs or {}))
+        init(self, "python_name", python_name)
+        init(self, "mutation", None)
 
     def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
@@ -227,7 +232,7 @@ class Graph:
         mapping: dict[int, Node] = {}
         for node in self.nodes:
             twin = Node(new, node.id, node.name, node.operation, node.args, node.kwargs, node.python_name)
-            twin.mutation = node.mutation
+            object.__setattr__(twin, "mutation", node.mutation)
             mapping[id(node)] = twin
         new.input_node, new.output_node = mapping[id(self.input_node)], mapping[id(self.output_node)]
         new.hidden_nodes = {name: mapping[id(n)] for name, n in self.hidden_nodes.items()}
@@ -423,8 +428,10 @@ class GraphModelSpace(ExecutableModelSpace):
         seen, stack = [self.root_name], [self.root_name]
         while stack:
             for node in self.graphs[stack.pop()].hidden_nodes.values():
-                name = node.cell
-                if name is not None and name not in seen:
+                if not isinstance(node.operation, Cell):
+                    continue
+                name = node.operation.graph_name
+                if name not in seen:
                     if name not in self.graphs:
                         raise GraphFormatError(f"Node {node.name!r} calls graph {name!r}, which the model lacks.")
                     seen.append(name)

@@ -1,0 +1,157 @@
+"""CrossGraphOptimization over the real local training service, driven directly (no experiment).
+
+Real worker processes: merged trials produce each batch once, groups respect
+``max_concurrency_cgo``, ``batch_waiting_time`` and data boundaries, and evaluators without a
+data signature run alone.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cgo_support import CountingDataset, TinyNet, count, score_by_size, tiny_data, tiny_evaluator
+
+from nasflow.evaluator import FunctionalEvaluator
+from nasflow.execution import TrainingServiceExecutionEngine
+from nasflow.execution.cgo import CrossGraphOptimization
+from nasflow.execution.event import ModelEventType, TrainingStartEvent
+from nasflow.space import ExecutableModelSpace, ModelStatus
+from nasflow.space.graph import GraphModelSpace
+from nasflow.training_service import LocalTrainingService
+
+pytestmark = [
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the local service targets Linux"),
+    pytest.mark.filterwarnings("ignore:.*does not have many workers", "ignore:.*treespec"),
+]
+
+
+class Run:
+    """A CGO engine over one local worker, recording every trial launch and start."""
+
+    def __init__(self, log_dir: Path, **cgo: Any) -> None:
+        service = LocalTrainingService(trial_concurrency=1, threads_per_trial=1, log_dir=log_dir)
+        self.inner = TrainingServiceExecutionEngine(service, trial_concurrency=1)
+        self.cgo = CrossGraphOptimization(self.inner, **cgo)
+        self.launches: list[tuple[float, list[int]]] = []  # (seconds since t0, model ids) per inner submission
+        self.trial_of: dict[int, str] = {}
+        self.t0 = time.monotonic()
+        submit = self.inner.submit_models
+
+        def recording_submit(*models: ExecutableModelSpace) -> None:
+            for model in models:
+                ids = [m.model_id for m in getattr(model, "models", [model])]
+                self.launches.append((time.monotonic() - self.t0, ids))
+            submit(*models)
+
+        self.inner.submit_models = recording_submit  # type: ignore[method-assign]
+        self.cgo.register_model_event_callback(ModelEventType.TrainingStart, self._started)
+
+    def _started(self, event: TrainingStartEvent) -> None:
+        self.trial_of[event.model.model_id] = (event.info or {})["trial_id"]
+
+    def run(self, models: list[ExecutableModelSpace], timeout: float = 90.0) -> None:
+        self.t0 = time.monotonic()
+        self.cgo.submit_models(*models)
+        self.cgo.wait_models(*models, wait_all=True, timeout=timeout)
+        assert all(m.status.completed() for m in models), [m.status for m in models]
+
+    def models_per_trial(self) -> Counter[str]:
+        return Counter(self.trial_of.values())
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Iterator[list[Run]]:
+    made: list[Run] = []
+    yield made
+    for run in made:
+        run.cgo.shutdown()
+
+
+def frozen(space: GraphModelSpace, *choices: int) -> list[ExecutableModelSpace]:
+    return [space.freeze({"mid": choice}) for choice in choices]
+
+
+def test_merged_trial_produces_each_batch_once(tmp_path: Path, runs: list[Run]) -> None:
+    """Three models in one trial read the data as one model would: one pass per epoch, not three."""
+    train_counter, val_counter = str(tmp_path / "train.count"), str(tmp_path / "val.count")
+    evaluator = tiny_evaluator(CountingDataset(train_counter, 64, "train"), CountingDataset(val_counter, 32, "val"),
+                               max_epochs=2)
+    space = GraphModelSpace.from_model(TinyNet(), evaluator)
+    run = Run(tmp_path, max_concurrency_cgo=3, batch_waiting_time=30)
+    runs.append(run)
+    models = frozen(space, 0, 1, 0)
+    run.run(models)
+    assert [m.status for m in models] == [ModelStatus.Trained] * 3
+    assert len(run.models_per_trial()) == 1, run.trial_of  # one merged trial
+    assert count(train_counter) == 64 * 2  # one pass per epoch for all three models
+    assert count(val_counter) == 32 * 2  # one validation per epoch (no sanity check)
+    finals = [m.metrics.final for m in models]
+    assert finals[0] != finals[1]  # each model got its own metric back
+    assert all(isinstance(f, dict) and 0 <= f["val_acc"] <= 1 for f in finals)
+
+
+def test_groups_respect_max_concurrency_and_waiting_time(tmp_path: Path, runs: list[Run]) -> None:
+    """Five models, groups of at most two: two full groups start at once, the last one waits."""
+    space = GraphModelSpace.from_model(TinyNet(), tiny_evaluator(tiny_data()))
+    waiting = 2.0
+    run = Run(tmp_path, max_concurrency_cgo=2, batch_waiting_time=waiting)
+    runs.append(run)
+    models = frozen(space, 0, 1, 0, 1, 0)
+    run.run(models)
+    assert all(m.status == ModelStatus.Trained for m in models)
+    assert max(run.models_per_trial().values()) == 2  # merged, but never more than two per trial
+    sizes = [len(ids) for _, ids in run.launches]
+    assert sizes == [2, 2, 1], run.launches
+    first, second, last = (at for at, _ in run.launches)
+    assert first < 0.5 and second < 0.5  # full groups do not wait
+    assert waiting <= last < waiting + 1.5  # a partial group waits about batch_waiting_time
+
+
+def test_partial_group_waits_without_busy_looping(tmp_path: Path, runs: list[Run]) -> None:
+    """Waiting for a partial group with nothing running sleeps rather than spinning a core."""
+    space = GraphModelSpace.from_model(TinyNet(), tiny_evaluator(tiny_data()))
+    run = Run(tmp_path, max_concurrency_cgo=3, batch_waiting_time=1.5)
+    runs.append(run)
+    models = frozen(space, 0, 1)
+    run.t0 = time.monotonic()
+    run.cgo.submit_models(*models)
+    cpu = time.process_time()
+    run.cgo.wait_models(timeout=1.0)
+    assert time.process_time() - cpu < 0.5  # a second of waiting, mostly asleep
+    assert run.launches == []  # still waiting for a third model
+    run.cgo.wait_models(*models, wait_all=True, timeout=60)
+    assert [len(ids) for _, ids in run.launches] == [2]
+    assert 1.5 <= run.launches[0][0] < 3.0
+    assert len(run.models_per_trial()) == 1
+
+
+def test_models_with_different_data_never_merge(tmp_path: Path, runs: list[Run]) -> None:
+    """Two evaluators on different data sets: models merge only with models reading the same data."""
+    space_a = GraphModelSpace.from_model(TinyNet(), tiny_evaluator(tiny_data(seed=0)))
+    space_b = GraphModelSpace.from_model(TinyNet(), tiny_evaluator(tiny_data(seed=1)))
+    run = Run(tmp_path, max_concurrency_cgo=4, batch_waiting_time=0.5)
+    runs.append(run)
+    a, b = frozen(space_a, 0, 1), frozen(space_b, 0, 1)
+    run.run([a[0], b[0], a[1], b[1]])
+    trials_a = {run.trial_of[m.model_id] for m in a}
+    trials_b = {run.trial_of[m.model_id] for m in b}
+    assert len(trials_a) == 1 and len(trials_b) == 1  # each data set's models merged together...
+    assert not trials_a & trials_b  # ...and never with the other's
+    assert all(m.status == ModelStatus.Trained for m in a + b)
+
+
+def test_evaluator_without_data_signature_runs_alone(tmp_path: Path, runs: list[Run]) -> None:
+    space = GraphModelSpace.from_model(TinyNet(), FunctionalEvaluator(score_by_size))
+    run = Run(tmp_path, max_concurrency_cgo=3, batch_waiting_time=30)
+    runs.append(run)
+    models = frozen(space, 0, 2)
+    run.run(models, timeout=30)
+    assert [len(ids) for _, ids in run.launches] == [1, 1]  # submitted at once, each alone
+    assert [m.metrics.final for m in models] == [16 * 8 + 16 + 16 * 3 + 3, 16 * 8 + 16 + 16 * 5 + 5 + 16 * 3 + 3]
+    assert len(run.models_per_trial()) == 2

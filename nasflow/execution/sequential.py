@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 import traceback
 from collections.abc import Iterable
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from nasflow.runtime import MetricValue, trial_context
 from nasflow.space import ExecutableModelSpace, ModelStatus
 
+from .budget import Budget
 from .engine import ExecutionEngine
 from .event import FinalMetricEvent, IntermediateMetricEvent, TrainingEndEvent, TrainingStartEvent
 
@@ -40,23 +40,13 @@ class SequentialExecutionEngine(ExecutionEngine):
     def __init__(self, max_model_count: int | None = None, max_duration: float | None = None,
                  continue_on_failure: bool = False) -> None:
         super().__init__()
-        self.max_model_count = max_model_count
-        self.max_duration = max_duration
+        self.budget = Budget(max_model_count, max_duration)
         self.continue_on_failure = continue_on_failure
         self._models: list[ExecutableModelSpace] = []
-        self._elapsed_before = 0.0
-        self._started_at = time.monotonic()
         self._cancelled: set[int] = set()
-        self._count_before = 0  # trials run before a restart, which count against max_model_count
-        self._trials = 0  # every run counts, a retried model's too
-
-    def elapsed(self) -> float:
-        return self._elapsed_before + time.monotonic() - self._started_at
 
     def budget_available(self) -> bool:
-        if self.max_model_count is not None and self._count_before + self._trials >= self.max_model_count:
-            return False
-        return self.max_duration is None or self.elapsed() < self.max_duration
+        return self.budget.available()
 
     def idle_worker_available(self) -> bool:
         return True
@@ -75,7 +65,7 @@ class SequentialExecutionEngine(ExecutionEngine):
             self.assign_model_id(model)
             if model not in self._models:
                 self._models.append(model)
-            self._trials += 1
+            self.budget.count_trial()
             self._run(model)
 
     def cancel_models(self, *models: ExecutableModelSpace) -> None:
@@ -111,11 +101,8 @@ class SequentialExecutionEngine(ExecutionEngine):
             ) from error
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "model_count": self._count_before + self._trials,
-                "elapsed": self.elapsed()}
+        return {**super().state_dict(), **self.budget.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self._elapsed_before = float(state.get("elapsed", 0.0))
-        self._count_before = int(state.get("model_count", 0))
-        self._started_at = time.monotonic()
+        self.budget.load_state_dict(state)

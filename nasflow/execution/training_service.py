@@ -22,6 +22,7 @@ import cloudpickle
 from nasflow.space import ExecutableModelSpace, ModelStatus, RawFormatModelSpace, SimplifiedModelSpace
 from nasflow.training_service import TrainingService, TrialEvent, TrialSpec
 
+from .budget import Budget
 from .engine import ExecutionEngine
 from .event import FinalMetricEvent, IntermediateMetricEvent, TrainingEndEvent, TrainingStartEvent
 from .sequential import NO_FINAL_METRIC
@@ -115,7 +116,7 @@ class TrainingServiceExecutionEngine(ExecutionEngine):
         super().__init__()
         self.service = training_service
         self.trial_concurrency = trial_concurrency
-        self.max_model_count, self.max_duration = max_model_count, max_duration
+        self.budget = Budget(max_model_count, max_duration)
         self.trial_timeout, self.trial_gpu_number = trial_timeout, trial_gpu_number
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self._models: list[ExecutableModelSpace] = []
@@ -123,23 +124,12 @@ class TrainingServiceExecutionEngine(ExecutionEngine):
         self._running: dict[str, ExecutableModelSpace] = {}
         self._final_seen: set[str] = set()
         self._lock = threading.RLock()
-        self._count_before, self._elapsed_before = 0, 0.0
-        self._trials = 0  # every submission counts against the budget, a retried model's too
-        self._started_at = time.monotonic()
         self._service_started = False
         self._shut = False
 
     # ---- budget -----------------------------------------------------------------------------
-    def elapsed(self) -> float:
-        return self._elapsed_before + time.monotonic() - self._started_at
-
-    def _duration_spent(self) -> bool:
-        return self.max_duration is not None and self.elapsed() >= self.max_duration
-
     def budget_available(self) -> bool:
-        if self._shut or self._duration_spent():
-            return False
-        return self.max_model_count is None or self._count_before + self._trials < self.max_model_count
+        return not self._shut and self.budget.available()
 
     def idle_worker_available(self) -> bool:
         with self._lock:
@@ -156,7 +146,7 @@ class TrainingServiceExecutionEngine(ExecutionEngine):
                 if model not in self._models:
                     self._models.append(model)
                 model.metrics.clear()
-                self._trials += 1
+                self.budget.count_trial()
                 self._pending.append(model)
             self._schedule()
 
@@ -186,7 +176,7 @@ class TrainingServiceExecutionEngine(ExecutionEngine):
         """Handle whatever the service reports within ``timeout``; True if a model completed."""
         if not self._service_started:
             return False
-        if self._duration_spent() and self._running:
+        if self.budget.duration_spent() and self._running:
             for trial_id in list(self._running):
                 self.service.cancel(trial_id)
         completed = False
@@ -275,11 +265,8 @@ class TrainingServiceExecutionEngine(ExecutionEngine):
                 self.service.shutdown()
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "model_count": self._count_before + self._trials,
-                "elapsed": self.elapsed()}
+        return {**super().state_dict(), **self.budget.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self._elapsed_before = float(state.get("elapsed", 0.0))
-        self._count_before = int(state.get("model_count", 0))
-        self._started_at = time.monotonic()
+        self.budget.load_state_dict(state)

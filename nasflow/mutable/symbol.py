@@ -14,7 +14,7 @@ from .exception import SampleMissingError, SampleValidationError
 from .expression import Symbolic
 from .labels import auto_label
 
-__all__ = ["MutableSymbol", "Categorical", "CategoricalMultiple", "Numerical"]
+__all__ = ["MutableSymbol", "Categorical", "CategoricalMultiple", "Numerical", "index_of"]
 
 
 class MutableSymbol(Symbolic, LabeledMutable):
@@ -90,7 +90,8 @@ class MutableSymbol(Symbolic, LabeledMutable):
         )
 
 
-def _index_of(values: Sequence[Any], value: Any) -> int:
+def index_of(values: Sequence[Any], value: Any) -> int:
+    """Position of ``value`` in ``values`` (-1 if absent); same-type matches win, so 1 finds 1 before True."""
     for i, v in enumerate(values):
         if type(v) is type(value) and v == value or v is value:
             return i
@@ -125,16 +126,16 @@ class Categorical(MutableSymbol):
         if not values:
             raise ValueError(f"Categorical {self.label!r} has no values; give it at least one.")
         for i, v in enumerate(values):
-            if _index_of(values[:i], v) >= 0:
+            if index_of(values[:i], v) >= 0:
                 raise ValueError(f"Categorical {self.label!r} lists {v!r} twice; values must be distinct.")
         self.values = values
         self.weights = _check_weights(weights, len(values), self.label)
-        if default is not MISSING and _index_of(values, default) < 0:
+        if default is not MISSING and index_of(values, default) < 0:
             raise ValueError(f"Default {default!r} of {self.label!r} is not one of its values {values}.")
         self.default_value = default
 
     def _check_value(self, value: Any) -> SampleValidationError | None:
-        if _index_of(self.values, value) < 0:
+        if index_of(self.values, value) < 0:
             return self._error(f"{value!r} is not one of {self.values}")
         return None
 
@@ -195,7 +196,7 @@ class CategoricalMultiple(MutableSymbol):
     def _check_value(self, value: Any) -> SampleValidationError | None:
         if not isinstance(value, (list, tuple)):
             return self._error(f"{value!r} is not a list of chosen values")
-        indices = [_index_of(self.values, v) for v in value]
+        indices = [index_of(self.values, v) for v in value]
         if any(i < 0 for i in indices):
             return self._error(f"{value!r} has values outside {self.values}")
         if len(set(indices)) != len(indices):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
 from typing import Any
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
@@ -18,23 +17,13 @@ from optuna.trial import Trial
 
 from nasflow.mutable import Categorical, CategoricalMultiple, LabeledMutable, Numerical, Sample
 
-from .utils import value_leaves
+from .utils import position, value_leaves
 
 __all__ = ["OptunaSpace", "MAX_COMBINATIONS"]
 
 MAX_COMBINATIONS = 10_000
 _PLAIN = (bool, int, float, str, type(None))
 _SIGMAS = 3.0
-
-
-def _position(values: Sequence[Any], value: Any) -> int:
-    for i, v in enumerate(values):
-        if type(v) is type(value) and v == value:
-            return i
-    for i, v in enumerate(values):
-        if v == value:
-            return i
-    raise ValueError(f"{value!r} is not one of {list(values)}")
 
 
 class _Param:
@@ -72,13 +61,13 @@ class _CategoricalParam(_Param):
         return self._value(trial.suggest_categorical(self.leaf.label, self.choices))
 
     def _value(self, choice: Any) -> Any:
-        return self.values[_position(self.values, choice)] if self.plain else self.values[choice]
+        return self.values[position(self.values, choice)] if self.plain else self.values[choice]
 
     def from_params(self, params: dict[str, Any]) -> Any:
         return self._value(params[self.leaf.label])
 
     def to_params(self, value: Any) -> dict[str, Any]:
-        index = _position(self.values, value)
+        index = position(self.values, value)
         return {self.leaf.label: self.choices[index]}
 
 
@@ -102,7 +91,7 @@ class _SubsetParam(_Param):
         return [v for name, v in zip(self.names, self.values, strict=True) if params[name]]
 
     def to_params(self, value: Any) -> dict[str, Any]:
-        chosen = {_position(self.values, v) for v in value}
+        chosen = {position(self.values, v) for v in value}
         return {name: i in chosen for i, name in enumerate(self.names)}
 
 
@@ -135,7 +124,7 @@ class _CombinationParam(_Param):
         return self._value(params[self.leaf.label])
 
     def to_params(self, value: Any) -> dict[str, Any]:
-        chosen = tuple(sorted(_position(self.values, v) for v in value))
+        chosen = tuple(sorted(position(self.values, v) for v in value))
         return {self.leaf.label: self.combinations.index(chosen)}
 
 

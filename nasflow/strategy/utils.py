@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from nasflow.execution import ExecutionEngine, ModelEvent, ModelEventType
 from nasflow.mutable import Categorical, CategoricalMultiple, Constraint, LabeledMutable, Numerical, Sample
+from nasflow.mutable.symbol import index_of
 
 __all__ = [
     "sample_key", "DedupFilter", "value_leaves", "SampleCodec", "EventHooks",
@@ -53,14 +54,12 @@ def value_leaves(leaves: dict[str, LabeledMutable]) -> dict[str, LabeledMutable]
     return {label: leaf for label, leaf in leaves.items() if not isinstance(leaf, Constraint)}
 
 
-def _index(values: list[Any], value: Any) -> int:
-    for i, v in enumerate(values):
-        if type(v) is type(value) and v == value:
-            return i
-    for i, v in enumerate(values):
-        if v == value:
-            return i
-    raise ValueError(f"{value!r} is not one of {values}")
+def position(values: Sequence[Any], value: Any) -> int:
+    """Index of a sample's value among a leaf's values (a value the leaf lacks is an error)."""
+    index = index_of(values, value)
+    if index < 0:
+        raise ValueError(f"{value!r} is not one of {list(values)}")
+    return index
 
 
 class SampleCodec:
@@ -78,9 +77,9 @@ class SampleCodec:
         for label, value in sample.items():
             leaf = self.leaves.get(label)
             if isinstance(leaf, Categorical):
-                out[label] = _index(leaf.values, value)
+                out[label] = position(leaf.values, value)
             elif isinstance(leaf, CategoricalMultiple):
-                out[label] = [_index(leaf.values, v) for v in value]
+                out[label] = [position(leaf.values, v) for v in value]
             else:
                 out[label] = value
         return out

@@ -16,6 +16,7 @@ from typing import Any
 
 from nasflow.space import ExecutableModelSpace, ModelStatus
 
+from ..budget import Budget
 from ..engine import Middleware
 from ..event import FinalMetricEvent, IntermediateMetricEvent, ModelEvent, TrainingEndEvent, TrainingStartEvent
 from ..sequential import NO_FINAL_METRIC
@@ -40,12 +41,11 @@ class CrossGraphOptimization(Middleware):
             raise ValueError(f"max_concurrency_cgo must be at least 1, got {max_concurrency_cgo}.")
         self.max_concurrency_cgo = max_concurrency_cgo
         self.batch_waiting_time = batch_waiting_time
-        self.max_model_count = max_model_count
+        self.budget = Budget(max_model_count)  # counts models: a merged trial trains several
         self._models: list[ExecutableModelSpace] = []
         self._queue: list[tuple[float, ExecutableModelSpace]] = []
         self._merged: dict[int, MergedTrial] = {}  # id(MergedTrial) -> trial
         self._next_merged_id = -1  # merged trials get negative ids, never clashing with models'
-        self._count_before = 0
 
     # ---- submission and grouping ------------------------------------------------------------
     def submit_models(self, *models: ExecutableModelSpace) -> None:
@@ -54,6 +54,7 @@ class CrossGraphOptimization(Middleware):
             self.engine.assign_model_id(model)
             if model not in self._models:
                 self._models.append(model)
+                self.budget.count_trial()
             if data_signature(model) is None:  # its evaluator cannot share data: it runs alone
                 self.engine.submit_models(model)
             else:
@@ -132,9 +133,7 @@ class CrossGraphOptimization(Middleware):
 
     # ---- the rest of the engine interface ---------------------------------------------------
     def budget_available(self) -> bool:
-        if self.max_model_count is not None and self._count_before + len(self._models) >= self.max_model_count:
-            return False
-        return self.engine.budget_available()
+        return self.budget.available() and self.engine.budget_available()
 
     def idle_worker_available(self) -> bool:
         """Idle while the next group is still filling up, so the strategy keeps submitting."""
@@ -184,8 +183,8 @@ class CrossGraphOptimization(Middleware):
         super().shutdown()
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "model_count": self._count_before + len(self._models)}
+        return {**super().state_dict(), **self.budget.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self._count_before = int(state.get("model_count", 0))
+        self.budget.load_state_dict(state)

@@ -24,7 +24,18 @@ MAX_SAMPLING_RETRIES = 1000
 
 
 class _Missing:
+    """"No value given" (None can be a legitimate default). One object, kept by copy and pickle."""
+
     def __repr__(self) -> str:
+        return "MISSING"
+
+    def __copy__(self) -> _Missing:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Missing:
+        return self
+
+    def __reduce__(self) -> str:
         return "MISSING"
 
 

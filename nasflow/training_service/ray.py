@@ -208,9 +208,9 @@ class RayTrainingService(TrainingService):
         for trial in self._trials.values():
             if trial.verdict is None and trial.outcome is None:
                 trial.verdict = ("cancelled", "The training service was shut down while the trial ran.")
+        for trial in live:  # best effort even on a lost cluster: what still runs there should stop
+            self._cancel_ref(trial)
         if self._broken is None and live:
-            for trial in live:
-                self._cancel_ref(trial)
             try:  # the workers are dead once their refs resolve: nothing keeps running after this
                 ray.wait([t.ref for t in live], num_returns=len(live), timeout=_SHUTDOWN_WAIT)
             except Exception:  # noqa: BLE001 - best effort while tearing down
@@ -290,7 +290,12 @@ class RayTrainingService(TrainingService):
             time.sleep(max(0.0, min(timeout, 0.05)))
             events, self._events = self._events, []
             return events
-        self._check_usable()
+        if self._broken is not None:
+            # Raised once already; now let the engine wind down: every trial still open ends here.
+            for trial in list(self._trials.values()):
+                self._finish(trial, *(trial.verdict or ("failed", str(self._broken))))
+            events, self._events = self._events, []
+            return events
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
             self._pump(0.0 if self._events else deadline - time.monotonic())
@@ -304,7 +309,8 @@ class RayTrainingService(TrainingService):
         if trial is None or trial.verdict is not None or trial.outcome is not None:
             return
         trial.verdict = ("cancelled", "The trial was cancelled.")
-        self._cancel_ref(trial)
+        if self._broken is None:
+            self._cancel_ref(trial)
 
     # ----- requests and placement --------------------------------------------------------------
 

@@ -366,8 +366,7 @@ class RemoteTrainingService(TrainingService):
             if service is not None:
                 service.shutdown()
         finally:
-            if self._finalizer is not None:
-                self._finalizer()
+            (self._finalizer or self._teardown)()  # idempotent: undoes only what is still there
 
     # ----- the TrainingService API: Ray does the work ------------------------------------------
 

@@ -218,10 +218,12 @@ def test_ctrl_c_during_run_stops_the_experiment_and_waits_for_it(tmp_path: Path)
     def interrupt_when_training() -> None:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            if (store_dir / "nasflow.db").exists():
+            try:
                 with ExperimentStore.open(store_dir, read_only=True) as store:
                     if store.count_models("training"):
                         break
+            except StoreError:  # not there yet, or being created
+                pass
             time.sleep(0.02)
         os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does, while run() waits
 

@@ -122,6 +122,14 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def gone(pid: int, limit: float = 10.0) -> bool:
+    """Whether ``pid`` exits within ``limit`` s (Ray kills a cancelled task's worker asynchronously)."""
+    deadline = time.monotonic() + limit
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not pid_alive(pid)
+
+
 # ----- fixtures --------------------------------------------------------------------------------------
 
 
@@ -194,6 +202,15 @@ def test_a_service_in_a_config_copies_and_pickles_as_its_settings() -> None:
     assert made.to_dict()["platform"] == "ray" and made.platform == "ray"
     with pytest.raises(ValueError, match="trial_concurrency"):
         RayTrainingService(trial_concurrency=0)
+
+
+def test_gpu_requests_follow_sharing_and_trial_overrides() -> None:
+    made = RayTrainingService(cpus_per_trial=2, gpus_per_trial=1, max_trials_per_gpu=4, resources={"fast": 1})
+    assert made._request(None) == {"CPU": 2.0, "GPU": 0.25, "fast": 1.0}
+    spec = TrialSpec("t", b"", resources={"CPU": 0.5, "fast": 0, "memory": 1e9})
+    assert made._request(spec) == {"CPU": 0.5, "GPU": 0.25, "memory": 1e9}
+    with pytest.raises(ValueError, match="cannot share"):
+        made._request(TrialSpec("t", b"", gpu_number=2))
 
 
 # ----- on the cluster ----------------------------------------------------------------------------------
@@ -301,7 +318,7 @@ def test_trial_failures_cancel_and_timeout(service: RayTrainingService) -> None:
     assert exited.status == "failed" and "worker process" in (exited.error or ""), exited.error
     slow = end_of(events["slow"])
     assert slow.status == "timeout" and "timeout of 1.0 s" in (slow.error or "")
-    assert not pid_alive(events["slow"][0].value["pid"])
+    assert gone(events["slow"][0].value["pid"])
     for trial_id in specs:  # the metric reported before dying is kept
         assert [e.value for e in events[trial_id.trial_id] if e.kind == "intermediate"] == [0.25]
 
@@ -310,21 +327,37 @@ def test_trial_failures_cancel_and_timeout(service: RayTrainingService) -> None:
     pid = seen[0].value["pid"]
     service.cancel("cancel-me")
     ended = wait_for(service, lambda e: e.kind == "end", limit=30)
-    assert ended[-1].status == "cancelled" and not pid_alive(pid)
+    assert ended[-1].status == "cancelled" and gone(pid)
 
 
-def test_lost_collector_is_a_cluster_error(driver: Cluster) -> None:
+def test_fresh_worker_per_trial_when_asked(driver: Cluster) -> None:
+    made = RayTrainingService(address=driver.address, resources={"node_a": 1}, reuse_workers=False)
+    with made:
+        events = run_all(made, [TrialSpec("first", payload(quick))])
+        events.update(run_all(made, [TrialSpec("second", payload(quick))]))
+    assert events["first"][0].value["pid"] != events["second"][0].value["pid"]
+
+
+def test_lost_collector_is_a_cluster_error_then_open_trials_end(driver: Cluster) -> None:
     made = RayTrainingService(address=driver.address)
     made.start()
     try:
+        made.submit(TrialSpec("orphan", payload(misbehave, "sleep")))
+        pid = wait_for(made, lambda e: e.kind == "intermediate")[0].value["pid"]
         ray.kill(made._collector)  # what losing the head node looks like to the service
         with pytest.raises(RayClusterError, match="Lost the Ray cluster"):
             for _ in range(100):
                 made.poll_events(0.2)
+        ended = made.poll_events(0.1)  # raised once; now the engine can wind down
+        assert [(e.trial_id, e.kind, e.status) for e in ended] == [("orphan", "end", "failed")]
+        assert "Lost the Ray cluster" in (ended[0].error or "")
         with pytest.raises(RayClusterError):
             made.submit(TrialSpec("late", payload(quick)))
+        with pytest.raises(RayClusterError):
+            made.capacity()
     finally:
         made.shutdown()
+    assert gone(pid)  # shutdown still stopped what ran on the (here still alive) cluster
 
 
 def test_a_node_dying_fails_its_trial_and_the_rest_go_on(driver: Cluster, service: RayTrainingService,

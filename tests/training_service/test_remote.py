@@ -145,6 +145,43 @@ def test_busy_gpus_are_left_out() -> None:
     assert idle_gpus(table, "") == [0, 1, 2]
 
 
+def test_ray_start_commands_carry_gpus_token_and_tag(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What runs on each machine, without SSH: the scripts are captured."""
+    from nasflow.training_service import remote
+
+    scripts: list[tuple[str, str]] = []
+
+    def fake_run(target: object, script: str, timeout: float = 0) -> subprocess.CompletedProcess[str]:
+        scripts.append((target.host, script))  # type: ignore[attr-defined]
+        out = "Local node IP: 10.0.0.1\n  ray start --address='10.0.0.1:7000'\n" if "--head" in script else ""
+        if "NASFLOW_STOPPED" in script:
+            out = "NASFLOW_STOPPED 5 0\n"
+        return subprocess.CompletedProcess([], 0, out, "")
+
+    monkeypatch.setattr(remote, "run_script", fake_run)
+    head, worker = RemoteMachineConfig("h", gpu_indices=[0, 2]), RemoteMachineConfig("w")
+    service = RemoteTrainingService(RemoteConfig([head, worker]), ray_port=7000, ray_start_args=["--num-cpus=4"])
+    service.machines = [remote.MachineInfo(head, "/env/bin/python", "3.11.0", ray.__version__, "0", [0, 2], False,
+                                           7123),
+                        remote.MachineInfo(worker, "/env/bin/python", "3.11.0", ray.__version__, "0", None, False,
+                                           None)]
+    address, head_ip = service._bring_up()
+    assert (address, head_ip) == ("10.0.0.1:7000", "10.0.0.1") and service.started_cluster
+    (host0, head_script), (host1, worker_script) = scripts
+    assert (host0, host1) == ("h", "w")
+    assert "export CUDA_VISIBLE_DEVICES=0,2" in head_script and "--num-gpus=2" in head_script
+    assert "--head --port=7000" in head_script and "--runtime-env-agent-port=7123" in head_script
+    assert "--address=10.0.0.1:7000" in worker_script and "CUDA_VISIBLE_DEVICES" not in worker_script
+    assert "--num-gpus" not in worker_script  # gpu_indices=None: Ray finds the GPUs itself
+    token = service._token
+    assert token and all(f"RAY_AUTH_TOKEN={token}" in s and "--num-cpus=4" in s for s in (head_script, worker_script))
+    tag = service._teardown.started[0][1]
+    assert all(f"{TAG_VAR}={tag}" in s for s in (head_script, worker_script))
+    scripts.clear()
+    service.shutdown()  # stops what it started: the worker first, then the head
+    assert [h for h, _ in scripts] == ["w", "h"] and all("NASFLOW_STOPPED" in s for _, s in scripts)
+
+
 # ----- machine checks over SSH ---------------------------------------------------------------------
 
 

@@ -151,14 +151,23 @@ class CrossGraphOptimization(Middleware):
                     return
             elif not self._queue and not self._has_running():
                 return
-            step = self.batch_waiting_time if self._queue else 1.0
+            step = self._until_due() if self._queue else 1.0
             if deadline is not None:
                 step = min(step, max(0.0, deadline - time.monotonic()))
-            self.engine.wait_models(timeout=max(0.05, min(step, 1.0)))
+            step = max(0.05, min(step, 1.0))
+            if self._has_running():
+                self.engine.wait_models(timeout=step)
+            else:  # nothing runs below, so the engine would return at once: sleep until the queue is due
+                time.sleep(step)
             if not targets and not wait_all and not self._queue:
                 return
             if deadline is not None and time.monotonic() >= deadline:
                 return
+
+    def _until_due(self) -> float:
+        """Seconds until the oldest queued model has waited ``batch_waiting_time``."""
+        oldest = min(entry[0] for entry in self._queue)
+        return max(0.0, oldest + self.batch_waiting_time - time.monotonic())
 
     def _has_running(self) -> bool:
         return any(not m.status.completed() for m in self.engine.list_models())

@@ -293,6 +293,8 @@ class RayTrainingService(TrainingService):
         if self._broken is not None:
             # Raised once already; now let the engine wind down: every trial still open ends here.
             for trial in list(self._trials.values()):
+                if trial.outcome is None:
+                    self._cancel_ref(trial)  # best effort: if the cluster is still there, stop it there
                 self._finish(trial, *(trial.verdict or ("failed", str(self._broken))))
             events, self._events = self._events, []
             return events
@@ -308,9 +310,11 @@ class RayTrainingService(TrainingService):
         trial = self._trials.get(trial_id)
         if trial is None or trial.verdict is not None or trial.outcome is not None:
             return
+        if self._broken is not None:
+            trial.verdict = ("cancelled", "The trial was cancelled after the service lost the Ray cluster.")
+            return
         trial.verdict = ("cancelled", "The trial was cancelled.")
-        if self._broken is None:
-            self._cancel_ref(trial)
+        self._cancel_ref(trial)
 
     # ----- requests and placement --------------------------------------------------------------
 

@@ -182,12 +182,13 @@ def test_engines_follow_the_config(tmp_path: Path) -> None:
     sequential = build_engine(NasExperimentConfig("sequential", max_trial_number=3,
                                                   max_experiment_duration="1m").canonical(Random()), tmp_path)
     assert isinstance(sequential, SequentialExecutionEngine)
-    assert (sequential.max_model_count, sequential.max_duration) == (3, 60.0)
+    assert (sequential.budget.max_trials, sequential.budget.max_duration) == (3, 60.0)
 
-    config = NasExperimentConfig("ts", trial_concurrency=2, trial_timeout="30s", reuse_mode=True).canonical(Random())
+    config = NasExperimentConfig("ts", trial_concurrency=2, trial_timeout="30s", reuse_mode=True,
+                                 max_trial_number=7).canonical(Random())
     engine = build_engine(config, tmp_path)
     assert isinstance(engine, TrainingServiceExecutionEngine)
-    assert (engine.trial_concurrency, engine.trial_timeout) == (2, 30.0)
+    assert (engine.trial_concurrency, engine.trial_timeout, engine.budget.max_trials) == (2, 30.0, 7)
     assert isinstance(engine.service, LocalTrainingService) and engine.service.reuse_mode
     assert engine.service.server_pid is None  # nothing starts until a model is submitted
     engine.shutdown()

@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (StoreError, ValueError) as err:
+    except (StoreError, ValueError, RuntimeError) as err:  # e.g. resuming a running or failed experiment
         console.print(f"[red]error:[/red] {err}")
         return 2
 

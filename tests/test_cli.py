@@ -187,3 +187,15 @@ def test_resume_a_stopped_experiment(tmp_path: Path, capsys: pytest.CaptureFixtu
         assert store.count_models("trained") == 4 and store.count_models() == 4
     code, out = cli(capsys, "list", "--dir", str(tmp_path))
     assert code == 0 and exp.id in out and "done" in out
+
+
+def test_resume_of_a_running_experiment_is_refused(ran: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = ExperimentStore.open(ran / "clirun")
+    try:
+        store.set_experiment_status("running", pid=1)  # a live process, as if another run held it
+        code, out = cli(capsys, "resume", "clirun", "--dir", str(ran))
+        assert code == 2 and "still running (pid 1); stop it first" in out
+        assert store.experiment().status == "running"
+    finally:
+        store.set_experiment_status("done")
+        store.close()

@@ -30,6 +30,11 @@ class TrialInterrupted(BaseException):
     """Raised inside a running evaluator (at its next report) when its model was cancelled."""
 
 
+class _CallbackError(BaseException):
+    """Carries an event callback's exception through the evaluator (``__cause__``), so that a
+    strategy's bug is not recorded as the model's failure, whatever the evaluator catches."""
+
+
 class SequentialExecutionEngine(ExecutionEngine):
     """Runs models in process as they are submitted.
 
@@ -79,7 +84,10 @@ class SequentialExecutionEngine(ExecutionEngine):
             if id(model) in self._cancelled:
                 raise TrialInterrupted()
             event = IntermediateMetricEvent(model, value) if kind == "intermediate" else FinalMetricEvent(model, value)
-            self.dispatch_model_event(event)
+            try:
+                self.dispatch_model_event(event)
+            except BaseException as err:  # a callback's (strategy's, store's) error, not the evaluator's
+                raise _CallbackError() from err
 
         error: BaseException | None = None
         status, reason = ModelStatus.Trained, None
@@ -90,6 +98,10 @@ class SequentialExecutionEngine(ExecutionEngine):
                 status, reason = ModelStatus.Failed, NO_FINAL_METRIC
         except TrialInterrupted:
             status, reason = ModelStatus.Interrupted, "cancelled while running"
+        except _CallbackError as wrapped:  # the engine's caller failed: raise it as the TS engine would
+            self._cancelled.discard(id(model))
+            assert wrapped.__cause__ is not None
+            raise wrapped.__cause__ from None
         except Exception as err:  # an evaluator's failure is the model's, not the engine's
             status, reason, error = ModelStatus.Failed, traceback.format_exc(), err
         finally:

@@ -139,6 +139,10 @@ class NasExperimentConfig:
             if isinstance(service, str) and service not in SERVICES:
                 raise ConfigError("training_service", f"unknown training service {service!r}; use one of "
                                   f"{', '.join(SERVICES)} or a service config object.")
+            if service == "remote":
+                raise ConfigError("training_service", "'remote' needs the machines: use RemoteConfig(machine_list="
+                                  "[RemoteMachineConfig(host, user=..., ssh_key_file=..., python_path=...)]) "
+                                  "from nasflow.experiment.")
             if service_name is None:
                 raise ConfigError("training_service", f"{service!r} is neither a service name nor a config "
                                   "with a 'platform' attribute.")

@@ -29,8 +29,19 @@ def build_training_service(config: NasExperimentConfig, log_dir: Path) -> Traini
             max_trial_number_per_gpu=config.max_trial_number_per_gpu,
             threads_per_trial=config.threads_per_trial, log_dir=log_dir, preload=WORKER_PRELOAD,
         )
-    raise ConfigError("training_service", f"the {service!r} training service is not available in this version; "
-                      "use 'local'.")
+    if service == "ray":
+        from nasflow.training_service.ray import RayTrainingService
+
+        # A local Ray instance (or the cluster in RAY_ADDRESS); pass RayTrainingService(...) for more control.
+        return RayTrainingService(trial_concurrency=config.trial_concurrency, gpus_per_trial=config.trial_gpu_number,
+                                  max_trials_per_gpu=config.max_trial_number_per_gpu, log_dir=log_dir)
+    if getattr(service, "platform", None) == "remote" and hasattr(service, "machine_list"):
+        from nasflow.training_service.remote import RemoteTrainingService
+
+        return RemoteTrainingService(service, trial_concurrency=config.trial_concurrency,
+                                     gpus_per_trial=config.trial_gpu_number, log_dir=log_dir)
+    raise ConfigError("training_service", f"cannot build a training service from {service!r}; use 'local', "
+                      "'ray', a RemoteConfig or a TrainingService object.")
 
 
 def build_engine(config: NasExperimentConfig, log_dir: Path) -> ExecutionEngine:

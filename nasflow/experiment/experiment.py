@@ -139,16 +139,22 @@ class NasExperiment:
         path = experiment_dir(self.id, config.experiment_working_directory)
         existed = path.exists()
         engine = build_engine(config, path / "trials")
-        store = ExperimentStore.create(path, self.id, config.experiment_name or self.id, config.to_dict())
+        try:
+            store = ExperimentStore.create(path, self.id, config.experiment_name or self.id, config.to_dict())
+        except BaseException:
+            engine.shutdown()
+            raise
         try:
             store.set_meta(SETUP_KEY, setup)
             self.config = config
             self._launch(space, store, engine, restored=[], resubmit=[], strategy_state=None, engine_state=None)
         except BaseException:
+            if self._progress is not None:
+                self._progress.stop()
             store.close()
             engine.shutdown()
             _remove_new_experiment(path, existed)
-            self._store = self._recorder = None
+            self._store = self._recorder = self._progress = None
             raise
 
     def _launch(self, space: ExecutableModelSpace, store: ExperimentStore, engine: ExecutionEngine,

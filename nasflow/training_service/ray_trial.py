@@ -27,7 +27,7 @@ __all__ = ["EventCollector", "run_ray_trial", "LOG_KIND"]
 
 LOG_KIND = "log"  # internal event kind: a chunk of the trial's stdout/stderr, written to its log file
 _LOG_INTERVAL = 0.5
-_PRUNE_AT = 64  # pending log pushes kept before their acknowledgements are collected
+_PRUNE_AT = 64  # unacknowledged pushes kept before their acknowledgements are collected
 _ACK_TIMEOUT = 60.0
 
 
@@ -57,7 +57,7 @@ class EventCollector:
 
 class _Pusher:
     """Numbers a trial's events and sends them to the collector; metrics wait for the collector's
-    acknowledgement, log chunks do not."""
+    acknowledgement, the rest (start info, log chunks) does not."""
 
     def __init__(self, collector: Any, trial_id: str) -> None:
         import ray
@@ -73,7 +73,7 @@ class _Pusher:
         with self._lock:
             ref = self._collector.push.remote([(self._trial_id, self._seq, kind, value)])
             self._seq += 1
-            if kind == LOG_KIND:
+            if kind not in ("intermediate", "final"):  # where it runs, log chunks: no need to wait
                 self._pending.append(ref)
                 if len(self._pending) >= _PRUNE_AT:
                     _, self._pending = self._ray.wait(self._pending, num_returns=len(self._pending), timeout=0)

@@ -164,6 +164,33 @@ def test_invalid_metric_fails_the_model_not_the_engine() -> None:
     assert "A metric must be a number" in (recorder.end_error(0) or "")
 
 
+def test_a_callbacks_error_is_raised_not_recorded_as_the_models_failure() -> None:
+    def swallowing(model: nn.Module) -> None:
+        try:
+            nasflow.report_intermediate_result(0.1)
+        except Exception:  # an evaluator's broad except must not hide its caller's bug either
+            pass
+        nasflow.report_final_result(1.0)
+
+    engine = SequentialExecutionEngine(continue_on_failure=True)
+    recorder = Recorder(engine)
+
+    def buggy(event: ModelEvent) -> None:
+        raise KeyError("strategy bug")
+
+    engine.register_model_event_callback(ModelEventType.IntermediateMetric, buggy)
+    model = make_model(swallowing)
+    with pytest.raises(KeyError, match="strategy bug"):
+        engine.submit_models(model)
+    assert model.status == ModelStatus.Training  # not blamed on the model: it never ended
+    assert recorder.kinds(0) == ["training_start", "intermediate_metric"]
+
+    engine.unregister_model_event_callback(ModelEventType.IntermediateMetric, buggy)
+    after = make_model(two_epochs)
+    engine.submit_models(after)
+    assert after.status == ModelStatus.Trained
+
+
 # ----- budget --------------------------------------------------------------------------------------
 
 

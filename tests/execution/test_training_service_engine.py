@@ -136,6 +136,8 @@ def hang(model: nn.Module, markers: str) -> None:
 def test_every_kind_of_trial_death_fails_only_that_model(tmp_path: Path) -> None:
     modes = ["ok", "raise", "exit3", "sigkill", "timeout", "fine"]
     evaluator = FunctionalEvaluator(misbehave, mode=nasflow.choice("mode", modes))
+    # 8 s, not 1: the service counts the fork server's start-up against the first trials' timeout
+    # (see the xfail below); with that fixed, a 2 s timeout would do.
     cfg = config(tmp_path, max_trial_number=len(modes), trial_concurrency=2, trial_timeout="8s")
     exp = NasExperiment(Tiny(), evaluator, Random(seed=0), cfg)
     assert exp.run() is True
@@ -162,7 +164,7 @@ def test_every_kind_of_trial_death_fails_only_that_model(tmp_path: Path) -> None
         assert store.experiment().status == "done"
     statuses = sorted(m.status.value for m in exp.list_models())
     assert statuses == ["failed"] * 4 + ["trained"] * 2
-    assert not descendants(os.getpid())
+    assert still_alive(descendants(os.getpid())) == []  # the fork server and every worker are gone
 
 
 def test_trials_overlap_stream_metrics_and_stop_leaves_no_process(tmp_path: Path) -> None:

@@ -270,6 +270,18 @@ def test_an_unpicklable_evaluator_is_refused_before_anything_runs(tmp_path: Path
     assert not (tmp_path / "exps").exists()
 
 
+class RefusesTheSpace(Random):
+    def _initialize(self, model_space: ExecutableModelSpace, engine: Any) -> ExecutableModelSpace:
+        raise ValueError("RefusesTheSpace needs a space with a 'depth' label")
+
+
+def test_a_strategy_that_refuses_the_space_leaves_no_experiment_behind(tmp_path: Path) -> None:
+    exp = NasExperiment(Tiny(), FunctionalEvaluator(by_width), RefusesTheSpace(), config(tmp_path / "exps"))
+    with pytest.raises(ValueError, match="needs a space with a 'depth' label"):
+        exp.run()
+    assert list((tmp_path / "exps").iterdir()) == []
+
+
 def test_an_existing_experiment_is_never_overwritten(tmp_path: Path, finished: NasExperiment) -> None:
     before = digest(tmp_path / finished.id)
     again = NasExperiment(Tiny(), FunctionalEvaluator(by_width), Random(), config(tmp_path), id=finished.id)

@@ -313,8 +313,11 @@ def test_main_defined_space_runs_in_workers_and_ctrl_c_leaves_no_process(tmp_pat
     with ExperimentStore.open(workdir / "script", read_only=True) as store:
         assert store.experiment().status == "stopped"
         done = store.models(include_payload=False)
-    assert [r.status for r in done] == ["trained"] * 2 + ["interrupted"] * 2
+    # Which two trials hang depends on which workers touched their pid file first, not on model ids.
+    trained = [r for r in done if r.status == "trained"]
+    interrupted = [r for r in done if r.status == "interrupted"]
+    assert len(done) == 4 and len(trained) == len(interrupted) == 2, [r.status for r in done]
     for record in done:  # the worker built the model its sample describes, from classes in __main__
         assert record.metrics.intermediates == [record.sample["width"]]
-    assert [r.metrics.final for r in done[:2]] == [r.sample["width"] for r in done[:2]]
-    assert all(r.error == EXPERIMENT_STOPPED for r in done[2:])
+    assert all(r.metrics.final == r.sample["width"] for r in trained)
+    assert all(r.error == EXPERIMENT_STOPPED and r.metrics.final is None for r in interrupted)

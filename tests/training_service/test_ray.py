@@ -258,6 +258,53 @@ def test_experiment_runs_on_the_cluster_and_leaves_it_running(cluster: Cluster, 
     assert sum(n["Alive"] for n in ray.nodes()) == 3
 
 
+@pytest.mark.parametrize("engine", ["ts", "cgo"])
+def test_graph_format_and_cgo_experiments_complete_on_the_cluster(cluster: Cluster, engine: str,
+                                                                   tmp_path: Path) -> None:
+    """Graph-format models train on the cluster alone ('ts') and merged ('cgo'): merged trials are
+    just trials to the Ray service, so CGO runs there as on the local one."""
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from nasflow.evaluator import Classification, DataLoader
+    from nasflow.experiment import ExperimentStore, NasExperiment, NasExperimentConfig
+    from nasflow.nn import LayerChoice, ModelSpace, MutableLinear
+    from nasflow.strategy import GridSearch
+
+    class Small(ModelSpace):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = MutableLinear(4, nasflow.choice("width", [4, 8]))
+            self.act = LayerChoice([nn.ReLU(), nn.Tanh()], label="act")
+            self.head = MutableLinear(nasflow.choice("width", [4, 8]), 2)
+
+        def forward(self, x: Any) -> Any:
+            return self.head(self.act(self.fc(x)))
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 4, generator=generator)
+    data = TensorDataset(x, (x[:, 0] > 0).long())
+    evaluator = Classification(train_dataloaders=DataLoader(data, batch_size=16),
+                               val_dataloaders=DataLoader(data, batch_size=64), max_epochs=1, num_classes=2)
+    service = RayTrainingService(address=cluster.address, trial_concurrency=2)
+    config = NasExperimentConfig(engine, "graph", service, max_trial_number=4, trial_concurrency=2,
+                                 experiment_working_directory=str(tmp_path), progress=False)
+    if engine == "cgo":
+        config.max_concurrency_cgo = 2
+        config.batch_waiting_time = 0
+    exp = NasExperiment(Small(), evaluator, GridSearch(shuffle=False), config)
+    assert exp.run() is True
+    with ExperimentStore.open(tmp_path / exp.id, read_only=True) as store:
+        records = store.models(include_payload=False)
+    assert len(records) == 4 and all(r.status == "trained" and r.metrics.final is not None for r in records)
+    trials = defaultdict(list)
+    for record in records:
+        trials[record.trial_id].append(record.model_id)
+    assert sorted(len(group) for group in trials.values()) == ([2, 2] if engine == "cgo" else [1, 1, 1, 1])
+    if not ray.is_initialized():
+        ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+
+
 def test_trials_spread_over_nodes_stream_metrics_and_logs(service: RayTrainingService, tmp_path: Path) -> None:
     ids = node_ids()
     wait_capacity(service, 3)  # three nodes with one CPU each

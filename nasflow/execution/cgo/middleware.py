@@ -65,8 +65,10 @@ class CrossGraphOptimization(Middleware):
     def _group_limit(self) -> int:
         return self.max_concurrency_cgo or max(2, getattr(self.engine, "trial_concurrency", 1))
 
-    def _flush(self, force: bool = False) -> None:
-        """Turn queued models into trials: full groups at once, partial ones after the waiting time."""
+    def _flush(self, partial: bool = False, force: bool = False) -> None:
+        """Turn queued models into trials: full groups at once; with ``partial`` (the strategy is
+        waiting, so no more models are coming now) groups that waited ``batch_waiting_time``;
+        with ``force`` every group."""
         now = time.monotonic()
         groups: dict[Any, list[tuple[float, ExecutableModelSpace]]] = {}
         for entry in self._queue:
@@ -75,7 +77,7 @@ class CrossGraphOptimization(Middleware):
         for entries in groups.values():
             while entries:
                 full = len(entries) >= self._group_limit
-                waited = now - entries[0][0] >= self.batch_waiting_time
+                waited = partial and now - entries[0][0] >= self.batch_waiting_time
                 if not (full or waited or force):
                     self._queue.extend(entries)
                     break
@@ -143,7 +145,7 @@ class CrossGraphOptimization(Middleware):
     def wait_models(self, *models: ExecutableModelSpace, timeout: float | None = None, wait_all: bool = False) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            self._flush(force=not self._has_running() and not self.budget_available())
+            self._flush(partial=True, force=not self._has_running() and not self.budget_available())
             targets = list(models)
             if targets:
                 done = [m.status.completed() for m in targets]

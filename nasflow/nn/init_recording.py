@@ -24,6 +24,7 @@ _RECORD_KEY = "_nf_init_record"
 _local = threading.local()
 _lock = threading.Lock()
 _patched: set[type] = set()
+_installed = False
 
 
 def is_recording() -> bool:
@@ -63,27 +64,41 @@ def _should_patch(cls: type) -> bool:
         return False
     if getattr(cls.__dict__["__init__"], "_nf_records_init", False):
         return False
-    from .parametrized import ParametrizedModule
-
-    if issubclass(cls, ParametrizedModule):  # records its own trace_args
+    if getattr(cls, "_nf_records_own_init", False):  # ParametrizedModule keeps its own trace_args
         return False
     return cls.__module__.startswith("torch.nn.") or bool(getattr(cls, "_nni_basic_unit", False))
 
 
+def _patch(cls: type) -> None:
+    if _should_patch(cls):
+        cls.__init__ = _wrap(cls, cls.__dict__["__init__"])  # type: ignore[misc]
+        _patched.add(cls)
+
+
 def _install() -> None:
-    """Wrap ``__init__`` of every torch.nn / basic-unit class not wrapped yet (cheap when all are)."""
+    """Wrap ``__init__`` of every torch.nn / basic-unit class, once per process: existing classes by
+    walking the subclass tree, later ones as they are defined (a hook on ``nn.Module``)."""
+    global _installed
+    if _installed:
+        return
     with _lock:
+        if _installed:
+            return
         stack, seen = [nn.Module], set()
         while stack:
-            cls = stack.pop()
-            for sub in cls.__subclasses__():
-                if sub in seen:
-                    continue
-                seen.add(sub)
-                stack.append(sub)
-                if _should_patch(sub):
-                    sub.__init__ = _wrap(sub, sub.__dict__["__init__"])  # type: ignore[misc]
-                    _patched.add(sub)
+            for sub in stack.pop().__subclasses__():
+                if sub not in seen:
+                    seen.add(sub)
+                    stack.append(sub)
+                    _patch(sub)
+
+        def __init_subclass__(cls: type, **kwargs: Any) -> None:
+            super(nn.Module, cls).__init_subclass__(**kwargs)
+            with _lock:
+                _patch(cls)
+
+        nn.Module.__init_subclass__ = classmethod(__init_subclass__)  # type: ignore[assignment]
+        _installed = True
 
 
 def _wrap(owner: type, init: Callable[..., None]) -> Callable[..., None]:

@@ -72,6 +72,7 @@ class ParametrizedModule(MutableModule):
     """
 
     _nni_basic_unit = True
+    _nf_records_own_init = True  # its trace_args are the record; init_recording leaves it alone
     _wraps: type[nn.Module] | None = None
 
     def __init_subclass__(cls, wraps: type[nn.Module] | None = None, **kwargs: Any) -> None:

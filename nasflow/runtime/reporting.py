@@ -35,8 +35,8 @@ def normalize_metric(value: Any) -> MetricValue:
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"A metric must be a number or a dict with 'default', got {type(value).__name__}: {value!r}.")
-    if math.isnan(value):
-        raise ValueError("A metric is NaN; report a number (or raise, to mark the trial failed).")
+    if not math.isfinite(value):
+        raise ValueError(f"A metric is {value}; report a finite number (or raise, to mark the trial failed).")
     return float(value)
 
 

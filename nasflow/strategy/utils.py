@@ -27,13 +27,13 @@ class DedupFilter:
     """Remembers samples; ``add`` says whether a sample is new."""
 
     def __init__(self) -> None:
-        self._seen: set[str] = set()
+        self._seen: dict[str, None] = {}  # insertion-ordered, so state_dict needs no sort
 
     def add(self, sample: Sample | None) -> bool:
         key = sample_key(sample)
         if key in self._seen:
             return False
-        self._seen.add(key)
+        self._seen[key] = None
         return True
 
     def __contains__(self, sample: Sample) -> bool:
@@ -43,10 +43,10 @@ class DedupFilter:
         return len(self._seen)
 
     def state_dict(self) -> list[str]:
-        return sorted(self._seen)
+        return list(self._seen)
 
     def load_state_dict(self, state: list[str]) -> None:
-        self._seen.update(state)
+        self._seen.update(dict.fromkeys(state))
 
 
 def value_leaves(leaves: dict[str, LabeledMutable]) -> dict[str, LabeledMutable]:

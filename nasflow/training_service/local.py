@@ -34,6 +34,8 @@ from .worker import MessageReader, send_message
 
 __all__ = ["LocalTrainingService", "GpuPool"]
 
+START_GRACE_S = 120.0  # how long a submitted trial may take to start before its timeout applies anyway
+
 _logger = logging.getLogger(__name__)
 
 
@@ -248,7 +250,9 @@ class LocalTrainingService(TrainingService):
             if self._broken is not None:
                 raise RuntimeError(self._broken) from None
             worker, gpus = self._place(trial.trial_id, number)
-        deadline = time.monotonic() + trial.timeout if trial.timeout is not None else None
+        # The timeout counts from the trial's start; until then only a generous start-up guard
+        # applies (the fork server may still be importing torch).
+        deadline = time.monotonic() + trial.timeout + START_GRACE_S if trial.timeout is not None else None
         record = _Trial(trial, worker, gpus, deadline)
         worker.trial = record
         self._trials[trial.trial_id] = record
@@ -405,6 +409,8 @@ class LocalTrainingService(TrainingService):
             elif trial.verdict is None:
                 if kind == "started":
                     worker.pid = message[2]["pid"]
+                    if trial.spec.timeout is not None:
+                        trial.deadline = time.monotonic() + trial.spec.timeout
                 self._events.append(TrialEvent(trial.spec.trial_id, kind, value=message[2]))
 
     def _on_server_message(self, message: tuple) -> None:

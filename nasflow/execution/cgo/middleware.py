@@ -68,7 +68,9 @@ class CrossGraphOptimization(Middleware):
     def _flush(self, partial: bool = False, force: bool = False) -> None:
         """Turn queued models into trials: full groups at once; with ``partial`` (the strategy is
         waiting, so no more models are coming now) groups that waited ``batch_waiting_time``;
-        with ``force`` every group."""
+        with ``force`` every group. Once the model budget is spent no model can join a group, so
+        every group launches at once."""
+        force = force or not self.budget.available()
         now = time.monotonic()
         groups: dict[Any, list[tuple[float, ExecutableModelSpace]]] = {}
         for entry in self._queue:

@@ -145,6 +145,20 @@ def test_partial_group_waits_without_busy_looping(service: LocalTrainingService,
     assert len(run.models_per_trial()) == 1
 
 
+def test_partial_group_launches_at_once_when_the_budget_is_spent(service: LocalTrainingService,
+                                                                  runs: list[Run]) -> None:
+    """With ``max_model_count`` reached no model can join the last group: it does not wait."""
+    space = GraphModelSpace.from_model(TinyNet(), tiny_evaluator(tiny_data()))
+    run = Run(service, max_concurrency_cgo=2, batch_waiting_time=30, max_model_count=3)
+    runs.append(run)
+    models = frozen(space, 0, 1, 0)
+    run.run(models, timeout=25)
+    assert not run.cgo.budget_available()
+    assert [len(ids) for _, ids in run.launches] == [2, 1]
+    assert run.launches[1][0] < 1.0  # launched with the first group, not after the waiting time
+    assert all(m.status == ModelStatus.Trained for m in models)
+
+
 def test_models_with_different_data_never_merge(service: LocalTrainingService, runs: list[Run]) -> None:
     """Two evaluators on different data sets: models merge only with models reading the same data."""
     space_a = GraphModelSpace.from_model(TinyNet(), tiny_evaluator(tiny_data(seed=0)))

@@ -19,6 +19,7 @@ from typing import Any
 from torch import nn
 
 from nasflow.mutable import Mutable
+from nasflow.mutable.frozen import frozen_context
 
 from .base import MutableModule
 
@@ -113,6 +114,7 @@ def explain_mutable_arguments(init: Callable[..., None]) -> Callable[..., None]:
             if explained is None:
                 raise
             raise explained from err
-        check_plain_modules(self)
+        if frozen_context.current() is None:  # a frozen model is built from values, never mutables
+            check_plain_modules(self)
 
     return wrapper

@@ -279,10 +279,13 @@ class MultiModelLightningModule(LightningModule):
         self._clip_gradients()
         optimizer.step()
         self._multi_optimizer().step_schedulers("step")
-        for index, (loss, out, target) in enumerate(zip(losses, outputs, targets, strict=True)):
-            self.log(f"train_{index}_loss", loss.detach())
-            for name, value in self._train_metrics[index].batch_values(out, target).items():
-                self.log(f"train_{index}_{name}", value)
+        if self.logger is not None:  # per-model training curves cost 2N log calls a batch: only for a logger
+            logged: dict[str, Any] = {}
+            for index, (loss, out, target) in enumerate(zip(losses, outputs, targets, strict=True)):
+                logged[f"train_{index}_loss"] = loss.detach()
+                for name, value in self._train_metrics[index].batch_values(out, target).items():
+                    logged[f"train_{index}_{name}"] = value
+            self.log_dict(logged)
         return total.detach()
 
     def _multi_optimizer(self) -> MultiOptimizer:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from nasflow.execution import ExecutionEngine, SequentialExecutionEngine
@@ -13,7 +14,8 @@ __all__ = ["build_engine", "build_training_service", "WORKER_PRELOAD"]
 
 # Imported once by the local service's fork server instead of by every fresh worker: what a trial
 # needs to rebuild and run a model (tens of milliseconds per trial otherwise).
-WORKER_PRELOAD = ("torch", "nasflow", "nasflow.space", "nasflow.nn", "nasflow.evaluator", "nasflow.execution")
+WORKER_PRELOAD = ("torch", "nasflow", "nasflow.space", "nasflow.nn", "nasflow.evaluator", "nasflow.execution",
+                  *(("lightning",) if importlib.util.find_spec("lightning") else ()))
 
 
 def build_training_service(config: NasExperimentConfig, log_dir: Path) -> TrainingService:

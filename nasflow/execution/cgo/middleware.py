@@ -10,6 +10,7 @@ alone, and only a model that fails alone ends Failed.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -46,20 +47,22 @@ class CrossGraphOptimization(Middleware):
         self._queue: list[tuple[float, ExecutableModelSpace]] = []
         self._merged: dict[int, MergedTrial] = {}  # id(MergedTrial) -> trial
         self._next_merged_id = -1  # merged trials get negative ids, never clashing with models'
+        self._lock = threading.RLock()  # stop() calls in from another thread than the strategy's
 
     # ---- submission and grouping ------------------------------------------------------------
     def submit_models(self, *models: ExecutableModelSpace) -> None:
-        now = time.monotonic()
-        for model in models:
-            self.engine.assign_model_id(model)
-            if model not in self._models:
-                self._models.append(model)
-                self.budget.count_trial()
-            if data_signature(model) is None:  # its evaluator cannot share data: it runs alone
-                self.engine.submit_models(model)
-            else:
-                self._queue.append((now, model))
-        self._flush()
+        with self._lock:
+            now = time.monotonic()
+            for model in models:
+                self.engine.assign_model_id(model)
+                if model not in self._models:
+                    self._models.append(model)
+                    self.budget.count_trial()
+                if data_signature(model) is None:  # its evaluator cannot share data: it runs alone
+                    self.engine.submit_models(model)
+                else:
+                    self._queue.append((now, model))
+            self._flush()
 
     @property
     def _group_limit(self) -> int:
@@ -100,6 +103,10 @@ class CrossGraphOptimization(Middleware):
 
     # ---- events -----------------------------------------------------------------------------
     def handle_event(self, event: ModelEvent) -> None:
+        with self._lock:
+            self._handle(event)
+
+    def _handle(self, event: ModelEvent) -> None:
         trial = self._merged.get(id(event.model))
         if trial is None:
             super().handle_event(event)
@@ -141,29 +148,35 @@ class CrossGraphOptimization(Middleware):
 
     def idle_worker_available(self) -> bool:
         """Idle while the next group is still filling up, so the strategy keeps submitting."""
-        self._flush()
-        return len(self._queue) < self._group_limit and (bool(self._queue) or self.engine.idle_worker_available())
+        with self._lock:
+            self._flush()
+            return len(self._queue) < self._group_limit and (bool(self._queue) or self.engine.idle_worker_available())
 
     def wait_models(self, *models: ExecutableModelSpace, timeout: float | None = None, wait_all: bool = False) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
+        targets = list(models)
         while True:
-            self._flush(partial=True, force=not self._has_running() and not self.budget_available())
-            targets = list(models)
-            if targets:
-                done = [m.status.completed() for m in targets]
-                if all(done) or (not wait_all and any(done)):
+            with self._lock:
+                running = self._has_running()
+                self._flush(partial=True, force=not running and not self.budget_available())
+                running = running or self._has_running()
+                if targets:
+                    done = [m.status.completed() for m in targets]
+                    if all(done) or (not wait_all and any(done)):
+                        return
+                elif not self._queue and not running:
                     return
-            elif not self._queue and not self._has_running():
-                return
-            step = self._until_due() if self._queue else 1.0
+                step = self._until_due() if self._queue else 1.0
             if deadline is not None:
                 step = min(step, max(0.0, deadline - time.monotonic()))
             step = max(0.05, min(step, 1.0))
-            if self._has_running():
+            if running:
                 self.engine.wait_models(timeout=step)
             else:  # nothing runs below, so the engine would return at once: sleep until the queue is due
                 time.sleep(step)
-            if not targets and not wait_all and not self._queue:
+            with self._lock:
+                queue_empty = not self._queue
+            if not targets and not wait_all and queue_empty:
                 return
             if deadline is not None and time.monotonic() >= deadline:
                 return
@@ -180,19 +193,25 @@ class CrossGraphOptimization(Middleware):
         return [m for m in self._models if status is None or m.status == status]
 
     def cancel_models(self, *models: ExecutableModelSpace) -> None:
+        """Queued models end here; running ones are cancelled below. The engine below is called
+        without holding this middleware's lock: it dispatches events into us under its own lock."""
         wanted = {id(m) for m in models}
-        for entry in [e for e in self._queue if id(e[1]) in wanted]:
-            self._queue.remove(entry)
-            self.dispatch_model_event(TrainingEndEvent(entry[1], ModelStatus.Interrupted, "cancelled before it ran"))
-        hit = [t for t in self._merged.values() if any(id(m) in wanted for m in t.models)]
+        with self._lock:
+            queued = [e for e in self._queue if id(e[1]) in wanted]
+            for entry in queued:
+                self._queue.remove(entry)
+            hit = [t for t in self._merged.values() if any(id(m) in wanted for m in t.models)]
+        for _, model in queued:
+            self.dispatch_model_event(TrainingEndEvent(model, ModelStatus.Interrupted, "cancelled before it ran"))
         solo = [m for m in models if m in self.engine.list_models()]
         if hit or solo:
             self.engine.cancel_models(*hit, *solo)
 
     def shutdown(self) -> None:
-        for _, model in self._queue:
-            self.dispatch_model_event(TrainingEndEvent(model, ModelStatus.Interrupted, "experiment ended"))
-        self._queue.clear()
+        with self._lock:
+            for _, model in self._queue:
+                self.dispatch_model_event(TrainingEndEvent(model, ModelStatus.Interrupted, "experiment ended"))
+            self._queue.clear()
         super().shutdown()
 
     def state_dict(self) -> dict[str, Any]:

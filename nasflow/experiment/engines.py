@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+from typing import Any
 
 from nasflow.execution import ExecutionEngine, SequentialExecutionEngine
 from nasflow.training_service import TrainingService
 
 from .config import ConfigError, NasExperimentConfig, parse_duration
 
-__all__ = ["build_engine", "build_training_service", "WORKER_PRELOAD"]
+__all__ = ["build_engine", "build_training_service", "WORKER_PRELOAD", "preload_for"]
 
 # Imported once by the local service's fork server instead of by every fresh worker: what a trial
 # needs to rebuild and run a model (tens of milliseconds per trial otherwise).
-WORKER_PRELOAD = ("torch", "nasflow", "nasflow.space", "nasflow.nn", "nasflow.evaluator", "nasflow.execution",
-                  *(("lightning",) if importlib.util.find_spec("lightning") else ()))
+WORKER_PRELOAD = ("torch", "nasflow", "nasflow.space", "nasflow.nn", "nasflow.evaluator", "nasflow.execution")
 
 
-def build_training_service(config: NasExperimentConfig, log_dir: Path) -> TrainingService:
+def preload_for(evaluator: Any) -> tuple[str, ...]:
+    """What the fork server imports once: nasflow's trial side plus the nasflow module defining the
+    evaluator (for the Lightning evaluators that brings in Lightning, seconds per fresh trial
+    otherwise; other experiments do not pay for it at start-up). User modules are left to the trial."""
+    module = type(evaluator).__module__ if evaluator is not None else ""
+    return (*WORKER_PRELOAD, module) if module.startswith("nasflow.") else WORKER_PRELOAD
+
+
+def build_training_service(config: NasExperimentConfig, log_dir: Path, evaluator: Any = None) -> TrainingService:
     service = config.training_service
     if isinstance(service, TrainingService):
         return service
@@ -29,7 +36,7 @@ def build_training_service(config: NasExperimentConfig, log_dir: Path) -> Traini
             trial_concurrency=config.trial_concurrency, reuse_mode=config.reuse_mode,
             trial_gpu_number=config.trial_gpu_number, gpu_indices=config.gpu_indices,
             max_trial_number_per_gpu=config.max_trial_number_per_gpu,
-            threads_per_trial=config.threads_per_trial, log_dir=log_dir, preload=WORKER_PRELOAD,
+            threads_per_trial=config.threads_per_trial, log_dir=log_dir, preload=preload_for(evaluator),
         )
     if service == "ray":
         from nasflow.training_service.ray import RayTrainingService
@@ -46,7 +53,7 @@ def build_training_service(config: NasExperimentConfig, log_dir: Path) -> Traini
                       "'ray', a RemoteConfig or a TrainingService object.")
 
 
-def build_engine(config: NasExperimentConfig, log_dir: Path) -> ExecutionEngine:
+def build_engine(config: NasExperimentConfig, log_dir: Path, evaluator: Any = None) -> ExecutionEngine:
     """The engine for a canonical (inferred and validated) config."""
     duration = parse_duration(config.max_experiment_duration)
     if config.execution_engine == "sequential":
@@ -55,7 +62,7 @@ def build_engine(config: NasExperimentConfig, log_dir: Path) -> ExecutionEngine:
 
     cgo = config.execution_engine == "cgo"
     engine = TrainingServiceExecutionEngine(
-        build_training_service(config, log_dir), trial_concurrency=config.trial_concurrency,
+        build_training_service(config, log_dir, evaluator), trial_concurrency=config.trial_concurrency,
         max_model_count=None if cgo else config.max_trial_number, max_duration=duration,
         trial_timeout=parse_duration(config.trial_timeout, "trial_timeout"), log_dir=log_dir,
         trial_gpu_number=config.trial_gpu_number,

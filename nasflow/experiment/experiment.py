@@ -148,7 +148,7 @@ class NasExperiment:
         setup = dump_setup(space, self.strategy, config)
         path = experiment_dir(self.id, config.experiment_working_directory)
         existed = path.exists()
-        engine = build_engine(config, path / "trials")
+        engine = build_engine(config, path / "trials", space.evaluator)
         try:
             store = ExperimentStore.create(path, self.id, config.experiment_name or self.id, config.to_dict())
         except BaseException:
@@ -353,7 +353,7 @@ class NasExperiment:
         blob = store.load_strategy_state()
         experiment = cls(space, None, strategy, config, id=record.experiment_id)
         try:
-            engine = build_engine(config, store.path.parent / "trials")
+            engine = build_engine(config, store.path.parent / "trials", space.evaluator)
             experiment._launch(space, store, engine, restored, resubmit, cloudpickle.loads(blob) if blob else None,
                                engine_state)
         except BaseException:

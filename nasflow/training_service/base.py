@@ -4,6 +4,7 @@ it never knows whether the trial ran in a local process or on a Ray node."""
 from __future__ import annotations
 
 import abc
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -71,6 +72,23 @@ class TrainingService(abc.ABC):
     @abc.abstractmethod
     def shutdown(self) -> None:
         """Stop every trial and worker; nothing may be left running."""
+
+    # ---- for services that buffer events as they read them ------------------------------------
+    _events: list[TrialEvent]
+
+    def _pump(self, wait: float) -> None:
+        """Read what trials sent (waiting up to ``wait`` seconds) into ``self._events``."""
+        raise NotImplementedError
+
+    def _drain_events(self, timeout: float) -> list[TrialEvent]:
+        """Pump until an event is buffered or ``timeout`` passes, then hand the buffer over."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            self._pump(0.0 if self._events else deadline - time.monotonic())
+            if self._events or time.monotonic() >= deadline:
+                break
+        events, self._events = self._events, []
+        return events
 
     def __enter__(self) -> TrainingService:
         self.start()

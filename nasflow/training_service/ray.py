@@ -298,13 +298,7 @@ class RayTrainingService(TrainingService):
                 self._finish(trial, *(trial.verdict or ("failed", str(self._broken))))
             events, self._events = self._events, []
             return events
-        deadline = time.monotonic() + max(0.0, timeout)
-        while True:
-            self._pump(0.0 if self._events else deadline - time.monotonic())
-            if self._events or time.monotonic() >= deadline:
-                break
-        events, self._events = self._events, []
-        return events
+        return self._drain_events(timeout)
 
     def cancel(self, trial_id: str) -> None:
         trial = self._trials.get(trial_id)

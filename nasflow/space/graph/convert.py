@@ -24,13 +24,12 @@ from nasflow.nn import Cell as NasCell
 from nasflow.nn import ChosenInputs, InputChoice, LayerChoice, ModelSpace, ParametrizedModule, Repeat
 from nasflow.nn.base import MutableModule, module_leaf_mutables
 from nasflow.nn.cell import _Identity, _PassThrough
-from nasflow.nn.init_recording import recorded_init_args
 
 from .errors import GraphConversionError
 from .ir import Graph, GraphModelSpace, Node, NodeRef
 from .mutator import join_path
 from .operations import AttributeOp, Cell, FunctionOp, InputsOp, MethodOp, ModuleOp, Operation
-from .values import Ref, Slot, TrainingFlag, default_of, map_template, ref_of, to_ir_value
+from .values import Ref, Slot, TrainingFlag, constructor_call, default_of, map_template, ref_of, to_ir_value
 
 __all__ = ["convert_model_space", "module_kind"]
 
@@ -327,18 +326,7 @@ class _Converter:
                 f"{sorted(set(inner))}. Move those choices out of the basic unit, or make them init arguments of "
                 "the ParametrizedModule."
             )
-        if isinstance(module, ParametrizedModule):
-            cls: type = type(module)._wraps or type(module)
-            args, kwargs = module.__dict__.get("trace_args", ()), module.__dict__.get("trace_kwargs", {})
-        else:
-            recorded = recorded_init_args(module)
-            if recorded is None:
-                raise GraphConversionError(
-                    f"The init arguments of {where} were not recorded. nasflow records them for torch.nn modules and "
-                    "`_nni_basic_unit` classes constructed while a nasflow.nn.ModelSpace is being built: create it "
-                    "inside your ModelSpace subclass's __init__, or make it a nasflow.nn.ParametrizedModule."
-                )
-            cls, (args, kwargs) = type(module), recorded
+        cls, args, kwargs = constructor_call(module, where, GraphConversionError)
         ref = ref_of(cls)
         if ref is None:
             raise GraphConversionError(

@@ -165,21 +165,27 @@ def ref_of(obj: Any) -> Ref | None:
     return Ref(f"{module}:{qualname}") if found is obj else None
 
 
-def _module_spec(module: nn.Module, where: str) -> ModuleSpec:
+def constructor_call(module: nn.Module, where: str,
+                     error: type[GraphFormatError] = GraphFormatError) -> tuple[type, tuple, dict[str, Any]]:
+    """The class and init arguments that build ``module`` again (a basic unit's node)."""
     from nasflow.nn import ParametrizedModule
     from nasflow.nn.init_recording import recorded_init_args
 
     if isinstance(module, ParametrizedModule):
-        cls: type = type(module)._wraps or type(module)
-        args, kwargs = module.__dict__.get("trace_args", ()), module.__dict__.get("trace_kwargs", {})
-    else:
-        recorded = recorded_init_args(module)
-        if recorded is None:
-            raise GraphFormatError(
-                f"{where}: the module argument {type(module).__name__} has no recorded init arguments. Build it "
-                "inside the ModelSpace constructor, or make it a nasflow.nn.ParametrizedModule."
-            )
-        cls, (args, kwargs) = type(module), recorded
+        return (type(module)._wraps or type(module), module.__dict__.get("trace_args", ()),
+                module.__dict__.get("trace_kwargs", {}))
+    recorded = recorded_init_args(module)
+    if recorded is None:
+        raise error(
+            f"The init arguments of {where} were not recorded. nasflow records them for torch.nn modules and "
+            "`_nni_basic_unit` classes constructed while a nasflow.nn.ModelSpace is being built: create it "
+            "inside your ModelSpace subclass's __init__, or make it a nasflow.nn.ParametrizedModule."
+        )
+    return type(module), *recorded
+
+
+def _module_spec(module: nn.Module, where: str) -> ModuleSpec:
+    cls, args, kwargs = constructor_call(module, f"{where}: the module argument {type(module).__name__}")
     ref = ref_of(cls)
     if ref is None:
         raise GraphFormatError(f"{where}: module class {cls.__qualname__} cannot be imported; define it at "

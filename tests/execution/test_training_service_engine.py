@@ -13,12 +13,12 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import alive, descendants
 from torch import nn
 
 import nasflow
@@ -69,31 +69,8 @@ def wait_until(predicate: Callable[[], Any], limit: float = 30.0, what: str = "c
 # ----- processes -----------------------------------------------------------------------------------
 
 
-def alive(pid: int) -> bool:
-    """Running; a zombie runs nothing, so it counts as gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
-def descendants(root: int) -> list[int]:
-    """Every process below ``root`` (the fork server and its workers, for an experiment process)."""
-    children: dict[int, list[int]] = defaultdict(list)
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    children[int(f.read().rsplit(")", 1)[1].split()[1])].append(int(entry))
-            except OSError:
-                continue
-    found, stack = [], [root]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
 
 
 def still_alive(pids: list[int], limit: float = 10.0) -> list[int]:

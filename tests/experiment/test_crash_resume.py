@@ -9,16 +9,15 @@ lived in the script's ``__main__``), and the store and the log are checked again
 from __future__ import annotations
 
 import collections
-import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from support import alive, descendants
 
 from nasflow.experiment import ExperimentStore, NasExperiment
 from nasflow.experiment.store import ModelRecord
@@ -69,29 +68,8 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
-def descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = defaultdict(list)
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    children[int(f.read().rsplit(")", 1)[1].split()[1])].append(int(entry))
-            except OSError:
-                continue
-    found, stack = [], [root]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
 
 
 def begins(log: Path) -> collections.Counter[int]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import cloudpickle
 import pytest
+from support import alive, wait_for
 
 from nasflow.runtime import report_final_result, report_intermediate_result
 from nasflow.training_service import LocalTrainingService, TrialEvent, TrialSpec
@@ -49,18 +50,6 @@ def run_all(service: LocalTrainingService, specs: list[TrialSpec], limit: float 
     return events
 
 
-def wait_for(
-    service: LocalTrainingService, predicate: Callable[[TrialEvent], bool], limit: float = 20.0
-) -> list[TrialEvent]:
-    """Poll until an event matches; returns every event seen (including the rest of that batch)."""
-    seen: list[TrialEvent] = []
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        batch = service.poll_events(0.1)
-        seen += batch
-        if any(predicate(event) for event in batch):
-            return seen
-    raise AssertionError(f"no matching event in {limit} s; saw {seen}")
 
 
 def started_pids(service: LocalTrainingService, count: int, limit: float = 20.0) -> list[int]:
@@ -78,13 +67,6 @@ def end_of(events: list[TrialEvent]) -> TrialEvent:
     return ends[0]
 
 
-def alive(pid: int) -> bool:
-    """Running (a zombie counts as gone: it runs nothing, and pid 1 may not reap it in a container)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
 
 
 def wait_gone(pids: list[int], limit: float = 5.0) -> list[int]:

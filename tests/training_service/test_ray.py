@@ -23,6 +23,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason='Ray is optional: pip install "nasflow[ray]"')
 from ray.cluster_utils import Cluster  # noqa: E402
+from support import alive, wait_for  # noqa: E402
 from torch import nn  # noqa: E402
 
 import nasflow  # noqa: E402
@@ -95,16 +96,6 @@ def run_all(service: RayTrainingService, specs: list[TrialSpec], limit: float = 
     return events
 
 
-def wait_for(service: RayTrainingService, predicate: Callable[[TrialEvent], bool],
-             limit: float = 60.0) -> list[TrialEvent]:
-    seen: list[TrialEvent] = []
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        batch = service.poll_events(0.1)
-        seen += batch
-        if any(predicate(e) for e in batch):
-            return seen
-    raise AssertionError(f"no matching event in {limit} s; saw {seen}")
 
 
 def wait_capacity(service: RayTrainingService, expected: int, limit: float = 15.0) -> None:
@@ -122,20 +113,14 @@ def end_of(events: list[TrialEvent]) -> TrialEvent:
     return ends[0]
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def gone(pid: int, limit: float = 10.0) -> bool:
     """Whether ``pid`` exits within ``limit`` s (Ray kills a cancelled task's worker asynchronously)."""
     deadline = time.monotonic() + limit
-    while pid_alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return not pid_alive(pid)
+    return not alive(pid)
 
 
 # ----- fixtures --------------------------------------------------------------------------------------
@@ -381,7 +366,7 @@ def test_trial_failures_cancel_and_timeout(service: RayTrainingService) -> None:
         assert [e.value for e in events[trial_id.trial_id] if e.kind == "intermediate"] == [0.25]
 
     service.submit(TrialSpec("cancel-me", payload(misbehave, "sleep")))
-    seen = wait_for(service, lambda e: e.kind == "intermediate")
+    seen = wait_for(service, lambda e: e.kind == "intermediate", limit=60)
     pid = seen[0].value["pid"]
     service.cancel("cancel-me")
     ended = wait_for(service, lambda e: e.kind == "end", limit=30)
@@ -401,7 +386,7 @@ def test_lost_collector_is_a_cluster_error_then_open_trials_end(driver: Cluster)
     made.start()
     try:
         made.submit(TrialSpec("orphan", payload(misbehave, "sleep")))
-        pid = wait_for(made, lambda e: e.kind == "intermediate")[0].value["pid"]
+        pid = wait_for(made, lambda e: e.kind == "intermediate", limit=60)[0].value["pid"]
         ray.kill(made._collector)  # what losing the head node looks like to the service
         with pytest.raises(RayClusterError, match="Lost the Ray cluster"):
             for _ in range(100):
@@ -423,7 +408,7 @@ def test_a_node_dying_fails_its_trial_and_the_rest_go_on(driver: Cluster, servic
     victim = driver.add_node(**NODE_ARGS, resources={"victim": 1})
     driver.wait_for_nodes()
     service.submit(TrialSpec("doomed", payload(gated, str(tmp_path / "never")), resources={"victim": 1}))
-    wait_for(service, lambda e: e.trial_id == "doomed" and e.kind == "intermediate")
+    wait_for(service, lambda e: e.trial_id == "doomed" and e.kind == "intermediate", limit=60)
     driver.remove_node(victim)
     ended = wait_for(service, lambda e: e.kind == "end", limit=60)[-1]
     assert ended.trial_id == "doomed" and ended.status == "failed"

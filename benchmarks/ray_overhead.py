@@ -21,36 +21,16 @@ import json
 import tempfile
 import time
 
-import cloudpickle
+from trial_overhead_service import run_batch  # the same trivial trials, submitted the same way
 
-from nasflow.runtime import report_final_result
-from nasflow.training_service import LocalTrainingService, TrainingService, TrialSpec
+from nasflow.training_service import LocalTrainingService, TrainingService
 from nasflow.training_service.ray import RayTrainingService
 
 CONCURRENCY = 2
 
 
-def trivial_trial() -> None:
-    report_final_result(0.0)
 
 
-PAYLOAD = cloudpickle.dumps(trivial_trial)
-
-
-def run_batch(service: TrainingService, count: int, prefix: str) -> float:
-    """Submit while capacity allows and poll until ``count`` trials ended; returns the wall time."""
-    start = time.perf_counter()
-    submitted = ended = 0
-    while ended < count:
-        while submitted < count and service.capacity() > 0:
-            service.submit(TrialSpec(f"{prefix}-{submitted}", PAYLOAD))
-            submitted += 1
-        for event in service.poll_events(5.0):
-            if event.kind == "end":
-                if event.status != "succeeded":
-                    raise RuntimeError(f"trial {event.trial_id} ended {event.status}: {event.error}")
-                ended += 1
-    return time.perf_counter() - start
 
 
 def measure(service: TrainingService, count: int) -> tuple[float, float]:

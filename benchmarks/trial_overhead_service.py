@@ -30,7 +30,7 @@ import time
 import cloudpickle
 
 from nasflow.runtime import report_final_result
-from nasflow.training_service import LocalTrainingService, TrialSpec
+from nasflow.training_service import LocalTrainingService, TrainingService, TrialSpec
 
 CONCURRENCY = 2
 
@@ -42,7 +42,7 @@ def trivial_trial() -> None:
 PAYLOAD = cloudpickle.dumps(trivial_trial)
 
 
-def run_batch(service: LocalTrainingService, count: int, prefix: str, pids: set[int] | None = None) -> float:
+def run_batch(service: TrainingService, count: int, prefix: str, pids: set[int] | None = None) -> float:
     """Submit while capacity allows and poll until ``count`` trials ended; returns the wall time."""
     pids = set() if pids is None else pids
     start = time.perf_counter()

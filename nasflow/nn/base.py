@@ -10,12 +10,12 @@ Two ways lead from a space to one model, and both give the same architecture:
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from torch import nn
 
-from nasflow.mutable import LabeledMutable, Mutable, Sample, dedup_labeled_mutables
+from nasflow.mutable import LabeledMutable, Mutable, Sample
 from nasflow.mutable.base import IsLeaf
 from nasflow.mutable.frozen import frozen_context
 
@@ -115,7 +115,3 @@ def copy_with_children(module: nn.Module, sample: Sample) -> nn.Module:
                                 for name, child in module._modules.items()}
     new.__dict__.pop(INIT_RECORD_KEY, None)
     return new
-
-
-def simplify_modules(modules: Iterable[nn.Module], is_leaf: IsLeaf = None) -> dict[str, LabeledMutable]:
-    return dedup_labeled_mutables(m for module in modules for m in module_leaf_mutables(module, is_leaf))

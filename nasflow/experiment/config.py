@@ -105,9 +105,16 @@ class NasExperimentConfig:
             raise ConfigError("execution_engine", f"unknown engine {engine!r}; use 'sequential', 'ts' or 'cgo'.")
         if fmt not in FORMATS:
             raise ConfigError("model_format", f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}.")
-        if getattr(strategy, "one_shot", False) and (engine != "sequential" or fmt != "raw"):
-            raise ConfigError("execution_engine", "one-shot strategies train one supernet in process: "
-                              "use NasExperimentConfig('sequential', 'raw') or leave the config out.")
+        if getattr(strategy, "one_shot", False):  # one supernet, trained in this process on the space's weights
+            name = type(strategy).__name__
+            if engine != "sequential":
+                raise ConfigError("execution_engine", f"{name} is a one-shot strategy: it trains one supernet in "
+                                  "this process. Use NasExperimentConfig('sequential', 'raw'), or leave the config "
+                                  "out.")
+            if fmt != "raw":
+                raise ConfigError("model_format", f"{name} is a one-shot strategy: it trains the space's own weights, "
+                                  "which only the raw format keeps. Use NasExperimentConfig('sequential', 'raw'), or "
+                                  "leave the config out.")
         if engine == "sequential":
             if service is not None:
                 raise ConfigError("training_service", "the sequential engine runs trials in this process; "

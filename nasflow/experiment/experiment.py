@@ -179,6 +179,7 @@ class NasExperiment:
                                        restored=restored)
         recorder.set_engine(engine)
         self._recorder = recorder
+        _attach_strategy_dir(self.strategy, store)
         self.strategy.initialize(space, recorder)
         if strategy_state is not None:
             self.strategy.load_state_dict(strategy_state)
@@ -314,7 +315,11 @@ class NasExperiment:
 
     def _setup_space(self) -> ExecutableModelSpace:
         if self._space is None:
-            self._space = load_setup(self._require_store())[0]
+            store = self._require_store()
+            self._space = load_setup(store)[0]
+            if _one_shot(self.strategy):  # its models inherit the trained supernet's weights
+                _attach_strategy_dir(self.strategy, store)
+                self.strategy.load_supernet(self._space)
         return self._space
 
     # ---- resume and view --------------------------------------------------------------------
@@ -344,7 +349,7 @@ class NasExperiment:
         unfinished_ids = {r.model_id for r in unfinished}
         restored = [restore_model(space, r) for r in records if r.model_id not in unfinished_ids]
         resubmit = []
-        for r in unfinished:
+        for r in unfinished if not _one_shot(strategy) else ():  # a one-shot search continues its own run
             model = space.freeze(r.sample)
             model.model_id = r.model_id
             resubmit.append(model)
@@ -371,6 +376,17 @@ class NasExperiment:
         experiment = cls(space, None, strategy, config, id=experiment_id)
         experiment._store = store
         return experiment
+
+
+def _one_shot(strategy: Any) -> bool:
+    return bool(getattr(strategy, "one_shot", False))
+
+
+def _attach_strategy_dir(strategy: Any, store: ExperimentStore) -> None:
+    """Give the strategy its folder in the experiment (one-shot checkpoints live there)."""
+    attach = getattr(strategy, "set_checkpoint_dir", None)
+    if attach is not None:
+        attach(store.path.parent / "strategy")
 
 
 def top_records(store: ExperimentStore, top_k: int | None) -> list[ModelRecord]:

@@ -62,6 +62,7 @@ class RecordingMiddleware(Middleware):
         self.stopped = False
         self.stopped_ids: set[int] = set()
         self._outside = list(restored)  # models the engine below does not list (restored, ended above)
+        self._searching: dict[int, dict[str, Any]] = {}  # models submitted without a sample: the sample recorded
         self._lock = threading.Lock()
         records = store.models(include_payload=False)
         self._next_id = max((r.model_id for r in records), default=-1) + 1
@@ -69,6 +70,10 @@ class RecordingMiddleware(Middleware):
     def _add(self, model: ExecutableModelSpace) -> bool:
         """Give a new model an id and a row in the store; False if it already has both."""
         with self._lock:
+            if model.sample is None and model.model_id not in self._searching:
+                # A search run (one-shot) is submitted before it has an architecture; its sample follows
+                # the architecture it reports as its best (see _sync_sample).
+                self._searching[model.model_id if model.model_id is not None else self._next_id] = {}
             if model.model_id is not None:
                 self._next_id = max(self._next_id, model.model_id + 1)
                 return False
@@ -136,11 +141,19 @@ class RecordingMiddleware(Middleware):
                 self.store.set_trial([model_id], str(info["trial_id"]), info.get("log_path"))
             self.store.set_status(model_id, ModelStatus.Training.value)
         elif isinstance(event, IntermediateMetricEvent):
+            self._sync_sample(event.model)
             self.store.add_intermediate(model_id, event.metric)
         elif isinstance(event, FinalMetricEvent):
+            self._sync_sample(event.model)
             self.store.set_final(model_id, event.metric)
         elif isinstance(event, TrainingEndEvent):
             self.store.set_status(model_id, event.status.value, event.error)
+
+    def _sync_sample(self, model: ExecutableModelSpace) -> None:
+        recorded = self._searching.get(model.model_id)  # type: ignore[arg-type]
+        if recorded is not None and model.sample is not None and model.sample != recorded:
+            self.store.set_sample(model.model_id, model.sample)  # type: ignore[arg-type]
+            self._searching[model.model_id] = dict(model.sample)  # type: ignore[index]
 
     def list_models(self, status: ModelStatus | None = None) -> Iterable[ExecutableModelSpace]:
         live = list(self.engine.list_models(status))

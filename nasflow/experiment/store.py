@@ -579,6 +579,13 @@ class ExperimentStore:
         with self._write() as conn:
             self._touch(conn, model_id, time.time(), final=text)
 
+    def set_sample(self, model_id: int, sample: Mapping[str, Any]) -> None:
+        """Replace a model's sample (a one-shot search's record follows its current best architecture)."""
+        model_id = _model_id(model_id)
+        text = _json_dict(sample, f"Sample of model {model_id}")
+        with self._write() as conn:
+            self._touch(conn, model_id, time.time(), sample=text)
+
     def set_trial(
         self, model_ids: Iterable[int], trial_id: str, log_path: str | os.PathLike[str] | None = None
     ) -> None:

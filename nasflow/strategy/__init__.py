@@ -4,10 +4,12 @@ from .base import Strategy
 from .evolution import RegularizedEvolution
 from .grid import GridSearch
 from .middleware import Chain, Deduplication, FailureHandler, Filter, MedianStop, StrategyMiddleware
+from .oneshot import DARTS, ENAS, GumbelDARTS, OneShotStrategy, Proxyless, RandomOneShot
 from .random import Random
 from .tpe import TPE
 
 __all__ = [
     "Strategy", "Random", "GridSearch", "RegularizedEvolution", "TPE",
     "Chain", "StrategyMiddleware", "Deduplication", "FailureHandler", "Filter", "MedianStop",
+    "OneShotStrategy", "DARTS", "GumbelDARTS", "Proxyless", "RandomOneShot", "ENAS",
 ]

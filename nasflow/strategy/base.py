@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,6 +50,10 @@ class Strategy(abc.ABC):
             raise RuntimeError(f"{type(self).__name__} was already initialized; use a new strategy object.")
         self._model_space = self._initialize(model_space, engine)
         self._engine = engine
+
+    def set_checkpoint_dir(self, path: str | os.PathLike[str]) -> None:  # noqa: B027 - optional hook
+        """Hook: a folder of the experiment where the strategy may keep what is too big for the store
+        (a one-shot strategy's checkpoints). The experiment calls it before ``initialize``."""
 
     def _initialize(self, model_space: ExecutableModelSpace, engine: ExecutionEngine) -> ExecutableModelSpace:
         """Hook: register callbacks, check the space. Returns the space the strategy will use."""

@@ -258,6 +258,7 @@ class OneShotModule(lightning.LightningModule):
         partial = self.checkpoint_path.with_name(self.checkpoint_path.name + ".partial")
         self.trainer.save_checkpoint(partial, weights_only=False)
         if self.trainer.is_global_zero:
+            os.chmod(partial, 0o600)
             os.replace(partial, self.checkpoint_path)  # a kill mid-write leaves the previous checkpoint whole
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -37,9 +37,9 @@ class Zero(nn.Module):
 class MlpSpace(ModelSpace):
     """Digits MLP whose choices matter: width, activation, a block that may be zero, and a skip."""
 
-    def __init__(self) -> None:
+    def __init__(self, widths: tuple[int, ...] = (8, 32)) -> None:
         super().__init__()
-        width = nasflow.choice("width", [8, 32])
+        width = nasflow.choice("width", list(widths)) if len(widths) > 1 else widths[0]
         self.stem = MutableLinear(64, width)
         self.act = LayerChoice({"relu": nn.ReLU(), "sigmoid": nn.Sigmoid(), "zero": Zero()}, label="act")
         self.block = Repeat(lambda i: nn.Sequential(MutableLinear(width, width), nn.ReLU()), depth=(1, 2),
@@ -92,8 +92,8 @@ def digits(n_train: int = 1000) -> tuple[TensorDataset, TensorDataset]:
 def evaluator(data: tuple[TensorDataset, TensorDataset], max_epochs: int = 3, **kwargs: Any) -> Classification:
     train, val = data
     return Classification(train_dataloaders=DataLoader(train, batch_size=50, shuffle=True),
-                          val_dataloaders=DataLoader(val, batch_size=200), learning_rate=1e-2,
-                          max_epochs=max_epochs, **{**QUIET, **kwargs})
+                          val_dataloaders=DataLoader(val, batch_size=200), max_epochs=max_epochs,
+                          **{"learning_rate": 1e-2, **QUIET, **kwargs})
 
 
 def retrain(model: nn.Module, data: tuple[TensorDataset, TensorDataset], epochs: int = 8, seed: int = 0) -> float:

@@ -102,13 +102,8 @@ class Cell(MutableModule):
         return self._label
 
     def _chosen_input(self, selector: nn.Module) -> int:
-        """The input ``selector`` picks: fixed once frozen, the default in the space, and whatever a
-        selector that decides as it runs (a supernet's mixed input) reports via ``current_choice()``."""
         if isinstance(selector, ChosenInputs):
             return selector.chosen if isinstance(selector.chosen, int) else selector.chosen[0]
-        current = getattr(selector, "current_choice", None)
-        if current is not None:
-            return current()
         return selector.choice.default()  # type: ignore[union-attr]
 
     def output_node_indices(self) -> list[int]:

@@ -7,6 +7,7 @@ Lightning is imported on first use of a strategy's training module, not here.
 
 from .architecture import Architecture, UnsupportedChoiceError
 from .mixed import MixedInput, MixedLayer, MixedRepeat, SupernetModule
+from .mixed_cell import EdgeCell, MixedCell
 from .mixed_op import MixedOperation
 from .profiler import (
     CostTable,
@@ -21,7 +22,8 @@ from .supernet import MutationHook, Support, build_supernet, is_supernet
 
 __all__ = [
     "OneShotStrategy", "DARTS", "GumbelDARTS", "Proxyless", "RandomOneShot", "ENAS",
-    "Architecture", "SupernetModule", "MixedLayer", "MixedInput", "MixedRepeat", "MixedOperation",
+    "Architecture", "SupernetModule", "MixedLayer", "MixedInput", "MixedRepeat", "MixedOperation", "MixedCell",
+    "EdgeCell",
     "UnsupportedChoiceError", "Support", "MutationHook", "build_supernet", "is_supernet",
     "CostTable", "ProfilerPenalty", "ExpectationProfilerPenalty", "SampleProfilerPenalty", "ProfilerFilter",
     "RangeProfilerFilter",

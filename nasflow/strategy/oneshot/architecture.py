@@ -154,7 +154,8 @@ class Architecture:
                 continue
             probs = self.weight_fn(self.logits[label].detach())
             index = int(torch.multinomial(probs.cpu().float(), 1, generator=generator))
-            sample[label] = mutable.values[index]  # type: ignore[attr-defined]
+            value = mutable.values[index]  # type: ignore[attr-defined]
+            sample[label] = [value] if isinstance(mutable, CategoricalMultiple) else value  # (n_chosen=1)
         return sample
 
     def uniform(self, rng: random.Random, accept: Callable[[Sample], bool] | None = None) -> Sample:

@@ -2,7 +2,8 @@
 
 Decisions follow ``space.simplify()``'s order; each is a softmax over the label's values (logits
 ``tanh_constant * tanh(logits / temperature)``, as in ENAS), or, for an input choice of any number of
-inputs, one Bernoulli per candidate. The embedding of each decision is the next step's input.
+inputs, one Bernoulli per candidate (a choice of one input is a softmax too). The embedding of each
+decision is the next step's input.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class ReinforceController(nn.Module):
         for (label, mutable), head, embedding in zip(self.mutables.items(), self.heads, self.embeddings, strict=True):
             output, hidden = self.lstm(inputs, hidden)
             logits = self._logits(head, output)
-            if isinstance(mutable, CategoricalMultiple):
+            if isinstance(mutable, CategoricalMultiple) and mutable.n_chosen is None:
                 probs = torch.sigmoid(logits)
                 if given is not None:
                     mask = torch.tensor([float(v in given[label]) for v in mutable.values], device=device)
@@ -69,14 +70,16 @@ class ReinforceController(nn.Module):
             else:
                 log_probs = F.log_softmax(logits, dim=-1)
                 if given is not None:
-                    index = value_index(mutable, given[label])  # type: ignore[arg-type]
+                    value = given[label][0] if isinstance(given[label], (list, tuple)) else given[label]
+                    index = value_index(mutable, value)  # type: ignore[arg-type]
                 elif greedy:
                     index = int(torch.argmax(logits))
                 else:
                     index = int(torch.multinomial(log_probs.detach().exp().cpu(), 1, generator=generator))
                 log_prob = log_prob + log_probs[index]
                 entropy = entropy - (log_probs.exp() * log_probs).sum()
-                sample[label] = mutable.values[index]
+                value = mutable.values[index]
+                sample[label] = [value] if isinstance(mutable, CategoricalMultiple) else value  # (n_chosen=1)
                 embedded = embedding.weight[index]
             inputs = embedded.view(1, 1, -1)
         return sample, log_prob, entropy

@@ -157,9 +157,10 @@ class MixedInput(SupernetModule):
     def label(self) -> str:
         return self.choice.label
 
-    def current_choice(self) -> Any:
-        """The input(s) picked now (a ``Cell`` with ``merge_op='loose_end'`` asks)."""
-        return self.arch.value(self.choice)
+    def current_choice(self) -> list[int]:
+        """The inputs picked now (a cell with loose ends asks)."""
+        chosen = self.arch.value(self.choice)
+        return list(chosen) if isinstance(chosen, (list, tuple)) else [chosen]
 
     def forward(self, candidate_inputs: list[Tensor]) -> Any:
         if len(candidate_inputs) != self.n_candidates:

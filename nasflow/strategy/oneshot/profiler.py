@@ -76,7 +76,7 @@ class CostTable:
         total = self.base
         for label, (mutable, costs) in self._table().items():
             value = sample[label]
-            chosen = value if isinstance(mutable, CategoricalMultiple) else [value]
+            chosen = value if isinstance(value, (list, tuple)) else [value]
             total += sum(costs[index_of(mutable.values, v)] for v in chosen)  # type: ignore[attr-defined]
         return total
 

@@ -31,6 +31,7 @@ from nasflow.nn.parametrized import ParametrizedModule
 
 from .architecture import Architecture, UnsupportedChoiceError
 from .mixed import MixedInput, MixedLayer, MixedRepeat, SupernetModule
+from .mixed_cell import EdgeCell, MixedCell
 from .mixed_op import MixedOperation
 
 __all__ = ["Support", "MutationHook", "build_supernet", "check_labels", "is_supernet"]
@@ -106,7 +107,13 @@ def _default_conversion(module: nn.Module, path: str, arch: Architecture, suppor
             raise support.refuse(f"the Cell {module.label!r} with merge_op={module.merge_op!r}",
                                  "Its output depends on which inputs are chosen; use merge_op='all', or a "
                                  "sampling strategy (RandomOneShot, ENAS, Proxyless).")
-        return None
+        if getattr(module, "op_candidates_factory", None) is not None:  # operations depend on the chosen input
+            if support.gated:
+                raise support.refuse(f"the Cell {module.label!r}, whose operations depend on their input",
+                                     "Its operations live on edges, which binary gates cannot pick; use DARTS, "
+                                     "GumbelDARTS, RandomOneShot or ENAS.")
+            return EdgeCell(module, arch)
+        return MixedCell(module, arch) if module.merge_op == "loose_end" else None
     if isinstance(module, ParametrizedModule) and module.mutables:
         labels = sorted({leaf.label for m in module.mutables for leaf in m.leaf_mutables()})
         if type(module)._wraps is None:

@@ -64,7 +64,8 @@ class ConvSpace(ModelSpace):
         self.bn = MutableBatchNorm2d(channels)
         self.act = LayerChoice([nn.ReLU(), nn.Tanh()], label="act")
         self.body = Repeat(lambda i: nn.Sequential(MutableConv2d(channels, channels, 3, padding=1),
-                                                   MutableBatchNorm2d(channels), nn.ReLU()), depth=(0, 2), label="depth")
+                                                   MutableBatchNorm2d(channels), nn.ReLU()),
+                           depth=(0, 2), label="depth")
         self.cell = Cell([lambda: nn.Identity(), lambda: nn.ReLU(), lambda: nn.Tanh()], num_nodes=2,
                          merge_op=merge_op, label="cell")  # type: ignore[arg-type]
         self.skip = InputChoice(2, 1, label="skip")

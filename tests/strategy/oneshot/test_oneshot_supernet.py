@@ -90,7 +90,7 @@ def test_sampled_path_equals_the_frozen_model_with_inherited_weights(merge_op: s
     seen = set()
     for _ in range(12):
         sample = arch.uniform(rng)
-        seen.add(tuple(sample.values()))
+        seen.add(repr(sample))
         frozen = supernet.freeze(sample)
         assert not is_supernet(frozen) and frozen.simplify() == {}
         for mode in ("eval", "train"):
@@ -353,3 +353,45 @@ def test_second_order_gradient_matches_the_exact_hypergradient() -> None:
     assert torch.allclose(got, exact, rtol=1e-2, atol=1e-4)
     assert not torch.allclose(first_order, exact, rtol=1e-2, atol=1e-4)  # the correction matters here
     assert torch.equal(w, w.detach())  # weights restored
+
+
+def _reducing_op(name: str) -> Any:
+    """NNI's DARTS reduction-cell factory: stride 2 only on the cell's own inputs."""
+    def make(node_index: int, op_index: int, input_index: int | None = None) -> nn.Module:
+        stride = 2 if input_index is None or input_index < 2 else 1
+        if name == "conv":
+            return nn.Sequential(nn.Conv2d(4, 4, 3, stride, 1), nn.BatchNorm2d(4))
+        return nn.AvgPool2d(3, stride, 1)
+
+    return make
+
+
+@pytest.mark.parametrize("merge_op", ["all", "loose_end"])
+def test_cell_of_input_dependent_operations_shares_weights_per_edge(merge_op: str) -> None:
+    class Reduction(ModelSpace):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cell = Cell({"conv": _reducing_op("conv"), "pool": _reducing_op("pool")}, num_nodes=3,
+                             num_ops_per_node=2, num_predecessors=2, merge_op=merge_op, label="reduce")
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.cell([x, x])
+
+    torch.manual_seed(0)
+    space = Reduction()
+    if getattr(space.cell, "op_candidates_factory", None) is None:
+        pytest.skip("this Cell calls operation factories without the input index")
+    supernet, arch = supernet_of(space)
+    x = torch.randn(2, 4, 8, 8)
+    rng = random.Random(0)
+    for _ in range(8):
+        sample = arch.uniform(rng)
+        arch.use(sample)
+        frozen = supernet.eval().freeze(sample).eval()
+        assert torch.equal(supernet(x), frozen(x)), sample
+    if merge_op == "all":
+        relax(arch)
+        supernet(x).sum().backward()
+        assert all(t.grad is not None for t in arch.logits.values())
+    with pytest.raises(UnsupportedChoiceError, match="'reduce'"):
+        Proxyless().mutate_model(Reduction())

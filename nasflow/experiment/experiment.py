@@ -20,7 +20,7 @@ from typing import Any, Literal
 import cloudpickle
 from torch import nn
 
-from nasflow.execution import ExecutionEngine, ModelEventType
+from nasflow.execution import ExecutionEngine, ModelEventType, SequentialExecutionEngine
 from nasflow.space import ExecutableModelSpace, ModelStatus, RawFormatModelSpace, SimplifiedModelSpace
 
 from .config import NasExperimentConfig
@@ -132,8 +132,19 @@ class NasExperiment:
         """
         if config is not None:
             self.config = config
+        if _one_shot(self.strategy) and _distributed_rank() > 0:
+            self._train_for_rank_zero()
+            return True
         self.start(port)
         return self.wait_completion() if wait_completion else True
+
+    def _train_for_rank_zero(self) -> None:
+        """In a DDP process other than rank 0 (Lightning starts them by running the script again): take
+        part in the supernet's training; rank 0 alone keeps the experiment's store and checkpoints."""
+        config = (self.config or NasExperimentConfig()).canonical(self.strategy)
+        self._space = to_executable_space(self.model_space, self.evaluator, config.model_format)  # type: ignore[arg-type]
+        self.strategy.initialize(self._space, SequentialExecutionEngine())
+        self.strategy.run()
 
     def start(self, port: int | None = None) -> None:
         """Check everything, create the store, and run the search in a background thread.
@@ -299,6 +310,9 @@ class NasExperiment:
         PyTorch source (``code``, graph format only)."""
         if formatter not in ("dict", "instance", "code"):
             raise ValueError(f"formatter must be 'dict', 'instance' or 'code', got {formatter!r}.")
+        if self._store is None and _one_shot(self.strategy) and _distributed_rank() > 0:  # a DDP worker: no store
+            models = list(self.strategy.list_models())
+            return [m.sample for m in models] if formatter == "dict" else [m.executable_model() for m in models]
         store = self._require_store()
         records = top_records(store, top_k)
         if formatter == "dict":
@@ -380,6 +394,11 @@ class NasExperiment:
 
 def _one_shot(strategy: Any) -> bool:
     return bool(getattr(strategy, "one_shot", False))
+
+
+def _distributed_rank() -> int:
+    """This process's rank in a DDP job (torchrun, or Lightning starting the other ranks); 0 otherwise."""
+    return max(int(os.environ.get(name, "0") or 0) for name in ("RANK", "LOCAL_RANK", "NODE_RANK"))
 
 
 def _attach_strategy_dir(strategy: Any, store: ExperimentStore) -> None:

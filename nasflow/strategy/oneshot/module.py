@@ -252,14 +252,18 @@ class OneShotModule(lightning.LightningModule):
         self._validation = None
 
     def save(self) -> None:
-        """Checkpoint (supernet, architecture, optimizers, loops, random state) where resume looks for it."""
-        if self.checkpoint_path is None:
+        """Checkpoint (supernet, architecture, optimizers, loops, random state) where resume looks for it.
+
+        Every rank takes part (saving is collective under DDP; rank 0 writes), whichever knows the path.
+        """
+        path = self.trainer.strategy.broadcast(self.checkpoint_path, src=0)
+        if path is None:
             return
-        partial = self.checkpoint_path.with_name(self.checkpoint_path.name + ".partial")
+        partial = path.with_name(path.name + ".partial")
         self.trainer.save_checkpoint(partial, weights_only=False)
         if self.trainer.is_global_zero:
             os.chmod(partial, 0o600)
-            os.replace(partial, self.checkpoint_path)  # a kill mid-write leaves the previous checkpoint whole
+            os.replace(partial, path)  # a kill mid-write leaves the previous checkpoint whole
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["nasflow_oneshot"] = {"labels": list(self.arch.mutables), "seed": self.seed,

@@ -1,9 +1,11 @@
-"""Run one-shot strategies under DDP on two CPU processes (gloo); each rank writes what it decided.
+"""Run one-shot experiments under DDP on two CPU processes (gloo); each rank writes what it decided.
 
     python ddp_search.py OUT_DIR STRATEGY [STRATEGY ...]
 
-Lightning starts rank 1 by running this script again; both ranks write ``OUT_DIR/<strategy>-<rank>.json``:
-the architecture in force after every training step, the export, and the architecture logits.
+Lightning starts rank 1 by running this script again; there ``NasExperiment.run()`` only trains its
+share (rank 0 keeps the store, in ``OUT_DIR/experiments/ddp-<strategy>``). Both ranks write
+``OUT_DIR/<strategy>-<rank>.json``: the architecture in force after every training step, the
+export, and the architecture logits.
 """
 
 from __future__ import annotations
@@ -17,8 +19,7 @@ import lightning
 import torch
 from oneshot_support import MlpSpace, digits, evaluator
 
-from nasflow.execution import SequentialExecutionEngine
-from nasflow.space import RawFormatModelSpace
+from nasflow.experiment import NasExperiment, NasExperimentConfig
 from nasflow.strategy import DARTS, ENAS, GumbelDARTS, Proxyless, RandomOneShot
 
 STRATEGIES = {"DARTS": DARTS, "GumbelDARTS": GumbelDARTS, "Proxyless": Proxyless, "RandomOneShot": RandomOneShot,
@@ -51,16 +52,16 @@ def main() -> None:
         strategy = STRATEGIES[name]()
         if isinstance(strategy, RandomOneShot):
             strategy.search_samples = 4
-        space = RawFormatModelSpace(MlpSpace(widths), evaluator((train, val), max_epochs=2, accelerator="cpu",
-                                                                devices=2, strategy=ddp, callbacks=[decisions]))
-        strategy.initialize(space, SequentialExecutionEngine())
-        strategy.run()
+        ev = evaluator((train, val), max_epochs=2, accelerator="cpu", devices=2, strategy=ddp, callbacks=[decisions])
+        config = NasExperimentConfig(experiment_working_directory=str(out / "experiments"), progress=False)
+        experiment = NasExperiment(MlpSpace(widths), ev, strategy, config, id=f"ddp-{name}")
+        assert experiment.run() is True
         module = strategy.oneshot_module
         logits = {k: v.tolist() for k, v in module.arch.logits.items()}
         rank = module.global_rank
         steps = json.loads(Path(f"{out / name}-{rank}.steps.json").read_text())
         (out / f"{name}-{rank}.json").write_text(json.dumps(
-            {"steps": steps, "export": strategy.export(), "logits": logits}))
+            {"steps": steps, "export": experiment.export_top_models(1)[0], "logits": logits}))
 
 
 if __name__ == "__main__":

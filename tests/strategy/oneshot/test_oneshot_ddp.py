@@ -1,4 +1,5 @@
-"""Rank-consistent sampling under DDP: two CPU processes (gloo) decide the same architecture every step."""
+"""Rank-consistent sampling under DDP: two CPU processes (gloo) decide the same architecture every step,
+and NasExperiment records one experiment (rank 0's) however many processes train."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from nasflow.experiment.store import ExperimentStore
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -28,4 +31,9 @@ def test_every_rank_trains_and_exports_the_same_architectures(tmp_path: Path) ->
         distinct = {json.dumps(step, sort_keys=True) for step in first["steps"]}
         assert len(distinct) > 1, f"{name} decided nothing new between steps: {first['steps']}"
         assert first["export"] == second["export"] and first["logits"] == second["logits"], name
+        with ExperimentStore.open(tmp_path / "experiments" / f"ddp-{name}", read_only=True) as store:
+            (record,) = store.models()
+            assert record.status == "trained" and record.sample == first["export"]
+            assert [m["epoch"] for m in record.metrics.intermediates] == [0, 1]
+    assert sorted(p.name for p in (tmp_path / "experiments").iterdir()) == sorted(f"ddp-{n}" for n in STRATEGIES)
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+import pytest
+import torch
 
 from nasflow.training_service import TrainingService, TrialEvent
 
-__all__ = ["alive", "descendants", "wait_for"]
+__all__ = ["alive", "descendants", "one_thread", "wait_for"]
 
 
 def alive(pid: int) -> bool:
@@ -50,3 +53,13 @@ def wait_for(service: TrainingService, predicate: Callable[[TrialEvent], bool],
         if any(predicate(event) for event in batch):
             return seen
     raise AssertionError(f"no matching event in {limit} s; saw {seen}")
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """The machine's cores are shared: tiny models run as fast on one thread (a conftest that imports
+    this fixture makes it apply to its tests)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

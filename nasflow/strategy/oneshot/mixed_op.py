@@ -88,6 +88,7 @@ class MixedOperation(SupernetModule):
         self.leaves: list[LabeledMutable] = list(dedup_labeled_mutables(
             leaf for m in module.mutables for leaf in m.leaf_mutables()).values())
         self._templates: dict[tuple[Any, ...], nn.Module] = {}
+        self._finite = all(leaf.is_finite() for leaf in self.leaves)
         largest = self._largest_combination()
         full = self._build(largest, real=True)
         reference = next(iter([*module.parameters(), *module.buffers()]), None)
@@ -158,7 +159,9 @@ class MixedOperation(SupernetModule):
         key = tuple(repr(combo[leaf.label]) for leaf in self.leaves)
         template = self._templates.get(key)
         if template is None:
-            template = self._templates[key] = self._build(combo)
+            template = self._build(combo)
+            if self._finite:  # a continuous choice takes new values every step: not worth keeping
+                self._templates[key] = template
         if template.training != self.training:
             template.train(self.training)
         return template

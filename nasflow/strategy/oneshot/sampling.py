@@ -132,7 +132,7 @@ class EnasModule(OneShotModule):
         output = self.training_module.training_step(batch["train"], batch_idx)
         self.weight_step(self.step_loss(output), batch_idx, self.gradient_clip_val)
         if self.current_epoch >= self.warmup_epochs:
-            self._controller_step(batch["val"])
+            self._controller_step(batch["val"], batch_idx)
         return output
 
     def reward(self, metrics: dict[str, Any]) -> float:
@@ -142,7 +142,7 @@ class EnasModule(OneShotModule):
         value = float(metrics[name])
         return value if higher_is_better(self.training_module) else -value
 
-    def _controller_step(self, val_batch: Any) -> None:
+    def _controller_step(self, val_batch: Any, batch_idx: int) -> None:
         sample = self._draw()
         reward = self.reward(self.score_batch(sample, val_batch))
         if self.penalty is not None:
@@ -156,7 +156,10 @@ class EnasModule(OneShotModule):
         loss = -(reward - self.baseline) * log_prob / self.batches_per_update
         self.manual_backward(loss)
         self.controller_batches += 1
-        self.log_dict({"controller/reward": reward, "controller/baseline": self.baseline})
+        if self.log_prob_every_n_step and batch_idx % self.log_prob_every_n_step == 0:
+            self.log_dict({"controller/reward": reward, "controller/baseline": self.baseline,
+                           "controller/entropy": float(entropy.detach()),
+                           "controller/log_prob": float(log_prob.detach())})
         if self.controller_batches % self.batches_per_update == 0:
             optimizer = self.own_optimizers()[0]
             optimizer.step()

@@ -218,15 +218,16 @@ class OneShotStrategy(Strategy):
         evaluator = self.raw_space.evaluator
         train, val = self._loaders()
         module.train_loader, module.val_loader = train, val
-        checkpoint = None
+        fit_kwargs = dict(evaluator.fit_kwargs)
         if self._checkpoint_dir is not None:
             module.checkpoint_path = self._checkpoint_dir / CHECKPOINT
-            checkpoint = module.checkpoint_path if module.checkpoint_path.exists() else None
+            if module.checkpoint_path.exists():  # resuming: the search's own checkpoint wins
+                fit_kwargs["ckpt_path"] = module.checkpoint_path
         trainer = evaluator.fresh_trainer()
         training_module = module.training_module
         try:
             trainer.fit(module, train_dataloaders=self.combine_dataloaders(train, val), val_dataloaders=val,
-                        ckpt_path=checkpoint, **evaluator.fit_kwargs)
+                        **fit_kwargs)
             if trainer.interrupted:
                 raise RuntimeError("Training was interrupted before the search finished.")
             result = module.finish()

@@ -1,16 +1,3 @@
-"""One-shot tests: single-threaded torch (tiny models run as fast on one thread on a shared machine)."""
+"""One-shot tests run torch on one thread (tiny models run as fast, and the machine's cores are shared)."""
 
-from __future__ import annotations
-
-from collections.abc import Iterator
-
-import pytest
-import torch
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from support import one_thread  # noqa: F401 - an autouse fixture for these tests

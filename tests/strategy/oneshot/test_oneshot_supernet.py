@@ -395,3 +395,24 @@ def test_cell_of_input_dependent_operations_shares_weights_per_edge(merge_op: st
         assert all(t.grad is not None for t in arch.logits.values())
     with pytest.raises(UnsupportedChoiceError, match="'reduce'"):
         Proxyless().mutate_model(Reduction())
+
+
+def test_expected_cost_penalty_pushes_the_logits_toward_cheap_choices() -> None:
+    space = MlpSpace()
+    arch = Architecture(space.simplify())
+    relax(arch)
+    table = CostTable({"act": {"relu": 1.0, "sigmoid": 5.0, "zero": 0.0}}).bind(arch.mutables)
+    penalty = ExpectationProfilerPenalty(table, baseline=1.0)
+    loss, _ = penalty(torch.tensor(0.0), arch.probabilities())
+    loss.backward()
+    grad = arch.logits["act"].grad
+    assert grad[1] > 0 > grad[2]  # descending the penalty makes 'sigmoid' less and 'zero' more likely
+
+
+def test_uniform_sampling_respects_constraints_and_filters() -> None:
+    space = _space(_constraint)
+    arch = Architecture(space.simplify())
+    rng = random.Random(0)
+    assert all(arch.uniform(rng)["width"] == 4 for _ in range(20))  # the constraint 'small': width <= 4
+    mlp = Architecture(MlpSpace().simplify())
+    assert all(s["act"] != "zero" for s in (mlp.uniform(rng, lambda s: s["act"] != "zero") for _ in range(20)))

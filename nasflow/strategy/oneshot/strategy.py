@@ -193,11 +193,11 @@ class OneShotStrategy(Strategy):
     def _run(self) -> None:
         model = self._run_model
         assert model is not None
-        state = self._run_state()
-        if state.get("finished"):
-            return  # the search completed before; its result is in the experiment
-        if state.get("model_id") is not None:
-            model.model_id = int(state["model_id"])  # resuming: the same record continues
+        model_id = self._run_state().get("model_id")
+        if model_id is not None:  # resuming: the search's record continues, unless it was completed
+            if any(m.model_id == model_id and m.status.completed() for m in self.engine.list_models()):
+                return
+            model.model_id = int(model_id)
         self.engine.submit_models(model)
         self.engine.wait_models(model)
 
@@ -214,7 +214,7 @@ class OneShotStrategy(Strategy):
         """Train the supernet (from the last checkpoint, if any), export, report the final result."""
         model, module = self._run_model, self._module
         assert model is not None and module is not None
-        self._save_run_state(model_id=model.model_id, finished=False)
+        self._save_run_state(model_id=model.model_id)
         evaluator = self.raw_space.evaluator
         train, val = self._loaders()
         module.train_loader, module.val_loader = train, val
@@ -235,7 +235,6 @@ class OneShotStrategy(Strategy):
             training_module.running_mode = "multi"
         model.sample = dict(result.sample)
         self._save_export(result.sample)
-        self._save_run_state(finished=True)
         final = dict(result.metrics)
         report_final_result(final)
         return final

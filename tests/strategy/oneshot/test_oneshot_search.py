@@ -7,20 +7,29 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import lightning
 import pytest
 import torch
-from oneshot_support import MlpSpace, digits, evaluator, retrain
+from oneshot_support import QUIET, MlpSpace, digits, evaluator, retrain
 from torch.utils.data import TensorDataset
 
 import nasflow
 from nasflow.cli import main as cli
-from nasflow.evaluator import Classification, DataLoader, FunctionalEvaluator, Regression
+from nasflow.evaluator import (
+    Classification,
+    DataLoader,
+    FunctionalEvaluator,
+    Lightning,
+    LightningModule,
+    Regression,
+    Trainer,
+)
 from nasflow.execution import SequentialExecutionEngine
 from nasflow.experiment import NasExperiment, NasExperimentConfig
 from nasflow.experiment.config import ConfigError
 from nasflow.mutable import MutableDict
 from nasflow.space import RawFormatModelSpace
-from nasflow.strategy import DARTS, ENAS, GumbelDARTS, Proxyless, RandomOneShot
+from nasflow.strategy import DARTS, ENAS, GridSearch, GumbelDARTS, Proxyless, RandomOneShot
 from nasflow.strategy.oneshot import UnsupportedChoiceError
 from nasflow.strategy.utils import sample_key
 
@@ -167,3 +176,67 @@ def test_regression_search_minimizes_the_error(tmp_path: Path) -> None:
     best = min(results, key=lambda r: r[1]["val_mse"])
     assert experiment.export_top_models(1)[0] == best[0]
     assert experiment._store.models()[0].metrics.final["val_mse"] == pytest.approx(best[1]["val_mse"])
+
+
+class LoggingModule(LightningModule):
+    """Written the NNI way: it logs its validation metric instead of returning validation_metrics()."""
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        return torch.nn.functional.cross_entropy(self.model(x), y)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = batch
+        self.log("val_acc", (self.model(x).argmax(1) == y).float().mean())
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=1e-2)
+
+
+class DigitsData(lightning.LightningDataModule):
+    def __init__(self, data: Any) -> None:
+        super().__init__()
+        self.data = data
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.data[0], batch_size=100, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.data[1], batch_size=200)
+
+
+def test_a_module_that_only_logs_and_a_datamodule(data: Any, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    ev = Lightning(LoggingModule(), Trainer(max_epochs=2, **QUIET), datamodule=DigitsData(data))
+    config = NasExperimentConfig(experiment_working_directory=str(tmp_path), progress=False)
+    experiment = NasExperiment(MlpSpace(), ev, DARTS(), config)
+    experiment.run()
+    (record,) = experiment._store.models()
+    assert record.status == "trained" and [m["epoch"] for m in record.metrics.intermediates] == [0, 1]
+    assert record.metrics.final["default"] == record.metrics.final["val_acc"] > 0.1
+    assert record.sample == experiment.export_top_models(1)[0]
+
+
+def test_a_multi_trial_search_on_the_trained_supernet_inherits_its_weights(searched: Any, data: Any,
+                                                                          tmp_path: Path) -> None:
+    """NNI's documented SPOS workflow: pretrain with RandomOneShot, then search the supernet itself with
+    a multi-trial strategy on the sequential engine and the raw format."""
+    supernet = searched["RandomOneShot"].model_space
+    x, y = data[1].tensors
+
+    def accuracy(model: torch.nn.Module) -> float:
+        model.eval()
+        with torch.no_grad():
+            return (model(x).argmax(1) == y).float().mean().item()
+
+    def score(model: torch.nn.Module) -> None:
+        nasflow.report_final_result(accuracy(model))
+
+    config = NasExperimentConfig("sequential", "raw", max_trial_number=4, experiment_working_directory=str(tmp_path),
+                                 progress=False)
+    experiment = NasExperiment(supernet, FunctionalEvaluator(score), GridSearch(), config)
+    experiment.run()
+    models = experiment.list_models()
+    assert len(models) == 4
+    for model in models:
+        assert model.metric == accuracy(supernet.freeze(model.sample))

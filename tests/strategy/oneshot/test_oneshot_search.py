@@ -157,7 +157,7 @@ def test_evaluators_a_one_shot_strategy_cannot_use_are_refused(data: Any) -> Non
     with pytest.raises(TypeError, match="policy_fn.*tianshou"):
         ENAS(policy_fn=lambda env: None)
     with pytest.raises(ValueError, match="both train_dataloaders and val_dataloaders"):
-        _initialize(ENAS(), Classification(train_dataloaders=DataLoader(data[0], batch_size=50)))
+        _initialize(ENAS(), Classification(train_dataloaders=DataLoader(data[0], batch_size=50), **QUIET))
 
 
 def test_regression_search_minimizes_the_error(tmp_path: Path) -> None:

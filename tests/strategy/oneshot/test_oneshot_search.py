@@ -30,7 +30,7 @@ from nasflow.experiment.config import ConfigError
 from nasflow.mutable import MutableDict
 from nasflow.space import RawFormatModelSpace
 from nasflow.strategy import DARTS, ENAS, GridSearch, GumbelDARTS, Proxyless, RandomOneShot
-from nasflow.strategy.oneshot import UnsupportedChoiceError
+from nasflow.strategy.oneshot import CostTable, UnsupportedChoiceError
 from nasflow.strategy.utils import sample_key
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*does not have many workers", "ignore:.*treespec")
@@ -240,3 +240,18 @@ def test_a_multi_trial_search_on_the_trained_supernet_inherits_its_weights(searc
     assert len(models) == 4
     for model in models:
         assert model.metric == accuracy(supernet.freeze(model.sample))
+
+
+@pytest.mark.parametrize("expensive", ["relu", "sigmoid"])
+def test_proxyless_latency_penalty_steers_the_search(expensive: str, data: Any, tmp_path: Path) -> None:
+    """A measured per-op latency table: the expected latency under the softmax, through the binary gates'
+    logits, pushes the export away from whichever activation is slow."""
+    latency = CostTable({"act": {"relu": 1.0, "sigmoid": 1.0, "zero": 1.0, expensive: 20.0}})
+    strategy = Proxyless(arc_learning_rate=0.05, penalty={"profiler": latency, "baseline": 1.0, "scale": 1.0})
+    config = NasExperimentConfig(experiment_working_directory=str(tmp_path), progress=False)
+    torch.manual_seed(0)
+    experiment = NasExperiment(MlpSpace((32,)), evaluator((data[0], data[1]), max_epochs=1), strategy, config)
+    experiment.run()
+    assert experiment.export_top_models(1)[0]["act"] != expensive
+    probs = torch.softmax(strategy.oneshot_module.arch.logits["act"].detach(), -1)
+    assert probs[list(strategy.supernet_arch.mutables["act"].values).index(expensive)] < 0.2

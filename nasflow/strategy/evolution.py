@@ -128,7 +128,6 @@ class RegularizedEvolution(Strategy):
             f"population_size={max(left // 5, 2)}, sample_size={max(left // 20, 1)}, or raise max_trial_number "
             f"to at least {random_first + self.population_size}."  # type: ignore[operator]
         )
-        _logger.warning(message)
         warnings.warn(message, UserWarning, stacklevel=3)
 
     # ---- proposing ----------------------------------------------------------------------------

@@ -30,6 +30,9 @@ class NasBench201Benchmark(BenchmarkEvaluator):
         if include_intermediates:
             raise ValueError("NasBench201Benchmark: the offline NAS-Bench-201 table holds final results only; "
                              "pass include_intermediates=False.")
+        if isinstance(num_epochs, str):
+            raise TypeError(f"NasBench201Benchmark: num_epochs comes first (as in NNI), got {num_epochs!r}; "
+                            f"pass dataset={num_epochs!r} by keyword.")
         if num_epochs != 200:
             raise ValueError(f"NasBench201Benchmark: the offline table holds 200-epoch results, not {num_epochs}; "
                              "pass num_epochs=200.")

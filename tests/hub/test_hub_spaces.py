@@ -1,0 +1,95 @@
+"""Every hub space in the raw, simplified and graph formats: NNI's labels, and the same model
+(same architecture, same outputs under the same weights) whichever format builds a sample."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from nasflow.hub import NasBench201, ShuffleNetSpace
+from nasflow.space import RawFormatModelSpace, SimplifiedModelSpace
+from nasflow.space.graph import GraphModelSpace, load_weights_from
+
+
+def image(size: int) -> Callable[[], torch.Tensor]:
+    return lambda: torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(size))
+
+
+# name -> (space factory with tiny sizes, input, expected first labels, expected number of labels)
+SPACES: dict[str, tuple[Callable[[], nn.Module], Callable[[], torch.Tensor], list[str], int]] = {
+    "NasBench201": (lambda: NasBench201(stem_out_channels=4, num_modules_per_stack=1, num_labels=3), image(8),
+                    ["cell/0_1", "cell/0_2", "cell/1_2", "cell/0_3", "cell/1_3", "cell/2_3"], 6),
+    "ShuffleNetSpace": (lambda: ShuffleNetSpace(num_labels=3, channel_search=True), image(32),
+                        ["layer_1", "channel_1"], 40),
+}
+
+SAMPLES = 2
+
+
+@pytest.fixture(scope="module", params=sorted(SPACES))
+def hub(request: pytest.FixtureRequest) -> tuple[str, nn.Module, Callable[[], torch.Tensor], list[dict[str, Any]]]:
+    make, make_input, _, _ = SPACES[request.param]
+    torch.manual_seed(0)
+    space = make()
+    labels = space.simplify()
+    rng = random.Random(request.param)
+    samples = [{label: m.default() for label, m in labels.items()}]
+    for _ in range(SAMPLES):
+        sample: dict[str, Any] = {}
+        SimplifiedModelSpace.from_model(space).random(sample, rng)
+        samples.append(sample)
+    return request.param, space, make_input, samples
+
+
+def _run(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return module.eval()(x)
+
+
+def test_labels_follow_nni(hub: Any) -> None:
+    name, space, _, _ = hub
+    _, _, first, count = SPACES[name]
+    labels = list(space.simplify())
+    assert set(first) <= set(labels) and len(labels) == count
+
+
+def test_simplified_format(hub: Any) -> None:
+    name, space, make_input, samples = hub
+    simplified = SimplifiedModelSpace.from_model(space)
+    for sample in samples:
+        model = simplified.freeze(sample).executable_model()
+        out = _run(model, make_input())
+        assert out.shape == (2, 3) and torch.isfinite(out).all()
+        assert not any(isinstance(m, SimplifiedModelSpace) for m in model.modules())
+
+
+def test_raw_format_equals_simplified(hub: Any) -> None:
+    name, space, make_input, samples = hub
+    raw = RawFormatModelSpace.from_model(space)
+    simplified = SimplifiedModelSpace.from_model(space)
+    for sample in samples:
+        frozen = raw.freeze(sample).executable_model()
+        rebuilt = simplified.freeze(sample).executable_model()
+        rebuilt.load_state_dict(frozen.state_dict())  # same architecture: every tensor has its place
+        x = make_input()
+        assert torch.equal(_run(frozen, x), _run(rebuilt, x))
+
+
+def test_graph_format_equals_simplified(hub: Any) -> None:
+    name, space, make_input, samples = hub
+    graph = GraphModelSpace.from_model(space)
+    simplified = SimplifiedModelSpace.from_model(space)
+    assert set(graph.simplify()) == set(simplified.simplify())
+    for sample in samples:
+        graph_model = graph.freeze(sample)
+        reference = simplified.freeze(sample).executable_model()
+        generated = graph_model.executable_model()
+        report = load_weights_from(reference, generated, graph_model)
+        assert not report.skipped and len(report.loaded) == len(reference.state_dict())
+        x = make_input()
+        assert torch.equal(_run(reference, x), _run(generated, x))

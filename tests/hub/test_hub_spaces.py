@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from nasflow.hub import NasBench201, ShuffleNetSpace
+from nasflow.hub import MobileNetV3Space, NasBench201, ProxylessNAS, ShuffleNetSpace
 from nasflow.space import RawFormatModelSpace, SimplifiedModelSpace
 from nasflow.space.graph import GraphModelSpace, load_weights_from
 
@@ -26,6 +26,13 @@ SPACES: dict[str, tuple[Callable[[], nn.Module], Callable[[], torch.Tensor], lis
                     ["cell/0_1", "cell/0_2", "cell/1_2", "cell/0_3", "cell/1_3", "cell/2_3"], 6),
     "ShuffleNetSpace": (lambda: ShuffleNetSpace(num_labels=3, channel_search=True), image(32),
                         ["layer_1", "channel_1"], 40),
+    "ProxylessNAS": (lambda: ProxylessNAS(num_labels=3, base_widths=(8, 8, 8, 8, 16, 16, 16, 16, 32)), image(32),
+                     ["s2_depth", "s2_i0", "s2_i3", "s6_depth", "s7_i0"], 26),
+    "MobileNetV3Space": (lambda: MobileNetV3Space(num_labels=3, base_widths=(8, 8, 8, 8, 16, 16, 16, 16, 32),
+                                                  width_multipliers=(0.5, 1.0), expand_ratios=(1.0, 3.0),
+                                                  depth_range=(1, 2)), image(32),
+                         ["s0_width_mult", "stem_ks", "s0_i0_ks", "s1_depth", "s1_i0_exp", "s1_i1_ks",
+                          "s2_i0_se", "s5_i1_se"], 41),
 }
 
 SAMPLES = 2
@@ -80,8 +87,17 @@ def test_raw_format_equals_simplified(hub: Any) -> None:
         assert torch.equal(_run(frozen, x), _run(rebuilt, x))
 
 
+# graph-format bugs (not the spaces'), reported with a repro to the graph-format owner
+GRAPH_BUGS = {
+    "ProxylessNAS": "a LayerChoice in a Repeat block cut by the depth fails to freeze "
+                    "(/work/wt/issues/graph_bugs_from_hub.md, bug 1)",
+}
+
+
 def test_graph_format_equals_simplified(hub: Any) -> None:
     name, space, make_input, samples = hub
+    if name in GRAPH_BUGS:
+        pytest.xfail(GRAPH_BUGS[name])
     graph = GraphModelSpace.from_model(space)
     simplified = SimplifiedModelSpace.from_model(space)
     assert set(graph.simplify()) == set(simplified.simplify())

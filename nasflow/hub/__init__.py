@@ -2,7 +2,11 @@
 
 from .mobilenetv3 import MobileNetV3Space
 from .nasbench201 import NasBench201, NasBench201Cell
+from .nasnet import DARTS, ENAS, NDS, PNAS, AmoebaNet, NASNet
 from .proxylessnas import ProxylessNAS
 from .shufflenet import ShuffleNetSpace
 
-__all__ = ["NasBench201", "NasBench201Cell", "ProxylessNAS", "MobileNetV3Space", "ShuffleNetSpace"]
+__all__ = [
+    "NasBench201", "NasBench201Cell", "NDS", "NASNet", "ENAS", "AmoebaNet", "PNAS", "DARTS",
+    "ProxylessNAS", "MobileNetV3Space", "ShuffleNetSpace",
+]

@@ -1,9 +1,17 @@
-"""Operations shared by the cell-based hub spaces (NAS-Bench-201, DARTS / NASNet family)."""
+"""Operations shared by the cell-based hub spaces (NAS-Bench-201, DARTS / NASNet family).
+
+Convolutions and norms are the ``Mutable*`` layers so that widths may be choices (NASNet's
+``width``); with plain ints they build plain ``nn.Conv2d`` / ``nn.BatchNorm2d``.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
+
+from nasflow.nn import MutableBatchNorm2d, MutableConv2d
 
 __all__ = ["ReLUConvBN", "Pooling", "Zero", "FactorizedReduce"]
 
@@ -11,12 +19,12 @@ __all__ = ["ReLUConvBN", "Pooling", "Zero", "FactorizedReduce"]
 class ReLUConvBN(nn.Sequential):
     """ReLU, convolution, batch norm: the convolution of cell-based spaces."""
 
-    def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int, padding: int, dilation: int = 1,
+    def __init__(self, c_in: Any, c_out: Any, kernel_size: Any, stride: Any, padding: Any, dilation: int = 1,
                  affine: bool = True) -> None:
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_out, kernel_size, stride=stride, padding=padding, dilation=dilation, bias=False),
-            nn.BatchNorm2d(c_out, affine=affine),
+            MutableConv2d(c_in, c_out, kernel_size, stride=stride, padding=padding, dilation=dilation, bias=False),
+            MutableBatchNorm2d(c_out, affine=affine),
         )
 
 
@@ -58,15 +66,15 @@ class Zero(nn.Module):
 class FactorizedReduce(nn.Module):
     """Halves the resolution with two stride-2 1x1 convolutions on offset grids, concatenated."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int = 2, affine: bool = True) -> None:
+    def __init__(self, c_in: Any, c_out: Any, stride: int = 2, affine: bool = True) -> None:
         super().__init__()
         if stride != 2:
             raise ValueError(f"FactorizedReduce only reduces by 2, got stride {stride}.")
         self.relu = nn.ReLU(inplace=False)
-        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.conv_2 = nn.Conv2d(c_in, c_out - c_out // 2, 1, stride=2, bias=False)
+        self.conv_1 = MutableConv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_2 = MutableConv2d(c_in, c_out - c_out // 2, 1, stride=2, bias=False)
         self.pad = nn.ConstantPad2d((0, 1, 0, 1), 0.0)
-        self.bn = nn.BatchNorm2d(c_out, affine=affine)
+        self.bn = MutableBatchNorm2d(c_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)

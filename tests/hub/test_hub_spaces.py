@@ -17,14 +17,16 @@ from nasflow.hub import (
     PNAS,
     AmoebaNet,
     MobileNetV3Space,
+    NasBench101,
     NasBench201,
     NASNet,
     ProxylessNAS,
     ShuffleNetSpace,
 )
+from nasflow.mutable import SampleValidationError
 from nasflow.space import RawFormatModelSpace, SimplifiedModelSpace
 from nasflow.space.graph import GraphModelSpace, load_weights_from
-from nasflow.space.graph.errors import GraphConversionError
+from nasflow.space.graph.errors import GraphConversionError, GraphFormatError
 
 
 def image(size: int) -> Callable[[], torch.Tensor]:
@@ -33,9 +35,12 @@ def image(size: int) -> Callable[[], torch.Tensor]:
 
 # name -> (space factory with tiny sizes, input, expected first labels, expected number of labels)
 SPACES: dict[str, tuple[Callable[[], nn.Module], Callable[[], torch.Tensor], list[str], int]] = {
+    "NasBench101": (lambda: NasBench101(stem_out_channels=4, num_stacks=2, num_modules_per_stack=1, num_labels=3),
+                    image(8), ["cell/num_nodes", "cell/op1", "cell/op5", "cell/input1", "cell/input6", "cell/final"],
+                    13),
     "NasBench201": (lambda: NasBench201(stem_out_channels=4, num_modules_per_stack=1, num_labels=3), image(8),
                     ["cell/0_1", "cell/0_2", "cell/1_2", "cell/0_3", "cell/1_3", "cell/2_3"], 6),
-    "ShuffleNetSpace": (lambda: ShuffleNetSpace(num_labels=3, channel_search=True), image(32),
+    "ShuffleNetSpace": (lambda: ShuffleNetSpace(num_labels=3, channel_search=True), image(16),
                         ["layer_1", "channel_1"], 40),
     "ProxylessNAS": (lambda: ProxylessNAS(num_labels=3, base_widths=(8, 8, 8, 8, 16, 16, 16, 16, 32)), image(32),
                      ["s2_depth", "s2_i0", "s2_i3", "s6_depth", "s7_i0"], 26),
@@ -56,7 +61,7 @@ CLASSES = {"DARTS": 10, "NASNet": 10, "ENAS": 1000, "AmoebaNet": 10, "PNAS": 10}
 # (one graph for every sample) refuses them, naming those choices
 REBUILT = {"DARTS", "NASNet", "ENAS", "AmoebaNet", "PNAS"}
 
-SAMPLES = 2
+SAMPLES = 1  # random samples per space, besides the default one
 
 
 @pytest.fixture(scope="module", params=sorted(SPACES))
@@ -64,12 +69,18 @@ def hub(request: pytest.FixtureRequest) -> tuple[str, nn.Module, Callable[[], to
     make, make_input, _, _ = SPACES[request.param]
     torch.manual_seed(0)
     space = make()
-    labels = space.simplify()
+    simplified = SimplifiedModelSpace.from_model(space)
     rng = random.Random(request.param)
-    samples = [{label: m.default() for label, m in labels.items()}]
-    for _ in range(SAMPLES):
+    samples: list[dict[str, Any]] = []
+    try:
+        default: dict[str, Any] = {}
+        simplified.default(default)
+        samples.append(default)
+    except SampleValidationError:  # NAS-Bench-101's default cell (2 vertices, no edge) breaks its constraint
+        pass
+    while len(samples) < SAMPLES + 1:
         sample: dict[str, Any] = {}
-        SimplifiedModelSpace.from_model(space).random(sample, rng)
+        simplified.random(sample, rng)
         samples.append(sample)
     return request.param, space, make_input, samples
 
@@ -115,12 +126,16 @@ GRAPH_BUGS = {
 }
 
 
-def test_graph_format_equals_simplified(hub: Any) -> None:
+def test_graph_format_equals_simplified(hub: Any, request: pytest.FixtureRequest) -> None:
     name, space, make_input, samples = hub
-    if name in GRAPH_BUGS:
-        pytest.xfail(GRAPH_BUGS[name])
+    if name in GRAPH_BUGS:  # runs, and fails the suite once the graph format is fixed (then drop the entry)
+        request.applymarker(pytest.mark.xfail(reason=GRAPH_BUGS[name], raises=GraphFormatError, strict=True))
     if name in REBUILT:
         with pytest.raises(GraphConversionError, match="reduce/input_2_0.*ensure_frozen.*simplified format"):
+            GraphModelSpace.from_model(space)
+        return
+    if name == "NasBench101":  # NNI's cell exists only frozen: its widths follow the sample
+        with pytest.raises(GraphConversionError, match="NasBench101Cell 'cell'.*use the simplified or raw format"):
             GraphModelSpace.from_model(space)
         return
     graph = GraphModelSpace.from_model(space)

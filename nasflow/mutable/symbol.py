@@ -193,7 +193,18 @@ class CategoricalMultiple(MutableSymbol):
         if default is not MISSING and self._check_value(default) is not None:
             raise ValueError(f"Default {default!r} of {self.label!r} is not a valid choice.")
 
+    def _chosen(self, value: Any) -> Any:
+        """A bare value stands for ``[value]`` when exactly one is chosen (an index of an InputChoice)."""
+        if self.n_chosen == 1 and not isinstance(value, (list, tuple)) and index_of(self.values, value) >= 0:
+            return [value]
+        return value
+
+    def freeze(self, sample: Sample) -> Any:
+        self.validate(sample)
+        return self._chosen(sample[self.label])
+
     def _check_value(self, value: Any) -> SampleValidationError | None:
+        value = self._chosen(value)
         if not isinstance(value, (list, tuple)):
             return self._error(f"{value!r} is not a list of chosen values")
         indices = [index_of(self.values, v) for v in value]

@@ -18,10 +18,11 @@ from torch import nn
 from nasflow.mutable import LabeledMutable, Mutable, Sample
 from nasflow.mutable.base import IsLeaf
 from nasflow.mutable.frozen import frozen_context
+from nasflow.mutable.labels import strict_label_scope
 
 from .init_recording import _RECORD_KEY as INIT_RECORD_KEY
 
-__all__ = ["MutableModule", "freeze_module", "module_leaf_mutables", "current_sample"]
+__all__ = ["MutableModule", "freeze_module", "module_leaf_mutables", "current_sample", "strict_label_scope"]
 
 
 def current_sample() -> Sample | None:

@@ -106,24 +106,24 @@ def _keys(candidates: Any, modules: OrderedDict[str, nn.Module]) -> list[Any]:
 
 
 class ChosenInputs(nn.Module):
-    """The frozen form of ``InputChoice``: picks fixed inputs and reduces them."""
+    """The frozen form of ``InputChoice``: picks fixed inputs (``chosen``, a list) and reduces them."""
 
     def __init__(self, chosen: int | list[int], reduction: ReductionType) -> None:
         super().__init__()
-        self.chosen = chosen
+        self.chosen: list[int] = list(chosen) if isinstance(chosen, (list, tuple)) else [chosen]
         self.reduction = reduction
 
     def forward(self, candidate_inputs: list[torch.Tensor]) -> Any:
-        indices = [self.chosen] if isinstance(self.chosen, int) else self.chosen
-        return reduce_inputs([candidate_inputs[i] for i in indices], self.reduction)
+        return reduce_inputs([candidate_inputs[i] for i in self.chosen], self.reduction)
 
     def extra_repr(self) -> str:
         return f"chosen={self.chosen}, reduction={self.reduction!r}"
 
 
 def reduce_inputs(tensors: list[torch.Tensor], reduction: ReductionType) -> Any:
+    """NNI's reductions: ``'none'`` gives the list itself, even of one tensor."""
     if reduction == "none":
-        return tensors[0] if len(tensors) == 1 else tensors
+        return list(tensors)
     if not tensors:
         raise ValueError(f"No input was chosen, so reduction {reduction!r} has nothing to reduce.")
     if len(tensors) == 1:
@@ -138,8 +138,8 @@ def reduce_inputs(tensors: list[torch.Tensor], reduction: ReductionType) -> Any:
 class InputChoice(MutableModule):
     """``n_chosen`` of ``n_candidates`` input tensors, combined by ``reduction``.
 
-    The sample value is an index when ``n_chosen == 1``, else a list of indices
-    (``n_chosen=None``: any number of them).
+    As in NNI, the choice is a ``CategoricalMultiple`` and its sample value a list of indices
+    (``[1]`` for ``n_chosen=1``; a bare ``1`` is accepted too); ``n_chosen=None`` chooses any number.
     """
 
     def __new__(cls, n_candidates: int = 0, n_chosen: int | None = 1, reduction: ReductionType = "sum", *,
@@ -188,6 +188,4 @@ def _input_mutable(n_candidates: Any, n_chosen: Any, reduction: str, weights: An
         )
     if reduction not in ("mean", "concat", "sum", "none"):
         raise ValueError(f"{where}: reduction must be one of 'mean', 'concat', 'sum', 'none', got {reduction!r}.")
-    if n_chosen == 1:
-        return Categorical(list(range(n_candidates)), weights=weights, label=label)
     return CategoricalMultiple(list(range(n_candidates)), n_chosen=n_chosen, weights=weights, label=label)

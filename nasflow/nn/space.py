@@ -8,20 +8,19 @@ under ``model_context(sample)``.
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from nasflow.mutable import Constraint, Mutable, Sample, label_scope
 from nasflow.mutable.frozen import frozen_context, register_ensure_frozen_hook
+from nasflow.mutable.labels import strict_label_scope
 
 from .base import MutableModule
 from .plain import explain_mutable_arguments
 
-__all__ = ["BaseModelSpace", "ModelSpace", "model_context", "current_model"]
+__all__ = ["BaseModelSpace", "ModelSpace", "model_context", "current_model", "outer_label_scope"]
 
-_local = threading.local()
 
 
 class BaseModelSpace(Mutable):
@@ -40,10 +39,9 @@ def current_model() -> Sample | None:
     return frozen_context.current()
 
 
-def _constructing() -> list[ModelSpace]:
-    if not hasattr(_local, "spaces"):
-        _local.spaces = []
-    return _local.spaces
+def outer_label_scope(path: list[str] | None) -> Any:
+    """A scope at ``path`` (where a space was first built), or a no-op when it was built outside any."""
+    return label_scope(_path=path) if path else nullcontext()
 
 
 def _wrap_init(init: Callable[..., None]) -> Callable[..., None]:
@@ -55,17 +53,13 @@ def _wrap_init(init: Callable[..., None]) -> Callable[..., None]:
             init(self, *args, **kwargs)
             return
         self.__dict__["_nf_constructing"] = True
-        stack = _constructing()
+        outer = label_scope.current()
+        self.__dict__["_nf_outer_scope"] = list(outer.path) if outer is not None and outer.path else None
         registered: list[Mutable] = []
         remove_hook = register_ensure_frozen_hook(registered.append)
         try:
-            with label_scope(type(self)._label_prefix, absolute=not stack):
-                stack.append(self)
-                try:
-                    with recording_init_args():
-                        init(self, *args, **kwargs)
-                finally:
-                    stack.pop()
+            with type(self)._space_label_scope(), recording_init_args():
+                init(self, *args, **kwargs)
         finally:
             remove_hook()
             del self.__dict__["_nf_constructing"]
@@ -81,19 +75,28 @@ def _wrap_init(init: Callable[..., None]) -> Callable[..., None]:
 class ModelSpace(BaseModelSpace, MutableModule):
     """Base class of a user's model space. Subclass it and build layers in ``__init__``.
 
-    ``class Net(ModelSpace, label_prefix='net')`` makes automatic labels ``net/1``, ``net/2``, ...
-    (default prefix: ``model``). Explicit labels are kept as given.
+    Labels follow NNI 3.0: ``class Net(ModelSpace, label_prefix='net')`` puts every label made
+    while building it under ``net/`` (``label='lc'`` becomes ``net/lc``; unlabelled choices are
+    ``net/1``, ``net/2``, ...), and a space built inside another adds its prefix below the outer
+    one's. Without a prefix, labels are kept as given and every choice needs one. The prefix
+    belongs to the class it is declared on (a subclass declares its own, as in NNI).
     """
 
-    _label_prefix: str = "model"
+    _label_prefix: str | None = None
 
     def __init_subclass__(cls, label_prefix: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if label_prefix is not None:
-            cls._label_prefix = label_prefix
+        cls._label_prefix = label_prefix
         if "__init__" in cls.__dict__:
-            init = explain_mutable_arguments(cls.__dict__["__init__"])
-            cls.__init__ = _wrap_init(init)  # type: ignore[method-assign]
+            cls.__init__ = _wrap_init(explain_mutable_arguments(cls.__dict__["__init__"]))  # type: ignore[method-assign]
+        else:  # an inherited constructor still runs in this class's label scope and is recorded
+            cls.__init__ = _wrap_init(cls.__init__)  # type: ignore[method-assign]
+
+    @classmethod
+    def _space_label_scope(cls) -> label_scope:
+        if cls._label_prefix is None:
+            return strict_label_scope(cls.__name__)
+        return label_scope(cls._label_prefix)
 
     @property
     def init_args(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -111,8 +114,12 @@ class ModelSpace(BaseModelSpace, MutableModule):
         """Run the constructor again under ``sample``: a fresh frozen model (new weights)."""
         self.validate(sample)
         args, kwargs = self.init_args
-        with model_context(sample):
+        with model_context(sample), self.outer_label_scope():
             return type(self)(*args, **kwargs)
+
+    def outer_label_scope(self) -> Any:
+        """The label scope this space was built in, entered again so a rebuild gets the same labels."""
+        return outer_label_scope(self.__dict__.get("_nf_outer_scope"))
 
     def freeze(self, sample: Sample) -> ModelSpace:  # type: ignore[override]
         """The model ``sample`` picks, keeping the weights of every kept part.

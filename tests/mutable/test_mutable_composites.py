@@ -235,14 +235,19 @@ def test_label_scope_is_reproducible() -> None:
     assert _build_scoped() == labels  # counters restart each time the scope is entered
 
 
-def test_absolute_scope_ignores_parents_and_explicit_labels_are_kept() -> None:
-    with label_scope("outer"):
-        with label_scope("space", absolute=True):
-            assert auto_label() == "space/1"
-            assert auto_label("mine") == "mine"
-        assert label_scope.current().name == "outer"
-    with pytest.raises(TypeError, match="non-empty string"):
+def test_scopes_prefix_explicit_labels_and_nest_like_paths() -> None:
+    with label_scope("model"):
+        assert [auto_label(), auto_label(), auto_label("foo")] == ["model/1", "model/2", "model/foo"]
+        with label_scope():
+            assert auto_label() == "model/3/1"
+        with label_scope("model"):
+            assert auto_label() == "model/model/1"
+        assert label_scope.current().name == "model"
+    assert auto_label("bar") == "bar"  # no scope: kept as given
+    with pytest.raises(ValueError, match="cannot be empty"):
         auto_label("")
+    with label_scope("outer"):  # nasflow reads a `/` as a path (NNI refuses it)
+        assert Categorical([1, 2], label="a/b").label == "outer/a/b"
 
 
 # ---- frozen context --------------------------------------------------------------------------

@@ -12,11 +12,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
+from torch import nn
+
 from nasflow.mutable import Constraint, Mutable, Sample, label_scope
 from nasflow.mutable.frozen import frozen_context, register_ensure_frozen_hook
 from nasflow.mutable.labels import strict_label_scope
 
 from .base import MutableModule
+from .parametrized import formulate_arguments, init_arguments_with_defaults
 from .plain import explain_mutable_arguments
 
 __all__ = ["BaseModelSpace", "ModelSpace", "model_context", "current_model", "outer_label_scope"]
@@ -56,7 +59,13 @@ def _wrap_init(init: Callable[..., None]) -> Callable[..., None]:
         outer = label_scope.current()
         self.__dict__["_nf_outer_scope"] = list(outer.path) if outer is not None and outer.path else None
         registered: list[Mutable] = []
-        remove_hook = register_ensure_frozen_hook(registered.append)
+        dry_run: Sample = {}  # one value per label while building, as NNI's dry run
+
+        def record(mutable: Mutable) -> Sample:
+            registered.append(mutable)
+            return dry_run
+
+        remove_hook = register_ensure_frozen_hook(record)
         try:
             with type(self)._space_label_scope(), recording_init_args():
                 init(self, *args, **kwargs)
@@ -83,11 +92,13 @@ class ModelSpace(BaseModelSpace, MutableModule):
     """
 
     _label_prefix: str | None = None
+    _init_wrapped: Callable[..., None] | None = None  # the constructor as written (its signature names arguments)
 
     def __init_subclass__(cls, label_prefix: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._label_prefix = label_prefix
         if "__init__" in cls.__dict__:
+            cls._init_wrapped = cls.__dict__["__init__"]
             cls.__init__ = _wrap_init(explain_mutable_arguments(cls.__dict__["__init__"]))  # type: ignore[method-assign]
         else:  # an inherited constructor still runs in this class's label scope and is recorded
             cls.__init__ = _wrap_init(cls.__init__)  # type: ignore[method-assign]
@@ -104,6 +115,37 @@ class ModelSpace(BaseModelSpace, MutableModule):
         if "_nf_init_args" not in self.__dict__:
             raise RuntimeError(f"{type(self).__name__} was not built through its constructor.")
         return self.__dict__["_nf_init_args"]
+
+    @property
+    def trace_symbol(self) -> type:
+        return type(self)
+
+    @property
+    def trace_args(self) -> tuple[Any, ...]:
+        """Positional constructor arguments that have no name in the signature (NNI's record)."""
+        return self._formulated()[0]
+
+    @property
+    def trace_kwargs(self) -> dict[str, Any]:
+        """Constructor arguments by name, as given (defaults not filled in)."""
+        return self._formulated()[1]
+
+    @property
+    def args(self) -> dict[str, Any]:
+        """Every keyword argument of the constructor, defaults filled in (NNI's ``args``)."""
+        args, kwargs = self._formulated()
+        return init_arguments_with_defaults(type(self)._init_wrapped or MutableModule.__init__, args, kwargs,
+                                            type(self).__name__)
+
+    def _formulated(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        args, kwargs = self.init_args
+        return formulate_arguments(type(self)._init_wrapped or MutableModule.__init__, args, kwargs)
+
+    @classmethod
+    def load_searched_model(cls, name: str, pretrained: bool = False, download: bool = False,
+                            progress: bool = True) -> nn.Module:
+        raise NotImplementedError(f"{cls.__name__} has no pre-searched models: `load_searched_model` is only "
+                                  "available on the hub spaces that ship them.")
 
     @property
     def frozen_sample(self) -> Sample | None:

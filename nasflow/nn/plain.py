@@ -109,7 +109,7 @@ def explain_mutable_arguments(init: Callable[..., None]) -> Callable[..., None]:
             init(self, *args, **kwargs)
         except MutableArgumentError:
             raise
-        except (TypeError, ValueError) as err:  # torch may check a mutable argument and fail either way
+        except (TypeError, ValueError, RuntimeError) as err:  # torch may check a mutable argument and fail any way
             explained = _explain(type(self).__name__, err)
             if explained is None:
                 raise

@@ -26,6 +26,7 @@ from nasflow.mutable import (
     Sample,
     SampleValidationError,
     auto_label,
+    label_scope,
 )
 from nasflow.mutable.base import IsLeaf
 from nasflow.nn import ModelSpace, MutableModule
@@ -184,18 +185,19 @@ class NasBench101Cell(MutableModule):
             {str(i): f for i, f in enumerate(op_candidates)}
         self.in_features, self.out_features, self.projection = in_features, out_features, projection
         self.max_num_nodes, self.max_num_edges = max_num_nodes, max_num_edges
-        self._label = auto_label(label)
         prior = [2.0 ** i for i in range(2, max_num_nodes + 1)]
-        self.num_nodes = Categorical(list(range(2, max_num_nodes + 1)), weights=[p / sum(prior) for p in prior],
-                                     label=f"{self._label}/num_nodes")
-        ops = [Categorical(list(self.op_candidates), label=f"{self._label}/op{i}") for i in range(1, max_num_nodes - 1)]
-        inputs = [CategoricalMultiple(list(range(i)), label=f"{self._label}/input{i}") for i in range(1, max_num_nodes)]
-        self.constraint = NasBench101CellConstraint(max_num_edges, self.num_nodes, ops, inputs, f"{self._label}/final")
+        with label_scope(label) as self._scope:
+            self.num_nodes = Categorical(list(range(2, max_num_nodes + 1)), weights=[p / sum(prior) for p in prior],
+                                         label="num_nodes")
+            ops = [Categorical(list(self.op_candidates), label=f"op{i}") for i in range(1, max_num_nodes - 1)]
+            inputs = [CategoricalMultiple(list(range(i)), label=f"input{i}") for i in range(1, max_num_nodes)]
+            final = auto_label("final")
+        self.constraint = NasBench101CellConstraint(max_num_edges, self.num_nodes, ops, inputs, final)
         self.add_mutable(self.constraint)
 
     @property
     def label(self) -> str:
-        return self._label
+        return self._scope.name
 
     def freeze_shallow(self, sample: Sample) -> nn.Module:
         matrix, ops = self.constraint.spec(sample)

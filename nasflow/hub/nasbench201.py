@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from nasflow.mutable import auto_label
+from nasflow.mutable import label_scope
 from nasflow.nn import LayerChoice, ModelSpace
 
 from .ops import FactorizedReduce, Pooling, ReLUConvBN, Zero
@@ -38,8 +38,8 @@ class NasBench201Cell(nn.Module):
     """A DAG of ``num_tensors`` tensors: tensor ``i`` is the sum over ``j < i`` of ``op_ji(tensor j)``.
 
     ``op_candidates`` maps names (or, as a list, indices) to factories ``(in_features, out_features)
-    -> module``. Each edge is a ``LayerChoice`` labelled ``{label}/{j}_{i}``; cells that share a
-    label share their choices.
+    -> module``. Each edge is a ``LayerChoice`` labelled ``{j}_{i}`` in the cell's ``label_scope(label)``
+    (``cell/0_1`` for ``label='cell'``); cells that share a label share their choices.
     """
 
     def __init__(self, op_candidates: dict[str, OpFactory] | list[OpFactory],
@@ -51,20 +51,20 @@ class NasBench201Cell(nn.Module):
             raise ValueError("NasBench201Cell needs at least one operation candidate.")
         if num_tensors < 2:
             raise ValueError(f"NasBench201Cell: num_tensors must be at least 2 (input and output), got {num_tensors}.")
-        self._label = auto_label(label)
         self.in_features, self.out_features, self.num_tensors = in_features, out_features, num_tensors
         self.layers = nn.ModuleList()
-        for i in range(1, num_tensors):
-            edges = nn.ModuleList()
-            for j in range(i):
-                width = in_features if j == 0 else out_features
-                candidates = OrderedDict((name, make(width, out_features)) for name, make in op_candidates.items())
-                edges.append(LayerChoice(candidates, label=f"{self._label}/{j}_{i}"))
-            self.layers.append(edges)
+        with label_scope(label) as self._scope:
+            for i in range(1, num_tensors):
+                edges = nn.ModuleList()
+                for j in range(i):
+                    width = in_features if j == 0 else out_features
+                    candidates = OrderedDict((name, make(width, out_features)) for name, make in op_candidates.items())
+                    edges.append(LayerChoice(candidates, label=f"{j}_{i}"))
+                self.layers.append(edges)
 
     @property
     def label(self) -> str:
-        return self._label
+        return self._scope.name
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         tensors = [inputs]

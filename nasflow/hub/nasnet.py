@@ -3,11 +3,9 @@
 
 Labels follow NNI 3.0: all normal cells share ``normal/op_{k}_{j}`` / ``normal/input_{k}_{j}``, all
 reduction cells ``reduce/...``; ``width`` and ``depth`` when those are searched. As in NNI, a model is
-built from its sample: in a reduction cell an operation has stride 2 only when its chosen input is
-one of the cell's two inputs, and with ``merge_op='loose_end'`` the next cell's width depends on
-which nodes are left unused. Those choices are resolved while building (``ensure_frozen``), so
-``freeze`` rebuilds the model, and the graph format (one graph for the whole space) refuses these
-spaces with that reason; use the simplified (default) or raw format.
+built from its sample (``freeze`` rebuilds): in a reduction cell an operation has stride 2 only when
+its chosen input is one of the cell's two inputs, and with ``merge_op='loose_end'`` the next cell's
+width depends on which nodes are left unused.
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ import torch
 from torch import nn
 
 import nasflow
-from nasflow.mutable import Categorical, ensure_frozen
+from nasflow.mutable import Sample
 from nasflow.nn import Cell, ModelSpace, MutableBatchNorm2d, MutableConv2d, MutableLinear, Repeat
 
 from .ops import FactorizedReduce, ReLUConvBN, Zero
@@ -126,11 +124,10 @@ class _CellBuilder:
         self.num_nodes, self.merge_op, self.drop_path_prob = num_nodes, merge_op, drop_path_prob
         self.first_cell_reduce, self.last_cell_reduce = first_cell_reduce, last_cell_reduce
 
-    def _op(self, node_index: int, op_index: int, *, op: str, reduction: bool, label: str) -> nn.Module:
-        stride = 1
-        if reduction:  # only operations on the cell's two inputs reduce: the stride follows the chosen input
-            chosen = ensure_frozen(_input_choice(label, node_index, op_index))
-            stride = 2 if chosen < 2 else 1
+    def _op(self, node_index: int, op_index: int, input_index: int | None, *, op: str, reduction: bool) -> nn.Module:
+        """NNI's factory: in a reduction cell only operations on the cell's two inputs reduce (in the
+        space, where the input is not chosen yet, every one of them does)."""
+        stride = 2 if reduction and (input_index is None or input_index < 2) else 1
         operation = OPS[op](self.c, stride, True)
         if self.drop_path_prob > 0 and not isinstance(operation, nn.Identity):
             return nn.Sequential(operation, DropPath(self.drop_path_prob))
@@ -138,23 +135,14 @@ class _CellBuilder:
 
     def __call__(self, index: int) -> Cell:
         reduction = index == 0 and self.first_cell_reduce
-        label = "reduce" if reduction else "normal"
-        ops = {op: partial(self._op, op=op, reduction=reduction, label=label) for op in self.op_candidates}
+        ops = {op: partial(self._op, op=op, reduction=reduction) for op in self.op_candidates}
         cell = Cell(ops, self.num_nodes, 2, 2, self.merge_op,  # type: ignore[arg-type]
                     preprocessor=CellPreprocessor(self.c_pprev, self.c_prev, self.c, self.last_cell_reduce),
-                    postprocessor=CellPostprocessor(), label=label)
-        outputs = self.num_nodes
-        if self.merge_op == "loose_end":  # the width of the concatenation follows the chosen inputs
-            used = {ensure_frozen(_input_choice(label, k, j)) for k in range(2, 2 + self.num_nodes) for j in range(2)}
-            outputs = len(set(range(2, 2 + self.num_nodes)) - used)
-        self.c_pprev, self.c_prev = self.c_prev, self.c * outputs
+                    postprocessor=CellPostprocessor(), label="reduce" if reduction else "normal")
+        # with 'loose_end' the concatenation's width follows the chosen inputs (all nodes in the space)
+        self.c_pprev, self.c_prev = self.c_prev, self.c * len(cell.output_node_indices)
         self.last_cell_reduce = reduction
         return cell
-
-
-def _input_choice(cell: str, node_index: int, op_index: int) -> Categorical:
-    """The cell's input choice of an operation (the one ``Cell`` makes), to resolve while building."""
-    return Categorical(list(range(node_index)), label=f"{cell}/input_{node_index}_{op_index}")
 
 
 class AuxiliaryHead(nn.Module):
@@ -226,7 +214,7 @@ class NDS(ModelSpace):
                 c_curr = c_curr * 2
             builder = _CellBuilder(op_candidates, c_pprev, c_prev, c_curr, num_nodes_per_cell, merge_op,
                                    stage_index > 0, last_cell_reduce, drop_path_prob)
-            self.stages.append(Repeat(builder, per_stage[stage_index], label=f"stage{stage_index}"))
+            self.stages.append(Repeat(builder, per_stage[stage_index]))
             c_pprev, c_prev, last_cell_reduce = builder.c_pprev, builder.c_prev, builder.last_cell_reduce
             if stage_index == 2:
                 c_auxiliary = c_prev
@@ -254,6 +242,10 @@ class NDS(ModelSpace):
         if self.auxiliary_loss and self.training:
             return logits, logits_aux
         return logits
+
+    def freeze(self, sample: Sample) -> ModelSpace:  # type: ignore[override]
+        """Rebuilt from the sample, as in NNI: later cells' widths follow earlier cells' chosen inputs."""
+        return self.rebuild(sample)
 
     def set_drop_path_prob(self, drop_prob: float) -> None:
         for module in self.modules():

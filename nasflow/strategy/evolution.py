@@ -121,11 +121,12 @@ class RegularizedEvolution(Strategy):
         mutants = max(left - random_first, 0)
         if mutants >= self.population_size:  # type: ignore[operator]
             return
+        population = max(left // 5, 2)
         message = (
             f"RegularizedEvolution: the budget leaves {left} models and population_size is {self.population_size}, "
             f"so {min(random_first, left)} of them are random samples filling the population and only {mutants} "
             "are mutations: this search is (mostly) random search. Lower population_size (and sample_size), e.g. "
-            f"population_size={max(left // 5, 2)}, sample_size={max(left // 20, 1)}, or raise max_trial_number "
+            f"population_size={population}, sample_size={max(population // 4, 1)}, or raise max_trial_number "
             f"to at least {random_first + self.population_size}."  # type: ignore[operator]
         )
         warnings.warn(message, UserWarning, stacklevel=3)

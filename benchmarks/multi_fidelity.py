@@ -137,7 +137,10 @@ def main() -> None:
     logging.getLogger("nasflow").setLevel(logging.ERROR)
 
     names = ["Random (full budget)", "SuccessiveHalving", "Hyperband", "ASHA"]
-    runs = {name: [run(name, seed, args) for seed in range(args.seeds)] for name in names}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for seed in range(args.seeds):  # seed-major, so a busy spell of the machine hits every strategy alike
+        for name in names:
+            runs[name].append(run(name, seed, args))
     targets = [r["best_val"] for r in runs["Random (full budget)"]]
     table: dict[str, dict[str, Any]] = {}
     print(f"digits MLP search, {args.duration:.0f} s each on {args.concurrency} local workers, "

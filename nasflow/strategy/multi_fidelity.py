@@ -16,12 +16,12 @@ import random
 from typing import Any
 
 from nasflow.evaluator import Budgeted
-from nasflow.execution import ExecutionEngine, ModelEvent, ModelEventType
+from nasflow.execution import ModelEvent
 from nasflow.mutable import Sample
 from nasflow.space import ExecutableModelSpace
 
-from .base import Strategy
-from .utils import DedupFilter, EventHooks, SampleCodec, check_seed, rng_state, sample_key, set_rng_state
+from .learning import LearningStrategy
+from .utils import DedupFilter, SampleCodec, check_seed, rng_state, sample_key, set_rng_state
 
 __all__ = ["SuccessiveHalving", "Hyperband", "ASHA", "rung_budgets"]
 
@@ -47,7 +47,7 @@ def rung_budgets(min_budget: float, max_budget: float, eta: float) -> list[float
     return budgets
 
 
-class _MultiFidelity(Strategy):
+class _MultiFidelity(LearningStrategy):
     """Shared bookkeeping: rungs, each configuration's metric per rung, submission with a budget."""
 
     def __init__(self, min_budget: float, max_budget: float, eta: float, seed: int | None, dedup: bool) -> None:
@@ -62,23 +62,13 @@ class _MultiFidelity(Strategy):
         self._promoted: list[set[str]] = [set() for _ in self.budgets]  # per rung: keys sent up from it
         self._running: dict[int, tuple[str, int]] = {}
         self._codec: SampleCodec | None = None
-        self._hooks = EventHooks()
-        self._pending_state: dict[str, Any] | None = None
 
     @property
     def top(self) -> int:
         return len(self.budgets) - 1
 
-    def _initialize(self, model_space: ExecutableModelSpace, engine: ExecutionEngine) -> ExecutableModelSpace:
+    def _prepare(self, model_space: ExecutableModelSpace) -> None:
         self._codec = SampleCodec(model_space.simplify())
-        if self._pending_state is not None:
-            self._restore(self._pending_state)
-            self._pending_state = None
-        self._hooks.register(engine, ModelEventType.TrainingEnd, self._on_training_end)
-        return model_space
-
-    def _cleanup(self) -> None:
-        self._hooks.clear()
 
     def _new_config(self) -> str | None:
         """A random configuration not tried before (None when the space looks exhausted)."""
@@ -109,9 +99,7 @@ class _MultiFidelity(Strategy):
         return sorted(scored, key=lambda k: -self._results[rung][k])[:count]
 
     # ---- state --------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        if self._codec is None:
-            return dict(self._pending_state or {})
+    def _state(self) -> dict[str, Any]:
         index = {key: i for i, key in enumerate(self._configs)}
         return {
             "rng": rng_state(self._rng),
@@ -122,16 +110,8 @@ class _MultiFidelity(Strategy):
             **self._schedule_state(index),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self._codec is None:
-            self._pending_state = dict(state)
-        else:
-            self._restore(state)
-
     def _restore(self, state: dict[str, Any]) -> None:
         assert self._codec is not None
-        if not state:
-            return
         set_rng_state(self._rng, state["rng"])
         if self.dedup is not None and state.get("seen") is not None:
             self.dedup.load_state_dict(state["seen"])

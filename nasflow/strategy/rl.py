@@ -11,12 +11,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from nasflow.execution import ExecutionEngine, ModelEvent, ModelEventType
+from nasflow.execution import ModelEvent
 from nasflow.space import ExecutableModelSpace
 
-from .base import Strategy
+from .learning import LearningStrategy
 from .rl_controller import DecisionSteps, LSTMController
-from .utils import EventHooks, check_int, check_seed, value_leaves
+from .utils import check_int, check_seed, value_leaves
 
 __all__ = ["PolicyBasedRL"]
 
@@ -27,7 +27,7 @@ _UPDATE_DEFAULTS = {"batch_size": 32, "repeat": 5, "update_times": 5, "lr": 0.01
                     "entropy_coef": 0.01, "value_coef": 0.5}
 
 
-class PolicyBasedRL(Strategy):
+class PolicyBasedRL(LearningStrategy):
     """Policy-based reinforcement learning (Zoph and Le, 2017), trained with PPO (Schulman et al., 2017).
 
     A controller proposes a model decision by decision; the model's final metric is the reward of
@@ -68,25 +68,15 @@ class PolicyBasedRL(Strategy):
         self._buffer: deque[tuple[list[int], list[float], float]] = deque()  # actions, log-probs, reward
         self._running: dict[int, tuple[list[int], list[float]]] = {}
         self._trajectories = 0
-        self._hooks = EventHooks()
-        self._pending_state: dict[str, Any] | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------------
-    def _initialize(self, model_space: ExecutableModelSpace, engine: ExecutionEngine) -> ExecutableModelSpace:
+    def _prepare(self, model_space: ExecutableModelSpace) -> None:
         self._steps = DecisionSteps(value_leaves(model_space.simplify()))
         with torch.random.fork_rng():
             torch.manual_seed(int(torch.randint(2**31, (1,), generator=self._generator)))
             self._policy = self.policy_fn(self._steps.sizes)
         self._optimizer = torch.optim.Adam(self._policy.parameters(), lr=self.update_kwargs["lr"])
         self._buffer = deque(maxlen=self.replay_buffer_size or self.samples_per_update)
-        if self._pending_state is not None:
-            self._restore(self._pending_state)
-            self._pending_state = None
-        self._hooks.register(engine, ModelEventType.TrainingEnd, self._on_training_end)
-        return model_space
-
-    def _cleanup(self) -> None:
-        self._hooks.clear()
 
     def _run(self) -> None:
         assert self._steps is not None and self._policy is not None
@@ -169,9 +159,8 @@ class PolicyBasedRL(Strategy):
                      float(rewards.mean()))
 
     # ---- state --------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        if self._policy is None or self._optimizer is None:
-            return dict(self._pending_state or {})
+    def _state(self) -> dict[str, Any]:
+        assert self._policy is not None and self._optimizer is not None
         return {
             "policy": {k: v.tolist() for k, v in self._policy.state_dict().items()},
             "optimizer": _to_lists(self._optimizer.state_dict()),
@@ -180,16 +169,8 @@ class PolicyBasedRL(Strategy):
             "generator": self._generator.get_state().tolist(),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self._policy is None:
-            self._pending_state = dict(state)
-        else:
-            self._restore(state)
-
     def _restore(self, state: dict[str, Any]) -> None:
         assert self._policy is not None and self._optimizer is not None
-        if not state:
-            return
         self._policy.load_state_dict({k: torch.tensor(v) for k, v in state["policy"].items()})
         self._optimizer.load_state_dict(_to_tensors(state["optimizer"]))
         self._buffer.extend((list(a), [float(x) for x in p], float(r)) for a, p, r in state["buffer"])

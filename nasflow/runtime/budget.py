@@ -9,7 +9,8 @@ small budget and promote the best to larger ones. The evaluator decides what a u
             ...
 
 The budget travels with the model's evaluator (``nasflow.evaluator.Budgeted``), so it reaches the
-trial wherever it runs (in process, a local worker, a Ray node).
+trial wherever it runs (in process, a local worker, a Ray node). Lightning evaluators read it as
+their number of epochs.
 """
 
 from __future__ import annotations

@@ -136,3 +136,33 @@ def test_asha_on_a_ray_cluster(tmp_path: Path) -> None:
     counts = collections.Counter(len(r.metrics.intermediates) for r in records)
     assert sum(counts.values()) == 12 and counts[1] > counts[3] >= 1
     _check_records(records, counts)
+
+
+def test_lightning_evaluators_train_for_the_budget(tmp_path: Path) -> None:
+    """Classification (any Lightning evaluator) trains ``trial_budget()`` epochs: one validation
+    report per epoch, whatever max_epochs says."""
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from nasflow.evaluator import Classification, DataLoader
+    from nasflow.execution import SequentialExecutionEngine
+    from nasflow.space import SimplifiedModelSpace
+
+    class Tiny(ModelSpace):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = MutableLinear(4, nasflow.choice("classes", [2, 3]))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x)
+
+    data = TensorDataset(torch.randn(32, 4), torch.randint(0, 2, (32,)))
+    evaluator = Classification(train_dataloaders=DataLoader(data, batch_size=16), val_dataloaders=DataLoader(data),
+                               max_epochs=50, enable_progress_bar=False, enable_model_summary=False, logger=False,
+                               enable_checkpointing=False, default_root_dir=str(tmp_path))
+    engine = SequentialExecutionEngine(max_model_count=3)
+    strategy = SuccessiveHalving(1, 2, 2, seed=0)
+    strategy.initialize(SimplifiedModelSpace.from_model(Tiny(), evaluator), engine)
+    strategy.run()
+    epochs = [(m.evaluator.budget, len(m.metrics.intermediates)) for m in engine.list_models()]
+    assert epochs == [(1, 1), (1, 1), (2, 2)]

@@ -59,6 +59,12 @@ class PolicyBasedRL(LearningStrategy):
         if unknown:
             raise ValueError(f"{owner}: unknown update_kwargs {unknown}; the keys are {sorted(_UPDATE_DEFAULTS)}.")
         self.update_kwargs = {**_UPDATE_DEFAULTS, **(update_kwargs or {})}
+        for key in ("batch_size", "repeat", "update_times"):
+            check_int(owner, f"update_kwargs[{key!r}]", self.update_kwargs[key], 1)
+        for key in ("lr", "clip", "entropy_coef", "value_coef"):
+            value = self.update_kwargs[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != value:
+                raise ValueError(f"{owner}: update_kwargs[{key!r}] must be a non-negative number, got {value!r}.")
         self.policy_fn = policy_fn or LSTMController
         self.seed = check_seed(owner, seed)
         self._generator = torch.Generator().manual_seed(seed if seed is not None else torch.seed())

@@ -60,5 +60,9 @@ def test_refuses_numbers_and_bad_arguments() -> None:
         PolicyBasedRL().initialize(SimplifiedModelSpace.from_model(Numeric()), None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown update_kwargs \\['lrr'\\]"):
         PolicyBasedRL(update_kwargs={"lrr": 0.1})
+    with pytest.raises(ValueError, match="update_kwargs\\['batch_size'\\] must be at least 1"):
+        PolicyBasedRL(update_kwargs={"batch_size": 0})
+    with pytest.raises(ValueError, match="update_kwargs\\['lr'\\] must be a non-negative number"):
+        PolicyBasedRL(update_kwargs={"lr": float("nan")})
     with pytest.raises(ValueError, match="samples_per_update must be at least 1"):
         PolicyBasedRL(samples_per_update=0)

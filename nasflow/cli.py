@@ -1,4 +1,4 @@
-"""The ``nasflow`` command: run a search script, list, show, resume and export experiments."""
+"""The ``nasflow`` command: run a search script, list, show, view, resume and export experiments."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from nasflow.dashboard import DEFAULT_PORT
 from nasflow.experiment.config import NasExperimentConfig
 from nasflow.experiment.experiment import NasExperiment, experiment_dir, export_code, top_records
 from nasflow.experiment.store import ExperimentStore, ModelRecord, StoreError
@@ -102,6 +103,21 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_view(args: argparse.Namespace) -> int:
+    """Serve the read-only dashboard of a stored experiment (running elsewhere, or ended) until Ctrl-C."""
+    from nasflow.dashboard import serve  # the web stack loads only for this command
+
+    _open(args.id, args.dir).close()  # a missing or foreign store is refused before binding anything
+    try:
+        dashboard = serve(experiment_dir(args.id, args.dir), host=args.host, port=args.port)
+    except (OSError, ImportError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        return 2
+    console.print(f"Dashboard of experiment {args.id}: {dashboard.url} (read-only; Ctrl-C to quit)")
+    dashboard.wait()
+    return 0
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     experiment = NasExperiment.resume(args.id, experiment_working_directory=args.dir, wait_completion=True)
     console.print(f"Experiment {experiment.id} finished; best: {experiment.export_top_models(1)}")
@@ -132,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     for name, func, helptext in (("list", cmd_list, "list experiments"),
                                  ("show", cmd_show, "trials and best models of an experiment"),
+                                 ("view", cmd_view, "serve an experiment's dashboard in the browser"),
                                  ("resume", cmd_resume, "continue a stopped or killed experiment"),
                                  ("export", cmd_export, "export the best models")):
         p = sub.add_parser(name, help=helptext)
@@ -140,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dir", help="experiment working directory (default ~/.nasflow/experiments)")
         if name in ("show", "export"):
             p.add_argument("--top-k", type=int, default=5 if name == "show" else 1)
+        if name == "view":
+            p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0 picks a free one")
+            p.add_argument("--host", default="127.0.0.1",
+                           help="address to listen on (default 127.0.0.1; another exposes it, unauthenticated)")
         if name == "export":
             p.add_argument("--format", choices=("dict", "code"), default="dict")
             p.add_argument("--output", help="write to this file instead of stdout")

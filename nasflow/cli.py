@@ -113,7 +113,7 @@ def cmd_view(args: argparse.Namespace) -> int:
     except (OSError, ImportError) as err:
         console.print(f"[red]error:[/red] {err}")
         return 2
-    console.print(f"Dashboard of experiment {args.id}: {dashboard.url} (read-only; Ctrl-C to quit)")
+    console.print(f"Dashboard of experiment {args.id}: {dashboard.url} (read-only; Ctrl-C to quit)", soft_wrap=True)
     dashboard.wait()
     return 0
 

@@ -79,12 +79,12 @@ class CanvasChart {
 }
 
 // series: [{id, name, points: [[x, y], ...], color, mode: 'line'|'markers'|'step'|'line+markers', faint}]
-// xCategories: labels for a categorical x axis (x is then the category's index).
+// xCategories: labels for a categorical x axis (x is then the category's index); integerX: steps.
 export class Plot extends CanvasChart {
   constructor(container, { height = 320, xLabel = '', yLabel = '', xCategories = null, onClick = null,
-    describe = null } = {}) {
+    describe = null, integerX = false } = {}) {
     super(container, height);
-    Object.assign(this, { xLabel, yLabel, xCategories, onClick, describe, series: [] });
+    Object.assign(this, { xLabel, yLabel, xCategories, onClick, describe, integerX, series: [] });
     this.canvas.addEventListener('mousemove', (event) => this.hover(event));
     this.canvas.addEventListener('mouseleave', () => this.hideTooltip());
     this.canvas.addEventListener('click', (event) => {
@@ -186,7 +186,8 @@ export class Plot extends CanvasChart {
     }
     ctx.textAlign = 'center';
     ctx.textBaseline = 'top';
-    const xTicks = this.xCategories ? this.xCategories.map((_, i) => i) : niceTicks(x0, x1, 8);
+    const xTicks = this.xCategories ? this.xCategories.map((_, i) => i)
+      : niceTicks(x0, x1, 8).filter((t) => !this.integerX || Number.isInteger(t));
     for (const t of xTicks) {
       const [px] = this.toPixel(t, y0);
       const text = this.xCategories ? String(this.xCategories[t]).slice(0, 18) : tickLabel(t);

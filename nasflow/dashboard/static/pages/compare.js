@@ -14,7 +14,7 @@ export function comparePage(root, route, ctx) {
   const body = h('div', {});
   const chartBox = h('div', { id: 'compare-chart' });
   clear(root, body, h('section', {}, h('h2', {}, 'Intermediate metrics'), chartBox));
-  const chart = new Plot(chartBox, { height: 300, xLabel: 'step', yLabel: 'intermediate metric',
+  const chart = new Plot(chartBox, { height: 300, xLabel: 'step', integerX: true, yLabel: 'intermediate metric',
     onClick: (series) => { location.hash = `#/trial/${series.id}`; } });
 
   async function refresh() {

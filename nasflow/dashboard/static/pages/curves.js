@@ -22,7 +22,7 @@ export function curvesPage(root, route, ctx) {
       h('span', { class: 'muted' }, 'Select models in the table, or click a curve to open its model.')),
     chartBox, legend, note);
   const chart = new Plot(chartBox, {
-    height: 420, xLabel: 'step', yLabel: 'intermediate metric',
+    height: 420, xLabel: 'step', integerX: true, yLabel: 'intermediate metric',
     onClick: (series) => { location.hash = `#/trial/${series.id}`; },
     describe: (series, point) => [`model #${series.id} (${series.status})`, `step ${point[0]}: ${fmtMetric(point[1])}`],
   });

@@ -25,7 +25,7 @@ export function trialPage(root, route, ctx) {
   const code = h('section', { id: 'code-section' }, h('h2', {}, 'Code'));
   clear(root, head, h('div', { class: 'columns' }, sample, metrics), h('section', {}, chartBox, values), history,
     failure, h('section', {}, h('h2', {}, 'Log'), logInfo, log), code);
-  const chart = new Plot(chartBox, { height: 260, xLabel: 'step', yLabel: 'intermediate metric' });
+  const chart = new Plot(chartBox, { height: 260, xLabel: 'step', integerX: true, yLabel: 'intermediate metric' });
   let codeShown = false;
 
   async function refreshLog(trial) {

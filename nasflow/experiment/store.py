@@ -52,12 +52,15 @@ _SCHEMA = (
         model_id INTEGER PRIMARY KEY, sample TEXT NOT NULL, payload BLOB, format TEXT NOT NULL,
         status TEXT NOT NULL, error TEXT, log_path TEXT, trial_id TEXT, final TEXT,
         created REAL NOT NULL, updated REAL NOT NULL)""",
-    "CREATE INDEX model_by_status ON model (status)",
+    # Covering: listings (CLI, dashboard) read these columns without visiting rows, whose payload may
+    # span overflow pages that SQLite walks to reach the columns stored after it.
+    "CREATE INDEX model_by_status ON model (status, final, updated, format, trial_id, sample)",
+    "CREATE INDEX model_by_updated ON model (updated)",  # the latest change, for change polling
     "CREATE INDEX model_by_trial ON model (trial_id)",
     """CREATE TABLE history (
         id INTEGER PRIMARY KEY, model_id INTEGER NOT NULL REFERENCES model (model_id),
         status TEXT NOT NULL, error TEXT, time REAL NOT NULL)""",
-    "CREATE INDEX history_by_model ON history (model_id, id)",
+    "CREATE INDEX history_by_model ON history (model_id, id, status, time)",  # covering: durations
     """CREATE TABLE metric (
         model_id INTEGER NOT NULL REFERENCES model (model_id), seq INTEGER NOT NULL,
         value TEXT NOT NULL, time REAL NOT NULL, PRIMARY KEY (model_id, seq)) WITHOUT ROWID""",

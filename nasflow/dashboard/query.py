@@ -404,9 +404,9 @@ class StoreView:
                  "WHEN ? = 'default' THEN value ELSE 'null' END")
         with self._read() as conn:
             status = dict(conn.execute(f"SELECT model_id, status FROM model {where}", args).fetchall())
-            joined = conn.execute(f"SELECT model_id, t, json_valid('[' || t || ']') FROM (SELECT model_id, "
-                                  f"group_concat({value}) AS t FROM metric {where} GROUP BY model_id ORDER BY model_id)",
-                                  [key, key, *args]).fetchall()
+            joined = conn.execute(
+                f"SELECT model_id, t, json_valid('[' || t || ']') FROM (SELECT model_id, group_concat({value}) AS t "
+                f"FROM metric {where} GROUP BY model_id ORDER BY model_id)", [key, key, *args]).fetchall()
             series = []
             for model_id, text, valid in joined:
                 if not valid or _NOT_NUMBERS.search(text):  # not all numbers: parse this model's one by one

@@ -21,6 +21,7 @@ import pytest
 from dashboard_support import get, get_json
 
 import nasflow
+from nasflow.cli import main
 from nasflow.dashboard import serve, server
 from nasflow.dashboard.app import STATIC_DIR, STOP_HEADER
 from nasflow.evaluator import FunctionalEvaluator
@@ -104,8 +105,8 @@ def test_nasflow_view_serves_read_only_until_interrupted(small_store: Path) -> N
     finally:
         view.send_signal(signal.SIGINT)
         assert view.wait(timeout=60) == 0, view.stderr.read()
-    missing = subprocess.run([*command[:4], "nope", *command[5:]], capture_output=True, text=True, timeout=120)
-    assert missing.returncode != 0 and "No experiment 'nope'" in missing.stdout + missing.stderr
+    with pytest.raises(SystemExit, match="No experiment 'nope'"):
+        main(["view", "nope", "--dir", str(small_store.parent), "--port", "0"])
 
 
 class Line(ModelSpace):

@@ -30,12 +30,15 @@ export function curvesPage(root, route, ctx) {
     el.addEventListener('change', () => { params.set(name, el.value); ctx.setParams(params); refresh(); });
   }
 
+  let latest = 0;
   async function refresh() {
+    const request = ++latest;
     const selected = ctx.selection.list();
     const onlySelected = showSelect.value === 'selected';
     const ids = onlySelected ? selected.join(',') || 'none' : 'all';
     const key = encodeURIComponent(keySelect.value);
     const data = ids === 'none' ? { series: [] } : await api(`/api/curves?ids=${ids}&key=${key}`);
+    if (request !== latest) return;
     const colors = new Map(selected.map((id, i) => [id, PALETTE[i % PALETTE.length]]));
     const series = data.series.map((s) => ({
       id: s.id, status: s.status, name: `model #${s.id}`,

@@ -157,10 +157,13 @@ export function trialsPage(root, route, ctx) {
       size);
   }
 
+  let latest = 0;
   async function refresh() {
     const query = new URLSearchParams(params);
     if (!query.has('limit')) query.set('limit', '50');
+    const request = ++latest;
     const [page, choiceList] = await Promise.all([api(`/api/trials?${query}`), api('/api/choices')]);
+    if (request !== latest) return; // a newer query (the user typing, or a live update) answers instead
     const key = JSON.stringify([ctx.summary.labels, Object.keys(ctx.summary.counts).sort(),
       choiceList.choices.map((c) => [c.label, c.values.map((v) => v.value)])]);
     counts.clear();

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -32,9 +31,6 @@ LOG_TAIL_BYTES = 64 * 1024
 MAX_LOG_BYTES = 1024 * 1024
 _NUMERIC_AXIS_ABOVE = 8  # a choice of more distinct numbers is plotted on a numeric axis, fewer as categories
 _CHOICE_VALUES_SHOWN = 200  # distinct values listed per label (a uniform choice has one per trial)
-# Valid JSON array items (SQLite checks) without these characters are numbers or null: no string,
-# object, array, true or false.
-_NOT_NUMBERS = re.compile(r'["{\[tf]')
 
 
 class QueryError(ValueError):
@@ -391,32 +387,38 @@ class StoreView:
 
     def curves(self, ids: tuple[int, ...] | None, key: str = "default") -> str:
         """JSON text of intermediate metrics per model, in report order (``ids`` None: every model
-        that reported); ``key`` picks an entry of dict metrics. Values that are not numbers are null.
+        that reported), and the models' ids by status; ``key`` picks an entry of dict metrics. A value
+        that is not a number is null.
 
-        SQLite joins each model's stored JSON numbers into one text and checks it is valid JSON; it is
-        passed on as it is (no per-point parsing in Python for the 100,000 points of a 10,000-trial
-        experiment) unless it holds something other than numbers and nulls."""
+        SQLite writes each model's item from its stored JSON numbers: a value is passed on as text when
+        it starts like a number (or, for a dict, its entry is a number), else as null, and the joined
+        array must be valid JSON. Python only joins the items (no per-point work for the 100,000 points
+        of a 10,000-trial experiment), and parses a model's values one by one when that check fails."""
         where, args = "", []
         if ids is not None:
             where = f"WHERE model_id IN ({', '.join('?' * len(ids)) or 'NULL'})"
             args = list(ids)
-        value = ("CASE WHEN substr(value, 1, 1) = '{' AND json_valid(value) THEN COALESCE(value -> ?, 'null') "
-                 "WHEN ? = 'default' THEN value ELSE 'null' END")
+        value = ("CASE WHEN unicode(value) = 123 THEN CASE WHEN json_valid(value) AND json_type(value -> ?1) "
+                 "IN ('integer', 'real') THEN value -> ?1 ELSE 'null' END "  # 123: '{'; 48-57, 45: a digit, '-'
+                 "WHEN ?2 AND (unicode(value) BETWEEN 48 AND 57 OR unicode(value) = 45) THEN value ELSE 'null' END")
+        numbered = [key, key == "default", *args]
         with self._read() as conn:
-            status = dict(conn.execute(f"SELECT model_id, status FROM model {where}", args).fetchall())
+            statuses = conn.execute(f"SELECT status, group_concat(model_id) FROM model {where} GROUP BY status",
+                                    args).fetchall()
             joined = conn.execute(
-                f"SELECT model_id, t, json_valid('[' || t || ']') FROM (SELECT model_id, group_concat({value}) AS t "
-                f"FROM metric {where} GROUP BY model_id ORDER BY model_id)", [key, key, *args]).fetchall()
-            series = []
-            for model_id, text, valid in joined:
-                if not valid or _NOT_NUMBERS.search(text):  # not all numbers: parse this model's one by one
-                    values = [_metric_number(_json(v), key) for (v,) in conn.execute(
-                        "SELECT value FROM metric WHERE model_id = ? ORDER BY seq", (model_id,))]
-                    text = ",".join("null" if v is None else repr(v) for v in values)
-                state = status.get(model_id)
-                state = f'"{state}"' if state in MODEL_STATUSES else json.dumps(state)
-                series.append(f'{{"id":{int(model_id)},"status":{state},"values":[{text}]}}')
-        return f'{{"key":{json.dumps(key)},"series":[{",".join(series)}]}}'
+                f"SELECT model_id, '{{\"id\":' || model_id || ',\"values\":[' || t || ']}}', "
+                f"json_valid('[' || t || ']') FROM (SELECT model_id, group_concat({value}) AS t FROM metric "
+                f"{where} GROUP BY model_id ORDER BY model_id)", numbered).fetchall()  # where's ? are ?3, ?4, ...
+            series = [item if ok else self._parsed_curve(conn, model_id, key) for model_id, item, ok in joined]
+        by_status = ",".join(f"{json.dumps(status)}:[{members}]" for status, members in statuses)
+        return f'{{"key":{json.dumps(key)},"statuses":{{{by_status}}},"series":[{",".join(series)}]}}'
+
+    @staticmethod
+    def _parsed_curve(conn: sqlite3.Connection, model_id: int, key: str) -> str:
+        """One model's curve item, its values parsed one by one (some are not plain numbers)."""
+        values = [_metric_number(_json(v), key) for (v,) in conn.execute(
+            "SELECT value FROM metric WHERE model_id = ? ORDER BY seq", (model_id,))]
+        return json.dumps({"id": model_id, "values": values})
 
     def metric_keys(self) -> list[str]:
         """Entries of dict metrics (``default`` first), from the finals and the first intermediates."""

@@ -84,10 +84,12 @@ def test_bad_parameters_say_what_to_send(params: list[tuple[str, str]], message:
 
 
 def test_curves_are_the_reported_numbers(view: StoreView) -> None:
-    curves = {s["id"]: s for s in json.loads(view.curves(None))["series"]}
-    assert curves[0]["values"] == [0.1, 0.2, 0.1 + 0.2]  # bit-equal through SQLite and JSON
-    assert curves[1]["values"] == [0.5, 0.9] and curves[1]["status"] == "trained"
-    assert curves[3] == {"id": 3, "status": "training", "values": [0.7]}
+    everything = json.loads(view.curves(None))
+    curves = {s["id"]: s["values"] for s in everything["series"]}
+    assert curves[0] == [0.1, 0.2, 0.1 + 0.2]  # bit-equal through SQLite and JSON
+    assert curves[1] == [0.5, 0.9] and curves[3] == [0.7] and curves[4] == [0.2, 0.4]
+    statuses = {status: sorted(ids) for status, ids in everything["statuses"].items()}
+    assert statuses == {"failed": [2], "trained": [0, 1, 4], "training": [3]}
     loss = {s["id"]: s["values"] for s in json.loads(view.curves((0, 1), "loss"))["series"]}
     assert loss == {0: [None, None, None], 1: [1.0, 0.25]}
     assert json.loads(view.curves(()))["series"] == []
@@ -144,6 +146,8 @@ def test_a_hostile_store_is_shown_not_obeyed(small_store: Path, tmp_path: Path) 
     with sqlite3.connect(copy / "nasflow.db") as conn:
         conn.execute("UPDATE model SET sample = 'not json', final = '{\"default\": \"x\"}' WHERE model_id = 0")
         conn.execute("UPDATE metric SET value = 'garbage' WHERE model_id = 1 AND seq = 1")
+        for seq, value in enumerate(['"0.5"', "1abc", '{"default": "x"}', "[1]", "true", "-", "7e-3"], start=1):
+            conn.execute("INSERT OR REPLACE INTO metric VALUES (4, ?, ?, 0)", (seq, value))
         conn.execute("UPDATE model SET format = 'graph', payload = ? WHERE model_id = 2", (pickle.dumps(Bomb()),))
         conn.execute("UPDATE model SET log_path = ? WHERE model_id = 4", (str(secret),))
         conn.execute("UPDATE model SET log_path = '../secret.txt' WHERE model_id = 3")
@@ -152,7 +156,8 @@ def test_a_hostile_store_is_shown_not_obeyed(small_store: Path, tmp_path: Path) 
     try:
         rows = {r["id"]: r for r in view.trials(TrialQuery.from_params([("sort", "metric")]))["rows"]}
         assert rows[0]["sample"] == {} and rows[0]["metric"] is None
-        assert {s["id"]: s["values"] for s in json.loads(view.curves((1,)))["series"]} == {1: [None, 0.9]}
+        curves = {s["id"]: s["values"] for s in json.loads(view.curves((1, 4)))["series"]}
+        assert curves == {1: [None, 0.9], 4: [None, None, None, None, None, None, 0.007]}
         assert view.summary()["total"] == 5 and view.choices() and view.parallel()["rows"]
         for model_id in (1, 3, 4):
             tail = view.log_tail(model_id)

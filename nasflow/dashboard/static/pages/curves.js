@@ -40,10 +40,12 @@ export function curvesPage(root, route, ctx) {
     const data = ids === 'none' ? { series: [] } : await api(`/api/curves?ids=${ids}&key=${key}`);
     if (request !== latest) return;
     const colors = new Map(selected.map((id, i) => [id, PALETTE[i % PALETTE.length]]));
+    const statusOf = new Map();
+    for (const [status, members] of Object.entries(data.statuses ?? {})) for (const id of members) statusOf.set(id, status);
     const series = data.series.map((s) => ({
-      id: s.id, status: s.status, name: `model #${s.id}`,
+      id: s.id, status: statusOf.get(s.id), name: `model #${s.id}`,
       points: s.values.map((v, i) => [i + 1, v]),
-      color: colors.get(s.id) ?? STATUS_COLORS[s.status] ?? '#999',
+      color: colors.get(s.id) ?? STATUS_COLORS[statusOf.get(s.id)] ?? '#999',
       faint: !colors.has(s.id), mode: 'line+markers',
     }));
     series.sort((a, b) => Number(!a.faint) - Number(!b.faint)); // highlighted curves on top

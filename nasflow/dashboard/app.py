@@ -89,11 +89,10 @@ def _error(status: int, message: str) -> Response:
 
 
 def _model_id(request: Request) -> int:
-    text = request.path_params["model_id"]
-    try:
-        return int(text)
-    except ValueError:
-        raise QueryError(f"A model id is an integer, got {text!r}.") from None
+    ids = parse_ids(request.path_params["model_id"], "A model id")
+    if len(ids) != 1:
+        raise QueryError(f"A model id is one integer, got {request.path_params['model_id'][:100]!r}.")
+    return ids[0]
 
 
 def _filename(text: str) -> str:

@@ -23,10 +23,12 @@ from typing import Any
 
 from nasflow.experiment.store import MODEL_STATUSES, ExperimentStore, StoreError, UnknownModelError, database_path
 
-__all__ = ["QueryError", "StoreView", "TrialQuery", "TERMINAL_STATUSES"]
+__all__ = ["QueryError", "StoreView", "TrialQuery", "TERMINAL_STATUSES", "parse_ids"]
 
 TERMINAL_STATUSES = ("trained", "failed", "interrupted", "invalid")
 MAX_PAGE = 500
+MAX_IDS = 10_000  # ids in one request (SQLite binds at most 32,766 parameters)
+_INT64 = (-(2**63), 2**63 - 1)
 LOG_TAIL_BYTES = 64 * 1024
 MAX_LOG_BYTES = 1024 * 1024
 _NUMERIC_AXIS_ABOVE = 8  # a choice of more distinct numbers is plotted on a numeric axis, fewer as categories
@@ -87,6 +89,8 @@ def _choice_match(label: str, value: Any) -> tuple[str, list[Any]]:
     if isinstance(value, str):
         return test.format("j.type = 'text' AND j.value = ?"), [label, value]
     if isinstance(value, int | float):
+        if isinstance(value, int) and not _INT64[0] <= value <= _INT64[1]:
+            value = float(value)  # beyond SQLite's integers; compared as a real, as SQLite stores it
         return test.format("j.type IN ('integer', 'real') AND j.value = ?"), [label, value]
     kind = "array" if isinstance(value, list) else "object"
     return test.format("j.type = ? AND j.value = json(?)"), [label, kind, json.dumps(value, separators=(",", ":"))]
@@ -119,11 +123,14 @@ def _int(params: dict[str, str], name: str, default: int, low: int, high: int) -
 
 
 def parse_ids(text: str, name: str = "ids") -> tuple[int, ...]:
-    """Comma-separated model ids, e.g. ``3,7,12``."""
+    """Comma-separated model ids, e.g. ``3,7,12`` (at most ``MAX_IDS``)."""
     try:
-        return tuple(dict.fromkeys(int(part) for part in text.split(",") if part.strip()))
+        ids = tuple(dict.fromkeys(int(part) for part in text.split(",") if part.strip()))
     except ValueError:
-        raise QueryError(f"{name} must be comma-separated model ids such as 3,7,12, got {text!r}.") from None
+        raise QueryError(f"{name} must be comma-separated model ids such as 3,7,12, got {text[:100]!r}.") from None
+    if len(ids) > MAX_IDS or any(not _INT64[0] <= i <= _INT64[1] for i in ids):
+        raise QueryError(f"{name} must hold at most {MAX_IDS} model ids, each a 64-bit integer.")
+    return ids
 
 
 @dataclass(frozen=True)
@@ -285,11 +292,13 @@ class StoreView:
     # -- overview -----------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
-        """Experiment identity, status, config, counts by status, elapsed time, best model, labels."""
+        """Experiment identity, status, config, counts by status, elapsed time, best model, labels and
+        model formats (code can be exported only from graph-format models)."""
         with self._read() as conn:
             experiment_id, name, config, status, pid, created, updated = conn.execute(
                 "SELECT experiment_id, name, config, status, pid, created, updated FROM experiment").fetchone()
             counts = dict(conn.execute("SELECT status, COUNT(*) FROM model GROUP BY status").fetchall())
+            formats = [f for (f,) in conn.execute("SELECT DISTINCT format FROM model ORDER BY format")]
             best = self._top(conn, 1)
             labels = self._cached("labels", conn, self._labels)
             version = self._version(conn)
@@ -299,7 +308,7 @@ class StoreView:
             "alive": status != "running" or _pid_alive(pid), "created": created, "updated": updated,
             "elapsed": max(0.0, end - created), "config": _json(config, config), "counts": counts,
             "total": sum(counts.values()), "best": best[0] if best else None, "labels": labels,
-            "version": version, "directory": str(self.directory),
+            "version": version, "directory": str(self.directory), "formats": formats,
         }
 
     @staticmethod
@@ -401,7 +410,7 @@ class StoreView:
         value = ("CASE WHEN unicode(value) = 123 THEN CASE WHEN json_valid(value) AND json_type(value -> ?1) "
                  "IN ('integer', 'real') THEN value -> ?1 ELSE 'null' END "  # 123: '{'; 48-57, 45: a digit, '-'
                  "WHEN ?2 AND (unicode(value) BETWEEN 48 AND 57 OR unicode(value) = 45) THEN value ELSE 'null' END")
-        numbered = [key, key == "default", *args]
+        numbered = [_key_path(key), key == "default", *args]
         with self._read() as conn:
             statuses = conn.execute(f"SELECT status, group_concat(model_id) FROM model {where} GROUP BY status",
                                     args).fetchall()
@@ -537,6 +546,13 @@ def _code_availability(fmt: str, has_payload: bool) -> dict[str, Any]:
     else:
         reason = None
     return {"available": reason is None, "reason": reason}
+
+
+def _key_path(key: str) -> str:
+    """The JSON path of a dict metric's entry (quoted: a key may hold dots or spaces)."""
+    if '"' in key or "\\" in key:
+        raise QueryError(f"Metric key {key!r} cannot be selected: it holds a quote or a backslash.")
+    return f'$."{key}"'
 
 
 def _metric_number(value: Any, key: str) -> float | None:

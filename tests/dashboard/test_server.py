@@ -54,6 +54,24 @@ def test_loopback_by_default_with_host_checks_and_strict_headers(small_store: Pa
     assert not dashboard.running
 
 
+def test_bad_requests_are_answered_with_the_reason(small_store: Path) -> None:
+    queries = {
+        "api/trials/abc": 400, "api/trials/1,2": 400, f"api/trials/{2**70}": 400, "api/trials/-5": 404,
+        "api/trials/3/log?bytes=x": 400, "api/curves?ids=x": 400, "api/curves?ids=1&key=%22": 400,
+        "api/export?format=pdf": 400, "api/export?top_k=0": 400, "api/export?ids=1,99": 404,
+        "api/export?format=code&ids=0": 400, f"api/trials?c.width={10**30}": 200, "api/trials?c.width=1e999": 200,
+        "api/trials?limit=100000": 400, "api/trials?ids=" + ",".join(map(str, range(10_001))): 400,
+        "api/nothing": 404, "static/../query.py": 404,
+    }
+    with serve(small_store, port=0) as dashboard:
+        for path, expected in queries.items():
+            status, headers, body = get(dashboard.url + path)
+            assert status == expected, (path, status, body[:200])
+            if path.startswith("api/") and status != 200:
+                assert json.loads(body)["error"], path
+        assert "model_format='graph'" in json.loads(get(dashboard.url + "api/export?format=code&ids=0")[2])["error"]
+
+
 def test_another_host_is_served_with_a_warning(small_store: Path, monkeypatch: pytest.MonkeyPatch,
                                                caplog: pytest.LogCaptureFixture) -> None:
     assert server.is_loopback("127.0.0.1") and server.is_loopback("::1") and server.is_loopback("localhost")

@@ -79,6 +79,12 @@ export function downloadLink(href, text) {
   return h('a', { class: 'button', href, download: '' }, text);
 }
 
+// Code downloads exist only for graph-format models; elsewhere the page says why.
+export function codeLink(summary, href, text) {
+  return summary.formats.includes('graph') ? downloadLink(href, text)
+    : h('span', { class: 'muted' }, "Code export needs model_format='graph'.");
+}
+
 export function modelLink(id) {
   return h('a', { href: `#/trial/${id}` }, `#${id}`);
 }

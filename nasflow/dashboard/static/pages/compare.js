@@ -3,7 +3,7 @@
 
 import { Plot } from '../charts.js';
 import {
-  api, badge, clear, downloadLink, fmtDuration, fmtMetric, fmtValue, h, modelLink, PALETTE,
+  api, badge, clear, codeLink, downloadLink, fmtDuration, fmtMetric, fmtValue, h, modelLink, PALETTE,
 } from '../dom.js';
 
 const MAX_COMPARED = 20;
@@ -40,7 +40,7 @@ export function comparePage(root, route, ctx) {
       h('div', { class: 'actions' }, `${ids.length} models`, ctx.selection.ids.size > MAX_COMPARED
         ? h('span', { class: 'warning' }, ` (the first ${MAX_COMPARED} of ${ctx.selection.ids.size} selected)`) : null,
       downloadLink(`/api/export?format=dict&ids=${query}`, 'Export samples (JSON)'),
-      downloadLink(`/api/export?format=code&ids=${query}`, 'Export code (.py)')),
+      codeLink(ctx.summary, `/api/export?format=code&ids=${query}`, 'Export code (.py)')),
       h('div', { class: 'table-scroll' }, h('table', { class: 'data', id: 'compare-table' },
         h('thead', {}, h('tr', {}, h('th', {}, ''), trials.map((t, i) => h('th', {},
           h('span', { class: 'swatch', style: `background: ${PALETTE[i % PALETTE.length]}` }), modelLink(t.id),

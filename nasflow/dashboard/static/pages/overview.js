@@ -3,7 +3,7 @@
 
 import { Plot } from '../charts.js';
 import {
-  api, badge, clear, downloadLink, fmtDuration, fmtMetric, fmtTime, fmtValue, h, modelLink, STATUS_COLORS,
+  api, badge, clear, codeLink, downloadLink, fmtDuration, fmtMetric, fmtTime, fmtValue, h, modelLink, STATUS_COLORS,
   STATUS_ORDER,
 } from '../dom.js';
 
@@ -29,7 +29,7 @@ export function overviewPage(root, _route, ctx) {
     const k = Math.max(1, Number(topK.value) || 1);
     clear(exportLinks,
       downloadLink(`/api/export?format=dict&top_k=${k}`, 'Download samples (JSON)'), ' ',
-      downloadLink(`/api/export?format=code&top_k=${k}`, 'Download code (.py)'));
+      codeLink(ctx.summary, `/api/export?format=code&top_k=${k}`, 'Download code (.py)'));
   };
   topK.addEventListener('input', updateExport);
   updateExport();

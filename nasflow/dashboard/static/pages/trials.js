@@ -2,7 +2,7 @@
 // selection for comparing, plotting and exporting.
 
 import {
-  api, badge, clear, downloadLink, fmtDuration, fmtMetric, fmtValue, h, modelLink, STATUS_ORDER,
+  api, badge, clear, codeLink, downloadLink, fmtDuration, fmtMetric, fmtValue, h, modelLink, STATUS_ORDER,
 } from '../dom.js';
 
 const PAGE_SIZES = [25, 50, 100, 200];
@@ -98,7 +98,7 @@ export function trialsPage(root, route, ctx) {
       h('a', { class: 'button', href: `#/compare?ids=${query}`, id: 'compare-selected' }, 'Compare'),
       h('a', { class: 'button', href: `#/curves?ids=${query}` }, 'Curves'),
       downloadLink(`/api/export?format=dict&ids=${query}`, 'Export samples (JSON)'),
-      downloadLink(`/api/export?format=code&ids=${query}`, 'Export code (.py)'),
+      codeLink(ctx.summary, `/api/export?format=code&ids=${query}`, 'Export code (.py)'),
       h('button', { type: 'button', onclick: () => { ctx.selection.set([]); renderActions(); renderTable(); } },
         'Clear selection'),
     ]);

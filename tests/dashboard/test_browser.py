@@ -81,6 +81,7 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
     downloads.mkdir()
     options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
                                               "download.prompt_for_download": False})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
     driver.downloads = downloads
@@ -189,6 +190,18 @@ def test_watch_filter_plot_export_and_stop_a_live_experiment(browser: webdriver.
         assert "class TinySpace(nn.Module)" in code and "nn.Linear(6, 8)" in code
         browser.save_screenshot(str(shots / "5-trial.png"))
 
+        # Compare two models side by side; relate each choice to the metric.
+        browser.get(url + f"#/compare?ids={ids['4-relu']},{model}")
+        header = until(browser, lambda: browser.find_element(By.CSS_SELECTOR, "#compare-table thead").text, "compare")
+        assert header.split() == [f"#{ids['4-relu']}×", f"#{model}×"]
+        differing = [row.text.split()[0] for row in browser.find_elements(By.CSS_SELECTOR, "#compare-table tr.differs")]
+        assert [name for name in differing if name != "Duration"] == ["Final", "width"]  # same status, steps, act
+        browser.get(url + "#/choices")
+        rows = until(browser, lambda: browser.execute_script(
+            "return document.querySelector('#parallel-chart').plot.rows.map(r => [r.id, r.values])"), "coordinates")
+        assert sorted(rows) == sorted([[ids["4-relu"], [0, 0, 4.5]], [ids["8-relu"], [1, 0, 8.5]]])
+        browser.save_screenshot(str(shots / "6-choices.png"))
+
         # Export from the overview downloads the best model's sample and its code.
         browser.get(url + "#/")
         until(browser, lambda: browser.find_element(By.ID, "best").text.startswith("BEST MODEL\n8.5"), "the best")
@@ -200,7 +213,7 @@ def test_watch_filter_plot_export_and_stop_a_live_experiment(browser: webdriver.
         before = set(browser.downloads.iterdir())
         browser.find_element(By.PARTIAL_LINK_TEXT, "Download samples").click()
         assert json.loads(downloaded(browser, ".json", before).read_text()) == experiment.export_top_models(1)
-        browser.save_screenshot(str(shots / "6-overview.png"))
+        browser.save_screenshot(str(shots / "7-overview.png"))
 
         # The stop control stops the experiment (the held trial is interrupted).
         browser.find_element(By.ID, "stop").click()
@@ -208,7 +221,7 @@ def test_watch_filter_plot_export_and_stop_a_live_experiment(browser: webdriver.
         until(browser, lambda: browser.find_element(By.ID, "experiment-status").text == "stopped", "stopped")
         assert experiment.wait_completion() is False
         assert not browser.find_elements(By.ID, "stop")
-        browser.save_screenshot(str(shots / "7-stopped.png"))
+        browser.save_screenshot(str(shots / "8-stopped.png"))
     finally:
         for name in ("4-relu", "4-tanh", "8-relu", "8-tanh"):
             (gates / name).touch()
@@ -221,4 +234,6 @@ def test_watch_filter_plot_export_and_stop_a_live_experiment(browser: webdriver.
         until(browser, lambda: table(browser).get(ids["4-tanh"]) == "interrupted", "the interrupted row")
         assert "read-only" in browser.find_element(By.ID, "header").text
         assert not browser.find_elements(By.ID, "stop")
-        browser.save_screenshot(str(shots / "8-view.png"))
+        browser.save_screenshot(str(shots / "9-view.png"))
+    errors = [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not errors, errors

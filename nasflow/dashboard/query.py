@@ -13,7 +13,6 @@ import json
 import math
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -21,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nasflow.experiment.store import MODEL_STATUSES, ExperimentStore, StoreError, UnknownModelError, database_path
+from nasflow.experiment.store import MODEL_STATUSES, ExperimentStore, StoreError, UnknownModelError
 
 __all__ = ["QueryError", "StoreView", "TrialQuery", "TERMINAL_STATUSES", "parse_ids"]
 
@@ -228,38 +227,24 @@ class StoreView:
     """A read-only view of one experiment's store, shared by the dashboard's request threads."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        db = database_path(path)
-        ExperimentStore.open(db, read_only=True).close()  # identity and version checks, with clear errors
-        try:
-            self._conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
-                                         check_same_thread=False, timeout=5.0)
-        except sqlite3.Error as exc:
-            raise StoreError(f"Cannot open experiment store {db} read-only: {exc}.", db) from exc
-        self.path = db
-        self.directory = db.parent.resolve()
-        self._lock = threading.Lock()
+        self._store = ExperimentStore.open(path, read_only=True)  # identity and version checked, clear errors
+        self.path = self._store.path
+        self.directory = self.path.parent.resolve()
         self._cache: dict[str, tuple[str, Any]] = {}
         with self._read() as conn:
             self.experiment_id: str = conn.execute("SELECT experiment_id FROM experiment").fetchone()[0]
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._store.close()
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        """One snapshot for several queries, while the experiment process keeps writing."""
-        with self._lock:
-            conn = self._conn
-            try:
-                conn.execute("BEGIN")
-                try:
-                    yield conn
-                finally:
-                    if conn.in_transaction:
-                        conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise StoreError(f"Cannot read experiment store {self.path}: {exc}.", self.path) from exc
+        """One snapshot for several queries while the experiment process writes; errors name the store."""
+        try:
+            with self._store.snapshot() as conn:
+                yield conn
+        except sqlite3.Error as exc:
+            raise StoreError(f"Cannot read experiment store {self.path}: {exc}.", self.path) from exc
 
     @staticmethod
     def _version(conn: sqlite3.Connection) -> str:

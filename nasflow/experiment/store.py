@@ -18,7 +18,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -456,6 +456,11 @@ class ExperimentStore:
                 finally:
                     if conn.in_transaction:
                         conn.execute("COMMIT")
+
+    def snapshot(self) -> AbstractContextManager[sqlite3.Connection]:
+        """A read transaction on the store's connection for readers with their own SQL (the dashboard's
+        queries): one consistent snapshot while the writer runs."""
+        return self._read()
 
     def _touch(self, conn: sqlite3.Connection, model_id: int, now: float, **columns: Any) -> None:
         """Set ``columns`` (internal names only) and ``updated`` on a model row; unknown ids raise."""

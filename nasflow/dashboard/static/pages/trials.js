@@ -6,6 +6,7 @@ import {
 } from '../dom.js';
 
 const PAGE_SIZES = [25, 50, 100, 200];
+const CHOICES_EVERY_MS = 10000;
 const COLUMNS = [['id', 'Model'], ['status', 'Status'], ['metric', 'Metric'], ['steps', 'Steps'],
   ['duration', 'Duration']];
 
@@ -158,12 +159,17 @@ export function trialsPage(root, route, ctx) {
   }
 
   let latest = 0;
+  let choiceList = null;
+  let choicesAt = -Infinity;
   async function refresh() {
     const query = new URLSearchParams(params);
     if (!query.has('limit')) query.set('limit', '50');
     const request = ++latest;
-    const [page, choiceList] = await Promise.all([api(`/api/trials?${query}`), api('/api/choices')]);
+    // The filters' value lists scan every model: refreshed at most every CHOICES_EVERY_MS while trials run.
+    const fresh = performance.now() - choicesAt > CHOICES_EVERY_MS || ctx.summary.labels.length !== choices.length;
+    const [page, list] = await Promise.all([api(`/api/trials?${query}`), fresh ? api('/api/choices') : choiceList]);
     if (request !== latest) return; // a newer query (the user typing, or a live update) answers instead
+    if (fresh) { choiceList = list; choicesAt = performance.now(); }
     const key = JSON.stringify([ctx.summary.labels, Object.keys(ctx.summary.counts).sort(),
       choiceList.choices.map((c) => [c.label, c.values.map((v) => v.value)])]);
     counts.clear();

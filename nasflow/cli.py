@@ -1,4 +1,7 @@
-"""The ``nasflow`` command: run a search script, list, show, view, resume and export experiments."""
+"""The ``nasflow`` command: run a search script, list, show, view, resume and export experiments.
+
+Torch loads only in the commands that need it (show, export, resume, run), so ``nasflow view``
+starts in a fraction of a second."""
 
 from __future__ import annotations
 
@@ -15,9 +18,7 @@ from rich.table import Table
 
 from nasflow.dashboard import DEFAULT_PORT
 from nasflow.experiment.config import NasExperimentConfig
-from nasflow.experiment.experiment import NasExperiment, experiment_dir, export_code, top_records
 from nasflow.experiment.store import ExperimentStore, ModelRecord, StoreError
-from nasflow.space import metric_number
 
 __all__ = ["main"]
 
@@ -33,12 +34,14 @@ def _when(timestamp: float) -> str:
 
 
 def _metric(record: ModelRecord) -> str:
+    from nasflow.space import metric_number
+
     value = metric_number(record.metrics.final)
     return "-" if value is None else f"{value:.6g}"
 
 
 def _open(experiment_id: str, directory: str | None) -> ExperimentStore:
-    path = experiment_dir(experiment_id, directory)
+    path = _base_dir(directory) / experiment_id
     if not (path / "nasflow.db").exists():
         raise SystemExit(f"No experiment {experiment_id!r} under {path.parent}. `nasflow list` shows the experiments.")
     return ExperimentStore.open(path, read_only=True)
@@ -77,15 +80,19 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def top_records_from(records: Sequence[ModelRecord]) -> ModelRecord | None:
     trained = [r for r in records if r.status == "trained" and r.metrics.final is not None]
+    from nasflow.space import metric_number
+
     return max(trained, key=lambda r: metric_number(r.metrics.final), default=None)  # type: ignore[arg-type, return-value]
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     with _open(args.id, args.dir) as store:
         exp, records = store.experiment(), store.models(include_payload=False)
+        from nasflow.experiment.experiment import top_records
+
         best = top_records(store, args.top_k)
     console.print(f"[bold]{exp.experiment_id}[/bold] {exp.name}: {exp.status}, {len(records)} models, "
-                  f"created {_when(exp.created)}, store {experiment_dir(args.id, args.dir)}")
+                  f"created {_when(exp.created)}, store {_base_dir(args.dir) / args.id}")
     table = Table(title="Trials")
     for column in ("model", "status", "metric", "intermediates", "sample", "trial", "error"):
         table.add_column(column, overflow="fold")
@@ -109,7 +116,7 @@ def cmd_view(args: argparse.Namespace) -> int:
 
     _open(args.id, args.dir).close()  # a missing or foreign store is refused before binding anything
     try:
-        dashboard = serve(experiment_dir(args.id, args.dir), host=args.host, port=args.port)
+        dashboard = serve(_base_dir(args.dir) / args.id, host=args.host, port=args.port)
     except (OSError, ImportError) as err:
         console.print(f"[red]error:[/red] {err}")
         return 2
@@ -119,6 +126,8 @@ def cmd_view(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from nasflow.experiment.experiment import NasExperiment
+
     experiment = NasExperiment.resume(args.id, experiment_working_directory=args.dir, wait_completion=True)
     console.print(f"Experiment {experiment.id} finished; best: {experiment.export_top_models(1)}")
     return 0
@@ -126,6 +135,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     with _open(args.id, args.dir) as store:
+        from nasflow.experiment.experiment import export_code, top_records
+
         records = top_records(store, args.top_k)
         if args.format == "dict":
             text = json.dumps([r.sample for r in records], indent=2)

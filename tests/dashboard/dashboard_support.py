@@ -45,7 +45,7 @@ def build_store(path: Path) -> Path:
         patch.setattr(store_module, "time", SimpleNamespace(time=clock.time))
         store = ExperimentStore.create(path, "dash", "dashboard test", {"max_trial_number": 5, "engine": "ts"})
         for model_id, (sample, status, intermediates, final, error, seconds) in MODELS.items():
-            store.add_model(model_id, sample, format="simplified", payload=b"not read", status="frozen")
+            store.add_model(model_id, sample, format="simplified", status="frozen")
             log = path / "trials" / f"t{model_id}.log"
             log.parent.mkdir(exist_ok=True)
             log.write_text("".join(f"model {model_id} line {n}\n" for n in range(LOG_LINES)))

@@ -149,6 +149,7 @@ def test_a_hostile_store_is_shown_not_obeyed(small_store: Path, tmp_path: Path) 
         for seq, value in enumerate(['"0.5"', "1abc", '{"default": "x"}', "[1]", "true", "-", "7e-3"], start=1):
             conn.execute("INSERT OR REPLACE INTO metric VALUES (4, ?, ?, 0)", (seq, value))
         conn.execute("UPDATE model SET format = 'graph', payload = ? WHERE model_id = 2", (pickle.dumps(Bomb()),))
+        conn.execute("UPDATE model SET format = 'graph', payload = ? WHERE model_id = 3", ('{"format": "evil"}',))
         conn.execute("UPDATE model SET log_path = ? WHERE model_id = 4", (str(secret),))
         conn.execute("UPDATE model SET log_path = '../secret.txt' WHERE model_id = 3")
         conn.execute("UPDATE model SET log_path = ? WHERE model_id = 1", (str(copy / "trials" / "link.log"),))
@@ -164,8 +165,10 @@ def test_a_hostile_store_is_shown_not_obeyed(small_store: Path, tmp_path: Path) 
             assert tail["text"] is None and "outside the experiment folder" in tail["reason"]
         from nasflow.dashboard.app import generate_code
 
-        with pytest.raises(Exception):  # noqa: B017 - whatever the decoder says, it must not run the payload
-            generate_code(view.graph_ir(2))
+        with pytest.raises(QueryError, match="not JSON text"):  # a pickle is not even read as the IR
+            view.graph_ir(2)
+        with pytest.raises(ValueError, match="Not nasflow graph IR JSON"):
+            generate_code(view.graph_ir(3))
         assert not marker.exists()
     finally:
         view.close()

@@ -61,10 +61,11 @@ export function overviewPage(root, _route, ctx) {
       return [t, metric, progress.ids[i]];
     });
     if (steps.length) steps.push([points[points.length - 1][0], best, steps[steps.length - 1][2]]);
+    const end = Math.max(1, progress.times.at(-1) ?? 0, s.elapsed) * 1.02; // the time axis starts at the start
     chart.setData([
       { id: 'all', name: 'trained model', points, color: '#9e9e9e', mode: 'markers', radius: 2.5 },
       { id: 'best', name: 'best so far', points: steps, color: '#1565c0', mode: 'step' },
-    ]);
+    ], { xDomain: [0, end] });
     config.textContent = JSON.stringify(s.config, null, 2);
   }
   return { refresh };

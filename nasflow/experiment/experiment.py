@@ -191,14 +191,15 @@ class NasExperiment:
             self._store = self._recorder = self._progress = None
             raise
 
-    def _serve_dashboard(self, store: ExperimentStore, sock: socket.socket | None) -> None:
-        """The live dashboard on the bound ``sock`` (if any), with this experiment's stop."""
+    def _serve_dashboard(self, store: ExperimentStore, sock: socket.socket | None, *, live: bool = True) -> None:
+        """The dashboard on the bound ``sock`` (if any): with this experiment's stop when ``live``."""
         if sock is None:
             return
         from nasflow.dashboard import serve
 
-        self.dashboard = serve(store.path, sock=sock, stop=self.stop)
-        print(f"Dashboard of experiment {self.id}: {self.dashboard.url}", file=sys.stderr, flush=True)
+        self.dashboard = serve(store.path, sock=sock, stop=self.stop if live else None)
+        print(f"Dashboard of experiment {self.id}: {self.dashboard.url}{'' if live else ' (read-only)'}",
+              file=sys.stderr, flush=True)
 
     def _close_dashboard(self, sock: socket.socket | None) -> None:
         if self.dashboard is not None:
@@ -409,12 +410,25 @@ class NasExperiment:
         return experiment
 
     @classmethod
-    def view(cls, experiment_id: str, *, experiment_working_directory: str | None = None) -> NasExperiment:
-        """Open an experiment read-only to list and export its models."""
-        store = cls._open_store(experiment_id, experiment_working_directory, read_only=True)
-        space, strategy, config = load_setup(store)
+    def view(cls, experiment_id: str, port: int | None = None, non_blocking: bool = False, *,
+             experiment_working_directory: str | None = None) -> NasExperiment:
+        """Open an experiment read-only to list and export its models.
+
+        As in NNI, ``port`` also serves its read-only dashboard (as ``nasflow view``) and, unless
+        ``non_blocking``, serves until Ctrl-C; otherwise ``experiment.dashboard.close()`` ends it."""
+        sock = _dashboard_socket(port)
+        try:
+            store = cls._open_store(experiment_id, experiment_working_directory, read_only=True)
+            space, strategy, config = load_setup(store)
+        except BaseException:
+            if sock is not None:
+                sock.close()
+            raise
         experiment = cls(space, None, strategy, config, id=experiment_id)
         experiment._store = store
+        experiment._serve_dashboard(store, sock, live=False)
+        if experiment.dashboard is not None and not non_blocking:
+            experiment.dashboard.wait()
         return experiment
 
 

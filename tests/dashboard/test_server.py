@@ -182,6 +182,14 @@ def test_run_with_a_port_serves_the_live_experiment_and_its_stop(tmp_path: Path)
     with ExperimentStore.open(tmp_path / "live", read_only=True) as store:
         assert store.experiment().status == "stopped"
 
+    viewed = NasExperiment.view("live", 0, non_blocking=True, experiment_working_directory=str(tmp_path))  # as NNI
+    try:
+        summary = get_json(viewed.dashboard.url + "api/summary")
+        assert summary["read_only"] and not summary["can_stop"] and summary["status"] == "stopped"
+        assert summary["counts"] == {"interrupted": 1}  # the stop cut the held model short
+    finally:
+        viewed.dashboard.close()
+
 
 def test_every_static_file_ships_in_the_wheel() -> None:
     globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][

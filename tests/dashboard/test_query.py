@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from dashboard_support import LOG_LINES, MODELS
 
+from nasflow.cli import main
 from nasflow.dashboard.query import LOG_TAIL_BYTES, QueryError, StoreView, TrialQuery
-from nasflow.experiment.experiment import top_records
-from nasflow.experiment.store import ExperimentStore, StoreForeignError
+from nasflow.experiment.store import StoreForeignError
 
 
 @pytest.fixture(scope="module")
@@ -96,13 +96,14 @@ def test_curves_are_the_reported_numbers(view: StoreView) -> None:
     assert view.metric_keys() == ["default", "loss"]
 
 
-def test_summary_progress_and_export_order_match_the_library(view: StoreView, small_store: Path) -> None:
+def test_summary_progress_and_export_order_match_the_library(view: StoreView, small_store: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
     summary = view.summary()
     assert summary["counts"] == {"trained": 3, "failed": 1, "training": 1} and summary["total"] == 5
     assert summary["config"] == {"max_trial_number": 5, "engine": "ts"} and summary["alive"]
-    with ExperimentStore.open(small_store, read_only=True) as store:
-        expected = [r.model_id for r in top_records(store, None)]
-    assert [row["id"] for row in view.export_rows(top_k=None)] == expected == [1, 4, 0]
+    assert main(["export", "dash", "--dir", str(small_store.parent), "--top-k", "3", "--format", "dict"]) == 0
+    expected = json.loads(capsys.readouterr().out)  # what `nasflow export` calls the best, in its order
+    assert [row["sample"] for row in view.export_rows(top_k=None)] == expected == [MODELS[i][0] for i in (1, 4, 0)]
     assert summary["best"] == {"id": 1, "metric": 0.9, "sample": MODELS[1][0]}
     assert [row["id"] for row in view.export_rows(ids=(4, 0))] == [4, 0]
     progress = view.progress()
@@ -147,7 +148,7 @@ def test_a_hostile_store_is_shown_not_obeyed(small_store: Path, tmp_path: Path) 
         conn.execute("UPDATE model SET sample = 'not json', final = '{\"default\": \"x\"}' WHERE model_id = 0")
         conn.execute("UPDATE metric SET value = 'garbage' WHERE model_id = 1 AND seq = 1")
         for seq, value in enumerate(['"0.5"', "1abc", '{"default": "x"}', "[1]", "true", "-", "7e-3"], start=1):
-            conn.execute("INSERT OR REPLACE INTO metric VALUES (4, ?, ?, 0)", (seq, value))
+            conn.execute("INSERT OR REPLACE INTO metric (model_id, seq, value, time) VALUES (4, ?, ?, 0)", (seq, value))
         conn.execute("UPDATE model SET format = 'graph', payload = ? WHERE model_id = 2", (pickle.dumps(Bomb()),))
         conn.execute("UPDATE model SET format = 'graph', payload = ? WHERE model_id = 3", ('{"format": "evil"}',))
         conn.execute("UPDATE model SET log_path = ? WHERE model_id = 4", (str(secret),))

@@ -46,12 +46,13 @@ TABLE_QUERIES = {
 }
 
 
-def graph_payload() -> bytes:
-    """The IR JSON of one model of an 8-choice space, as the store keeps graph-format models."""
+def graph_payload() -> bytes | str | None:
+    """What the experiment stores for one model of an 8-choice graph-format space (its IR JSON)."""
     import torch
     from torch import nn
 
     import nasflow
+    from nasflow.experiment.recording import model_payload
     from nasflow.nn import LayerChoice, ModelSpace, MutableLinear
     from nasflow.space.graph import GraphModelSpace
 
@@ -70,7 +71,7 @@ def graph_payload() -> bytes:
             return x
 
     space = GraphModelSpace.from_model(Space(), None)
-    return json.dumps(space.default().dump()).encode()  # default(): the model of every default choice
+    return model_payload(space.default())  # default(): the model of every default choice
 
 
 def build(path: Path, trials: int, seed: int = 0) -> None:

@@ -2,11 +2,27 @@
 
 from nasflow.training_service.remote import RemoteConfig, RemoteMachineConfig
 
-from .config import ConfigError, NasExperimentConfig
+from .config import (
+    CgoEngineConfig,
+    ConfigError,
+    ExecutionEngineConfig,
+    GraphModelFormatConfig,
+    LocalConfig,
+    ModelFormatConfig,
+    NasExperimentConfig,
+    RawModelFormatConfig,
+    RayConfig,
+    SequentialEngineConfig,
+    SimplifiedModelFormatConfig,
+    TrainingServiceConfig,
+    TrainingServiceEngineConfig,
+)
 from .experiment import NasExperiment
 from .store import ExperimentStore, StoreError
 
 __all__ = [
     "NasExperiment", "NasExperimentConfig", "ConfigError", "ExperimentStore", "StoreError", "RemoteConfig",
-    "RemoteMachineConfig",
+    "RemoteMachineConfig", "ExecutionEngineConfig", "TrainingServiceEngineConfig", "SequentialEngineConfig",
+    "CgoEngineConfig", "ModelFormatConfig", "RawModelFormatConfig", "SimplifiedModelFormatConfig",
+    "GraphModelFormatConfig", "TrainingServiceConfig", "LocalConfig", "RayConfig",
 ]

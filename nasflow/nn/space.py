@@ -33,13 +33,13 @@ class BaseModelSpace(Mutable):
 @contextmanager
 def model_context(sample: Sample) -> Iterator[Sample]:
     """Inside, constructing a space gives the frozen model that ``sample`` picks."""
-    with frozen_context(sample) as merged:
+    with frozen_context(sample, model=True) as merged:
         yield merged
 
 
 def current_model() -> Sample | None:
     """The sample of the enclosing ``model_context``, or None outside one."""
-    return frozen_context.current()
+    return frozen_context.current_model()
 
 
 def outer_label_scope(path: list[str] | None) -> Any:

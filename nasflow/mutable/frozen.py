@@ -22,26 +22,31 @@ _local = threading.local()
 _hooks: list[Callable[[Any], dict[str, Any] | None]] = []
 
 
-def _stack() -> list[dict[str, Any] | None]:
+def _stack() -> list[tuple[dict[str, Any], bool] | None]:
     if not hasattr(_local, "samples"):
         _local.samples = []
     return _local.samples
 
 
 class frozen_context:  # noqa: N801 (NNI's public name)
-    """``with frozen_context(sample):`` makes mutables created inside resolve to ``sample``'s values."""
+    """``with frozen_context(sample):`` makes ``ensure_frozen`` resolve mutables to ``sample``'s values.
 
-    def __init__(self, sample: dict[str, Any] | None = None) -> None:
+    ``model=True`` (what ``model_context`` passes) also makes model-space modules built inside
+    build the frozen model the sample picks; a plain frozen context is NNI's dry-run context.
+    """
+
+    def __init__(self, sample: dict[str, Any] | None = None, *, model: bool = False) -> None:
         if sample is not None and not isinstance(sample, dict):
             raise TypeError(f"A frozen context needs a sample dict ({{label: value}}), got {sample!r}.")
         self.value: dict[str, Any] = dict(sample) if sample is not None else {}
+        self.model = model
 
     @property
     def sample(self) -> dict[str, Any]:
         return self.value
 
     def __enter__(self) -> dict[str, Any]:
-        _stack().append(self.value)
+        _stack().append((self.value, self.model))
         return frozen_context.current() or {}
 
     def __exit__(self, *exc: Any) -> None:
@@ -50,20 +55,19 @@ class frozen_context:  # noqa: N801 (NNI's public name)
     @staticmethod
     def current() -> dict[str, Any] | None:
         """Every layer merged (inner wins), or None outside any context."""
-        merged: dict[str, Any] | None = None
-        for layer in _stack():
-            if layer is None:  # bypass(): what is below does not count
-                merged = None
-                continue
-            merged = {**(merged or {}), **layer}
-        return merged
+        return _merged(model_only=False)
+
+    @staticmethod
+    def current_model() -> dict[str, Any] | None:
+        """The merged sample when a model context is in force (a frozen model is being built), else None."""
+        return _merged(model_only=True)
 
     @staticmethod
     def top_context() -> dict[str, Any]:
         stack = _stack()
         if not stack or stack[-1] is None:
             raise RuntimeError("No frozen context is found. Please use frozen_context() to create one.")
-        return stack[-1]
+        return stack[-1][0]  # type: ignore[index]
 
     @staticmethod
     def update(sample: dict[str, Any]) -> None:
@@ -79,6 +83,18 @@ class frozen_context:  # noqa: N801 (NNI's public name)
             yield
         finally:
             _stack().pop()
+
+
+def _merged(model_only: bool) -> dict[str, Any] | None:
+    merged: dict[str, Any] | None = None
+    model = False
+    for layer in _stack():
+        if layer is None:  # bypass(): what is below does not count
+            merged, model = None, False
+            continue
+        merged = {**(merged or {}), **layer[0]}
+        model = model or layer[1]
+    return merged if model or not model_only else None
 
 
 def register_ensure_frozen_hook(hook: Callable[[Any], dict[str, Any] | None]) -> Callable[[], None]:

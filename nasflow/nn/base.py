@@ -22,13 +22,14 @@ from nasflow.mutable.labels import strict_label_scope
 
 from .init_recording import _RECORD_KEY as INIT_RECORD_KEY
 
-__all__ = ["MutableModule", "freeze_module", "module_leaf_mutables", "check_module_contains", "current_sample",
+__all__ = ["MutableModule", "freeze_module", "recursive_freeze", "module_leaf_mutables", "check_module_contains",
+           "current_sample",
            "strict_label_scope"]
 
 
 def current_sample() -> Sample | None:
     """The sample in force while a space is being built as a frozen model, if any."""
-    return frozen_context.current()
+    return frozen_context.current_model()
 
 
 class MutableModule(Mutable, nn.Module):
@@ -139,6 +140,16 @@ def freeze_module(module: nn.Module, sample: Sample) -> nn.Module:
     if not has_mutables(module):
         return module
     return copy_with_children(module, sample)
+
+
+def recursive_freeze(module: nn.Module, sample: Sample, include_root: bool = True) -> tuple[nn.Module, bool]:
+    """NNI's helper: ``(frozen module, whether anything was replaced)``; ``include_root=False`` freezes
+    only the descendants of a mutable ``module``."""
+    if include_root or not isinstance(module, MutableModule):
+        if not has_mutables(module):
+            return module, False
+        return copy.deepcopy(freeze_module(module, sample)), True
+    return copy.deepcopy(copy_with_children(module, sample)), has_mutables(module)
 
 
 def copy_with_children(module: nn.Module, sample: Sample) -> nn.Module:

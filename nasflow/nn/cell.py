@@ -157,7 +157,7 @@ class Cell(MutableModule):
         shapes still gets its weights from the space.
         """
         if self.op_candidates_factory is not None:
-            with frozen_context(sample):
+            with frozen_context(sample, model=True):
                 new = Cell(self.op_candidates_factory, self.num_nodes, self.num_ops_per_node, self.num_predecessors,
                            self.merge_op, self.preprocessor, self.postprocessor, self.concat_dim, label=self.label)
             for space_ops, new_ops in zip(self.ops, new.ops, strict=True):

@@ -140,7 +140,7 @@ class ParametrizedModule(MutableModule):
         """
         if not self.mutables and self._wraps is None:
             return super().freeze_shallow(sample)  # mutable children (if any) still need freezing
-        with frozen_context(sample):
+        with frozen_context(sample, model=True):
             new = type(self)(*self.trace_args, **self.trace_kwargs)
         old_state, new_state = self.state_dict(), new.state_dict()
         if old_state.keys() == new_state.keys() and all(old_state[k].shape == new_state[k].shape for k in old_state):

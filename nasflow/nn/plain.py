@@ -114,7 +114,7 @@ def explain_mutable_arguments(init: Callable[..., None]) -> Callable[..., None]:
             if explained is None:
                 raise
             raise explained from err
-        if frozen_context.current() is None:  # a frozen model is built from values, never mutables
+        if frozen_context.current_model() is None:  # a frozen model is built from values, never mutables
             check_plain_modules(self)
 
     return wrapper

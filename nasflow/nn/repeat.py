@@ -13,7 +13,7 @@ from torch import nn
 from nasflow.mutable import Categorical, LabeledMutable, Mutable, Sample
 from nasflow.mutable.labels import numbering_scope
 
-from .base import MutableModule, current_sample, freeze_module
+from .base import MutableModule, check_module_contains, current_sample, freeze_module
 
 __all__ = ["Repeat"]
 
@@ -112,6 +112,19 @@ class Repeat(MutableModule):
             return self.depth_choice
         return self.depth_choice.freeze(sample) if sample is not None else self.depth_choice.default()
 
+    def check_contains(self, sample: Sample) -> Any:
+        """The depth, then only the blocks that depth keeps (NNI: a sample needs nothing for the rest)."""
+        if isinstance(self.depth_choice, Mutable):
+            err = self.depth_choice.check_contains(sample)
+            if err is not None:
+                return err
+        for index, block in enumerate(self.blocks[: self.depth(sample)]):
+            err = check_module_contains(block, sample)
+            if err is not None:
+                err.paths.append(str(index))
+                return err
+        return None
+
     def freeze_shallow(self, sample: Sample) -> nn.Module:
         return nn.Sequential(*(freeze_module(block, sample) for block in self.blocks[: self.depth(sample)]))
 
@@ -119,6 +132,12 @@ class Repeat(MutableModule):
         for block in self.blocks[: self.depth()]:
             x = block(x)
         return x
+
+    def __getitem__(self, index: int) -> nn.Module:
+        return self.blocks[index]
+
+    def __len__(self) -> int:
+        return self.max_depth
 
     def extra_repr(self) -> str:
         return f"depth={self.depth_choice!r}, label={self.label!r}"

@@ -15,7 +15,7 @@ from typing import Any
 from torch import nn
 
 from nasflow.mutable import Constraint, Mutable, Sample, label_scope
-from nasflow.mutable.frozen import frozen_context, register_ensure_frozen_hook
+from nasflow.mutable.frozen import frozen_context, frozen_factory, register_ensure_frozen_hook
 from nasflow.mutable.labels import strict_label_scope
 
 from .base import MutableModule
@@ -29,17 +29,22 @@ __all__ = ["BaseModelSpace", "ModelSpace", "model_context", "current_model", "ou
 class BaseModelSpace(Mutable):
     """Marker for a complete search space (as opposed to a part of one)."""
 
+    @classmethod
+    def frozen_factory(cls, sample: Sample) -> frozen_factory:
+        """A factory building this space's class as the model ``sample`` picks: ``Space.frozen_factory(s)(*args)``."""
+        return frozen_factory(cls, frozen_context(sample, model=True))
+
 
 @contextmanager
 def model_context(sample: Sample) -> Iterator[Sample]:
     """Inside, constructing a space gives the frozen model that ``sample`` picks."""
-    with frozen_context(sample) as merged:
+    with frozen_context(sample, model=True) as merged:
         yield merged
 
 
 def current_model() -> Sample | None:
     """The sample of the enclosing ``model_context``, or None outside one."""
-    return frozen_context.current()
+    return frozen_context.current_model()
 
 
 def outer_label_scope(path: list[str] | None) -> Any:

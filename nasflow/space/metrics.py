@@ -41,13 +41,16 @@ class Metrics:
     """The metrics a model's trial reported: intermediates in report order, and the final one.
 
     As in NNI, a strict ``Metrics`` keeps numbers: a dict metric is stored as its ``'default'``
-    entry (the full dict stays in the experiment's store); ``strict=False`` keeps any value as given.
+    entry; ``strict=False`` keeps any value as given. ``reported_intermediates`` and
+    ``reported_final`` keep what the trial reported (dicts whole), as the experiment's store does.
     """
 
     def __init__(self, strict: bool = True, intermediates: list[Any] | None = None, final: Any = None) -> None:
         self.strict = strict
         self.intermediates: list[Any] = []
+        self.reported_intermediates: list[Any] = []
         self._final: Any = None
+        self.reported_final: Any = None
         for value in intermediates or []:
             self.add_intermediate(value)
         if final is not None:
@@ -69,6 +72,7 @@ class Metrics:
 
     def add_intermediate(self, value: Any) -> None:
         self.intermediates.append(self._dump(value))
+        self.reported_intermediates.append(value)
 
     @property
     def final(self) -> Any:
@@ -77,6 +81,7 @@ class Metrics:
     @final.setter
     def final(self, value: Any) -> None:
         self._final = None if value is None else self._dump(value)
+        self.reported_final = value
 
     def set_final(self, value: Any) -> None:
         self.final = value
@@ -88,7 +93,8 @@ class Metrics:
 
     def clear(self) -> None:
         self.intermediates.clear()
-        self._final = None
+        self.reported_intermediates.clear()
+        self._final = self.reported_final = None
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Metrics) and (self.strict, self.intermediates, self._final) == (

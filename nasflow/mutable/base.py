@@ -180,14 +180,6 @@ class Mutable:
 
         yield from expand(0)
 
-    # ---- a mutable is no plain value --------------------------------------------------------
-    def _not_plain(self, usage: str) -> TypeError:
-        return TypeError(
-            f"{self!r} was used as a plain value ({usage}). A mutable has no value until it is "
-            "sampled: pass it to a nasflow.nn Mutable* layer or ParametrizedModule, or call "
-            "nasflow.mutable.ensure_frozen() on it."
-        )
-
 
 def _state_of(obj: Any) -> dict[str, Any] | None:
     state = getattr(obj, "__dict__", None)

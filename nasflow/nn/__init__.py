@@ -5,7 +5,7 @@ from .cell import Cell
 from .choice import ChosenInputs, InputChoice, LayerChoice, ValueChoice
 from .layers import *  # noqa: F403
 from .layers import __all__ as _layers
-from .legacy import basic_unit, model_wrapper
+from .legacy import MutationAnchor, basic_unit, model_wrapper
 from .parametrized import ParameterizedModule, ParametrizedModule
 from .repeat import Repeat
 from .space import BaseModelSpace, ModelSpace, current_model, model_context
@@ -13,5 +13,5 @@ from .space import BaseModelSpace, ModelSpace, current_model, model_context
 __all__ = [
     "MutableModule", "ModelSpace", "BaseModelSpace", "ParametrizedModule", "ParameterizedModule", "recursive_freeze",
     "LayerChoice", "InputChoice", "ChosenInputs", "ValueChoice", "Repeat", "Cell", "model_context", "current_model",
-    "basic_unit", "model_wrapper", *_layers,
+    "basic_unit", "model_wrapper", "MutationAnchor", *_layers,
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-__all__ = ["basic_unit", "model_wrapper"]
+__all__ = ["basic_unit", "model_wrapper", "MutationAnchor"]
 
 
 def basic_unit(cls: type, basic_unit_tag: bool = True) -> type:
@@ -22,3 +22,13 @@ def model_wrapper(cls: Any) -> Any:
         f"@model_wrapper (NNI 2.x) is not supported: define `class {getattr(cls, '__name__', 'Net')}"
         "(nasflow.nn.ModelSpace)` instead of wrapping an nn.Module (NNI 3.0's way), and label its choices."
     )
+
+
+class MutationAnchor:
+    """NNI's placeholder for hand-written graph mutators, which nasflow does not port."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError(
+            "MutationAnchor (NNI's anchor for custom graph Mutators) is not supported: express the decision with "
+            "LayerChoice, InputChoice, Repeat, Cell or a Mutable* layer, which every format (graph included) mutates."
+        )

@@ -34,7 +34,8 @@ from nasflow.mutable import (
 from nasflow.mutable.base import MAX_SAMPLING_RETRIES
 from nasflow.mutable.symbol import index_of
 
-__all__ = ["Architecture", "LinearTemperatureScheduler", "UnsupportedChoiceError", "choice_size", "value_index"]
+__all__ = ["Architecture", "LinearTemperatureScheduler", "UnsupportedChoiceError", "choice_size", "plain_sample",
+           "value_index"]
 
 WeightFn = Callable[[Tensor], Tensor]
 
@@ -48,6 +49,11 @@ def choice_size(mutable: LabeledMutable) -> int:
     if isinstance(mutable, (Categorical, CategoricalMultiple)):
         return len(mutable.values)
     raise TypeError(f"{mutable!r} is not a categorical choice.")
+
+
+def plain_sample(sample: Sample) -> dict[str, Any]:
+    """``sample`` keyed by plain ``str`` labels, as files that load without unpickling classes need."""
+    return {str(label): value for label, value in sample.items()}
 
 
 def value_index(mutable: Categorical, value: Any) -> int:

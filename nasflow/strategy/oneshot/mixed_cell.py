@@ -1,7 +1,10 @@
 """Cells in a supernet, where the plain ``Cell`` (its choices made mixed) is not enough.
 
 - :class:`MixedCell`: a cell with ``merge_op='loose_end'`` under a sampling strategy: the nodes it
-  concatenates are those no input choice picks *now*.
+  concatenates are those no input choice picks *now*. In a space whose ``freeze`` rebuilds the model
+  (NNI's NASNet family, where the next cell's width follows the number of loose ends), the layers
+  after the cell are built for every node, so the cell keeps every node's place and zeroes the
+  nodes in use: the next layer then sees the loose ends through the weights of their places.
 - :class:`EdgeCell`: a cell whose operation factories depend on the chosen input (NNI's
   ``(node_index, op_index, input_index)`` factories: in DARTS's reduction cell only operations on the
   cell's inputs have stride 2). As in NNI's one-shot cells, operations live on the *edges*: one set of
@@ -34,8 +37,9 @@ def _index(value: Any) -> int:
 class _CellSupernet(SupernetModule):
     """What both cells share: the cell's children and numbers, its freezing, its input handling."""
 
-    def __init__(self, cell: Cell, arch: Architecture) -> None:
+    def __init__(self, cell: Cell, arch: Architecture, keep_places: bool = False) -> None:
         super().__init__(arch)
+        self.keep_places = keep_places
         self.__dict__["_cell"] = cell  # not a submodule: its children are this module's
         for name, child in cell.named_children():
             self.add_module(name, child)
@@ -52,8 +56,13 @@ class _CellSupernet(SupernetModule):
 
     def _merge(self, states: list[Tensor], inputs: list[Tensor], used: set[int]) -> Any:
         nodes = range(self.num_predecessors, len(states))
-        ends = [k for k in nodes if self.merge_op == "all" or k not in used]
-        return self.postprocessor(torch.cat([states[k] for k in ends], dim=self.concat_dim), inputs)
+        if self.merge_op == "all":
+            merged = [states[k] for k in nodes]
+        elif self.keep_places:
+            merged = [torch.zeros_like(states[k]) if k in used else states[k] for k in nodes]
+        else:
+            merged = [states[k] for k in nodes if k not in used]
+        return self.postprocessor(torch.cat(merged, dim=self.concat_dim), inputs)
 
     def freeze_shallow(self, sample: Sample) -> nn.Module:
         cell: Cell = self.__dict__["_cell"]
@@ -82,8 +91,8 @@ class MixedCell(_CellSupernet):
 class EdgeCell(_CellSupernet):
     """A cell of input-dependent operations, with operations on its edges (module docstring)."""
 
-    def __init__(self, cell: Cell, arch: Architecture) -> None:
-        super().__init__(cell, arch)
+    def __init__(self, cell: Cell, arch: Architecture, keep_places: bool = False) -> None:
+        super().__init__(cell, arch, keep_places)
         from nasflow.nn.cell import _make_candidates  # the cell's own way of calling its factories
 
         factory = cell.op_candidates_factory  # type: ignore[attr-defined]

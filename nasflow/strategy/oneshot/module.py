@@ -266,7 +266,7 @@ class OneShotModule(lightning.LightningModule):
             os.replace(partial, path)  # a kill mid-write leaves the previous checkpoint whole
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["nasflow_oneshot"] = {"labels": list(self.arch.mutables), "seed": self.seed,
+        checkpoint["nasflow_oneshot"] = {"labels": [str(label) for label in self.arch.mutables], "seed": self.seed,
                                          "rng": self.rng.getstate(), "generator": self.generator.get_state(),
                                          **self.extra_state()}
 
@@ -274,7 +274,7 @@ class OneShotModule(lightning.LightningModule):
         state = checkpoint.get("nasflow_oneshot")
         if state is None:
             raise ValueError("This checkpoint was not written by a nasflow one-shot strategy.")
-        if state["labels"] != list(self.arch.mutables):
+        if state["labels"] != [str(label) for label in self.arch.mutables]:
             raise ValueError(f"The checkpoint belongs to a space with labels {state['labels']}, not "
                              f"{list(self.arch.mutables)}; resume with the space it was trained on.")
         self.seed = state["seed"]

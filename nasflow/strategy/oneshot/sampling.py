@@ -25,7 +25,7 @@ from torch import nn
 from nasflow.mutable import Sample
 from nasflow.strategy.utils import sample_key
 
-from .architecture import Architecture
+from .architecture import Architecture, plain_sample
 from .controller import ReinforceController
 from .module import OneShotModule
 
@@ -88,7 +88,7 @@ class RandomModule(OneShotModule):
         return sample if self._trainer is None else super().broadcast(sample)
 
     def extra_state(self) -> dict[str, Any]:
-        return {"search_results": self.search_results}
+        return {"search_results": [(plain_sample(s), metrics) for s, metrics in self.search_results]}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.search_results = list(state.get("search_results", []))

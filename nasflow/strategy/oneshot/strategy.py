@@ -28,7 +28,7 @@ from nasflow.runtime import report_final_result, report_intermediate_result
 from nasflow.space import ExecutableModelSpace, ModelStatus, RawFormatModelSpace
 from nasflow.strategy.base import Strategy
 
-from .architecture import Architecture, LinearTemperatureScheduler, UnsupportedChoiceError
+from .architecture import Architecture, LinearTemperatureScheduler, UnsupportedChoiceError, plain_sample
 from .profiler import (
     CostTable,
     ExpectationProfilerPenalty,
@@ -36,7 +36,7 @@ from .profiler import (
     RangeProfilerFilter,
     SampleProfilerPenalty,
 )
-from .supernet import MutationHook, Support, build_supernet, check_labels
+from .supernet import MutationHook, Support, build_supernet, check_labels, rebuilds_models
 
 if TYPE_CHECKING:  # the training modules import Lightning, which only a search needs
     from .module import OneShotModule
@@ -163,6 +163,10 @@ class OneShotStrategy(Strategy):
                             "or use NasExperimentConfig('sequential', 'raw').")
         self._check_evaluator(model_space.evaluator)
         self._raw = model_space
+        if rebuilds_models(model_space.model_space):
+            _logger.warning("%s builds each model anew when freezing it (its own freeze()), so the models %s "
+                            "exports get fresh weights, not the supernet's: retrain them.",
+                            type(model_space.model_space).__name__, name)
         self.mutate_model(model_space.model_space)
         assert self._arch is not None
         for profiled in (getattr(self, "penalty", None), getattr(self, "filter", None)):
@@ -247,7 +251,7 @@ class OneShotStrategy(Strategy):
     def _save_export(self, sample: Sample) -> None:
         if self._checkpoint_dir is None:
             return
-        state = {"sample": sample, "labels": list(self.supernet_arch.mutables),
+        state = {"sample": plain_sample(sample), "labels": [str(label) for label in self.supernet_arch.mutables],
                  "state_dict": self.supernet.state_dict()}
         _private_write(self._checkpoint_dir / EXPORT, lambda p: torch.save(state, p))
 

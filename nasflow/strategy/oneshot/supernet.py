@@ -34,7 +34,7 @@ from .mixed import MixedInput, MixedLayer, MixedRepeat, SupernetModule
 from .mixed_cell import EdgeCell, MixedCell
 from .mixed_op import MixedOperation
 
-__all__ = ["Support", "MutationHook", "build_supernet", "check_labels", "is_supernet"]
+__all__ = ["Support", "MutationHook", "build_supernet", "check_labels", "is_supernet", "rebuilds_models"]
 
 _logger = logging.getLogger(__name__)
 
@@ -78,12 +78,19 @@ def check_labels(mutables: dict[str, LabeledMutable], support: Support) -> None:
                                  "Make it a categorical choice (nasflow.choice), or use RandomOneShot.")
 
 
+def rebuilds_models(space: nn.Module) -> bool:
+    """Whether ``space.freeze`` builds a sample's model anew (its own ``freeze``, as NNI's NASNet family),
+    rather than freezing the space in place: then the model gets fresh weights, not the supernet's."""
+    return isinstance(space, ModelSpace) and type(space).freeze is not ModelSpace.freeze
+
+
 def is_supernet(module: nn.Module) -> bool:
     """Whether ``module`` (or a module in it) was turned into a supernet module."""
     return any(isinstance(m, SupernetModule) for m in module.modules())
 
 
-def _default_conversion(module: nn.Module, path: str, arch: Architecture, support: Support) -> nn.Module | None:
+def _default_conversion(module: nn.Module, path: str, arch: Architecture, support: Support,
+                        rebuilt: bool = False) -> nn.Module | None:
     """The built-in replacement for ``module``, None to keep it; refuses what ``support`` excludes."""
     where = f"module {path!r}"
     if isinstance(module, LayerChoice):
@@ -112,8 +119,8 @@ def _default_conversion(module: nn.Module, path: str, arch: Architecture, suppor
                 raise support.refuse(f"the Cell {module.label!r}, whose operations depend on their input",
                                      "Its operations live on edges, which binary gates cannot pick; use DARTS, "
                                      "GumbelDARTS, RandomOneShot or ENAS.")
-            return EdgeCell(module, arch)
-        return MixedCell(module, arch) if module.merge_op == "loose_end" else None
+            return EdgeCell(module, arch, keep_places=rebuilt)
+        return MixedCell(module, arch, keep_places=rebuilt) if module.merge_op == "loose_end" else None
     if isinstance(module, ParametrizedModule) and module.mutables:
         labels = sorted({leaf.label for m in module.mutables for leaf in m.leaf_mutables()})
         if type(module)._wraps is None:
@@ -181,8 +188,10 @@ def build_supernet(space: nn.Module, arch: Architecture, support: Support,
     memo: dict[str, Any] = {}
     mutate_kwargs = {"arch": arch, "support": support}
 
+    rebuilt = rebuilds_models(space)
+
     def default(module: nn.Module, path: str, _memo: dict[str, Any], _kwargs: dict[str, Any]) -> MutationHookResult:
-        return _default_conversion(module, path, arch, support)
+        return _default_conversion(module, path, arch, support, rebuilt)
 
     all_hooks = [*hooks, default]
 

@@ -255,3 +255,21 @@ def test_proxyless_latency_penalty_steers_the_search(expensive: str, data: Any, 
     assert experiment.export_top_models(1)[0]["act"] != expensive
     probs = torch.softmax(strategy.oneshot_module.arch.logits["act"].detach(), -1)
     assert probs[list(strategy.supernet_arch.mutables["act"].values).index(expensive)] < 0.2
+
+
+def test_nni_enas_space_with_loose_ends_searches(tmp_path: Path, caplog: Any) -> None:
+    """The hub's ENAS space: cells with loose ends whose next cells are built for every node, and
+    reduction operations that depend on the chosen input (operations on edges)."""
+    from nasflow.hub import ENAS as EnasSpace
+
+    torch.manual_seed(0)
+    images = TensorDataset(torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,)))
+    ev = Classification(train_dataloaders=DataLoader(images, batch_size=8), val_dataloaders=DataLoader(images,
+                        batch_size=16), max_epochs=1, limit_train_batches=1, **QUIET)
+    space = EnasSpace(width=4, num_cells=3, dataset="cifar")
+    config = NasExperimentConfig(experiment_working_directory=str(tmp_path), progress=False)
+    experiment = NasExperiment(space, ev, ENAS(), config)
+    experiment.run()
+    (record,) = experiment._store.models()
+    assert record.status == "trained" and space.contains(record.sample)
+    assert "fresh weights" in caplog.text  # this space rebuilds its models: nothing is claimed inherited

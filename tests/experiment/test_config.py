@@ -81,7 +81,7 @@ INVALID = [
     ("cgo-simplified", dict(execution_engine="cgo", model_format="simplified"), Random(), "model_format"),
     ("one-shot-on-ts", dict(execution_engine="ts"), OneShot(), "execution_engine"),
     ("one-shot-simplified", dict(execution_engine="sequential", model_format="simplified"), OneShot(),
-     "execution_engine"),
+     "model_format"),
     ("sequential-service", dict(execution_engine="sequential", training_service="local"), Random(),
      "training_service"),
     ("sequential-concurrency", dict(execution_engine="sequential", trial_concurrency=2), Random(),

@@ -84,9 +84,9 @@ def measure_oneshot(name: str, epochs: int, directory: str) -> dict[str, Any]:
     assert experiment.run() is True
     search = time.perf_counter() - start
     sample = experiment.export_top_models(1)[0]
-    inherited = experiment.list_models()[0].metrics.final["default"]  # type: ignore[index]
+    inherited = experiment.list_models()[0].metric
     torch.manual_seed(0)
-    retrained = evaluate_model(space_class().freeze(sample), evaluator(epochs)).final["default"]  # type: ignore[index]
+    retrained = evaluate_model(space_class().freeze(sample), evaluator(epochs)).value
     return {"search_s": search, "exported": sample, "inherited_acc": inherited, "retrained_acc": retrained}
 
 

@@ -422,18 +422,16 @@ def _warm_up() -> None:
 
     The first optimizer built in a process makes torch import ``torch._dynamo`` (about 1 s of CPU,
     more than many trials' whole training); a worker forked after this starts with it done. The
-    warm-up uses a one-element layer (no OpenMP threads start) and puts the default generator back,
-    so a trial's torch random numbers are those of a fresh process. Building a space records
-    torch.nn init arguments, which first wraps every torch.nn class's ``__init__``: done here too.
+    warm-up uses a one-element layer, too small for OpenMP to start threads (workers reseed the
+    generator it draws from). Building a space records torch.nn init arguments, which first wraps
+    every torch.nn class's ``__init__``: done here too.
     """
     torch = sys.modules.get("torch")
     if torch is not None:
-        state = torch.get_rng_state()
         layer = torch.nn.Linear(1, 1)
         optimizer = torch.optim.SGD(layer.parameters(), lr=0.0)
         layer(torch.zeros(1, 1)).sum().backward()
         optimizer.step()
-        torch.set_rng_state(state)
     recording = sys.modules.get("nasflow.nn.init_recording")
     if recording is not None:
         recording.install()

@@ -166,9 +166,18 @@ def _apply_config(config: dict[str, Any]) -> None:
     # The OpenMP pool was sized when the server imported torch; the env vars only reach subprocesses.
     if torch is not None and torch.get_num_threads() != config["threads"]:
         torch.set_num_threads(config["threads"])
-    # A fork shares the server's random state. Python's ``random`` reseeds itself in the child;
-    # numpy's global generator (seeded from the OS when numpy.random loaded) must be told to, or
-    # every fresh worker would draw the same "random" numbers.
+    _fresh_random_state(torch)
+
+
+def _fresh_random_state(torch: Any) -> None:
+    """Seed the generators a fork shares with the server from the OS, as a new process would be.
+
+    Python's ``random`` reseeds itself in a forked child; torch's default generator (seeded at
+    random when torch loads) and numpy's global one do not, so without this every fresh worker
+    would initialise its weights, and draw its dropout masks and shuffles, identically.
+    """
+    if torch is not None:
+        torch.default_generator.seed()
     np_random = sys.modules.get("numpy.random")
     if np_random is not None:
         np_random.seed()

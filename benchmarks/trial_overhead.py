@@ -6,8 +6,8 @@
    mode runs ``--repeats`` times, interleaved (fresh, reused, fresh, ...) so both see the same load
    on a shared machine. ``fresh_s`` / ``reused_s``: median seconds of ``experiment.run()`` as the
    example prints it (fork server start-up included, the script's own imports not);
-   ``fresh_over_reused``: the median of the pairs' ratios. The whole process's wall time is
-   printed too.
+   ``fresh_over_reused``: the median of the pairs' ratios. The whole process's wall time and the
+   CPU time of all its processes (less sensitive to other load than wall time) are printed too.
 
 2. Trivial trials (N = 10 and 200, concurrency 2) through ``TrainingServiceExecutionEngine`` with
    ``LocalTrainingService`` in both modes, submitted the way a strategy does (a new model whenever a
@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -94,29 +95,35 @@ def run_trials(engine: TrainingServiceExecutionEngine, count: int) -> float:
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "digits_search.py"
 
 
-def run_example(trials: int, reuse: bool, directory: str) -> tuple[float, float]:
-    """(seconds of ``experiment.run()``, seconds of the whole process) of one run of the example."""
+def cpu_of_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_example(trials: int, reuse: bool, directory: str) -> tuple[float, float, float]:
+    """Seconds of ``experiment.run()``, of the whole process, and CPU seconds of the process and
+    every process under it (the fork server and the workers, all reaped), for one run of the example."""
     command = [sys.executable, str(EXAMPLE), "--trials", str(trials), "--concurrency", str(CONCURRENCY),
                "--dir", directory, *(["--reuse"] if reuse else [])]
-    start = time.perf_counter()
+    cpu, start = cpu_of_children(), time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, cpu_of_children() - cpu
     found = re.search(rf"{trials} models, {trials} trained in ([0-9.]+) s", done.stdout)
     if done.returncode != 0 or found is None:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
-    return float(found.group(1)), wall
+    return float(found.group(1)), wall, cpu
 
 
 def real_path(trials: int, repeats: int) -> dict[str, float]:
-    runs: dict[str, list[tuple[float, float]]] = {"fresh": [], "reused": []}
+    runs: dict[str, list[tuple[float, float, float]]] = {"fresh": [], "reused": []}
     with tempfile.TemporaryDirectory(prefix="nasflow-trialbench-") as directory:
         for _ in range(repeats):
             for mode in runs:
                 runs[mode].append(run_example(trials, mode == "reused", directory))
     for mode, results in runs.items():
-        experiment, process = (statistics.median(r[i] for r in results) for i in (0, 1))
+        experiment, process, cpu = (statistics.median(r[i] for r in results) for i in (0, 1, 2))
         print(f"README example, {trials} trials, {mode} workers: experiment {experiment:.2f} s "
-              f"(runs {[round(r[0], 2) for r in results]}), whole process {process:.2f} s")
+              f"(runs {[round(r[0], 2) for r in results]}), whole process {process:.2f} s, CPU {cpu:.2f} s")
     ratios = [f[0] / r[0] for f, r in zip(runs["fresh"], runs["reused"], strict=True)]
     print(f"fresh / reused per pair: {[round(x, 3) for x in ratios]} (target < 1.1)")
     return {"fresh_s": round(statistics.median(r[0] for r in runs["fresh"]), 3),

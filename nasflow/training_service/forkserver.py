@@ -421,7 +421,8 @@ def _warm_up() -> None:
     """Do once here what every trial's first training step would do on its own.
 
     The first optimizer built in a process makes torch import ``torch._dynamo`` (about 1 s of CPU,
-    more than many trials' whole training); a worker forked after this starts with it done. The
+    more than many trials' whole training), and the first Adam step sets up its kernels (about
+    10 ms, shared with AdamW and SGD); a worker forked after this starts with both done. The
     warm-up uses a one-element layer, too small for OpenMP to start threads (workers reseed the
     generator it draws from). Building a space records torch.nn init arguments, which first wraps
     every torch.nn class's ``__init__``: done here too.
@@ -429,7 +430,7 @@ def _warm_up() -> None:
     torch = sys.modules.get("torch")
     if torch is not None:
         layer = torch.nn.Linear(1, 1)
-        optimizer = torch.optim.SGD(layer.parameters(), lr=0.0)
+        optimizer = torch.optim.Adam(layer.parameters(), lr=0.0)
         layer(torch.zeros(1, 1)).sum().backward()
         optimizer.step()
     recording = sys.modules.get("nasflow.nn.init_recording")

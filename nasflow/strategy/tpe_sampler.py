@@ -8,6 +8,7 @@ an append-only list.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -17,17 +18,39 @@ from optuna.trial import FrozenTrial
 
 __all__ = ["CountedTPESampler"]
 
+_logger = logging.getLogger(__name__)
+
 
 class CountedTPESampler(TPESampler):
     """``TPESampler(seed=seed, **kwargs)`` whose generators are reseeded from ``(seed, trial.number)``
-    before each trial (``before_trial``, which Optuna calls as a trial starts)."""
+    before each trial (``before_trial``, which Optuna calls as a trial starts).
+
+    The generators are Optuna's own (private) ones, TPE's candidates and the random sampler's; on
+    an Optuna without them the sampler keeps its seeded sequence (a resumed search then differs
+    from an uninterrupted one) and says so once.
+    """
 
     def __init__(self, seed: int, **kwargs: Any) -> None:
         super().__init__(seed=seed, **kwargs)
         self._base_seed = seed
+        if None in self._generators():
+            _logger.warning("TPE: this Optuna version's TPESampler keeps its random state elsewhere; a resumed "
+                            "search will not draw exactly what the uninterrupted one would have.")
+
+    def _generators(self) -> list[np.random.RandomState | None]:
+        """TPE's candidates, and the random sampler's start-up trials and independent parameters."""
+        return [_numpy_rng(self), _numpy_rng(getattr(self, "_random_sampler", None))]
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
-        tpe_seed, random_seed = np.random.SeedSequence([self._base_seed, trial.number]).generate_state(2)
-        self._rng.rng.seed(int(tpe_seed))  # TPE's candidates
-        self._random_sampler._rng.rng.seed(int(random_seed))  # start-up trials, independent parameters
+        generators = self._generators()
+        seeds = np.random.SeedSequence([self._base_seed, trial.number]).generate_state(len(generators))
+        for generator, seed in zip(generators, seeds, strict=True):
+            if generator is not None:
+                generator.seed(int(seed))
         super().before_trial(study, trial)
+
+
+def _numpy_rng(sampler: Any) -> np.random.RandomState | None:
+    """The numpy generator behind an Optuna sampler's ``_rng`` (a LazyRandomState), if it has one."""
+    rng = getattr(getattr(sampler, "_rng", None), "rng", None)
+    return rng if isinstance(rng, np.random.RandomState) else None

@@ -105,12 +105,13 @@ class ForkServer:
         """Launch the server; returns at once, requests queue up while it imports the preload modules."""
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         options = {"preload": self.preload, "sys_path": list(sys.path)}
+        env = {"PYTORCH_NVML_BASED_CUDA_CHECK": "1", **self.env}  # see _fork_state; workers get the parent's
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", _BOOT, str(child_sock.fileno()), json.dumps(options)],
                 pass_fds=[child_sock.fileno()],
                 stdin=subprocess.DEVNULL,
-                env=self.env,
+                env=env,
                 process_group=0,  # a terminal's Ctrl-C reaches the parent only; the parent decides
             )
         except BaseException:
@@ -313,10 +314,8 @@ class _Server:
     def reexec(self) -> NoReturn:
         """Start over as a fresh interpreter in this process: same pid, control socket and workers
         (they remain this process's children), preloading what was safe before."""
-        options = {**self.options, "workers": {str(t): pid for t, pid in self.pids.items()}}
-        os.set_inheritable(self.control.fileno(), True)
         try:
-            os.execv(sys.executable, [sys.executable, "-c", _BOOT, str(self.control.fileno()), json.dumps(options)])
+            _exec(self.control, {**self.options, "workers": {str(t): pid for t, pid in self.pids.items()}})
         finally:
             self.stop_all()  # exec failed: a server that may deadlock its forks must not serve
 
@@ -398,22 +397,33 @@ class _HugePageCollapser:
         self.libc.madvise(start, end - start, _MADV_COLLAPSE)
 
 
+def _exec(control: socket.socket, options: dict[str, Any]) -> NoReturn:
+    """Replace this process's program by a new fork server with ``options`` (same pid and socket)."""
+    os.set_inheritable(control.fileno(), True)
+    os.execv(sys.executable, [sys.executable, "-c", _BOOT, str(control.fileno()), json.dumps(options)])
+
+
 def _fork_state() -> tuple[int, bool]:
     """What an import can do to this process that a fork does not carry over: start Python threads
-    (absent in the child, which may need a lock one of them held) or initialise CUDA (unusable in
-    the child)."""
+    (absent in the child, which may need a lock one of them held) or start CUDA, which a child can
+    no longer use: torch's CUDA context, or merely the driver, loaded by the first CUDA runtime call
+    (``torch.cuda.is_available()`` at a module's top is enough; ``serve`` asks torch to answer that
+    through NVML instead, which leaves the driver alone)."""
     torch = sys.modules.get("torch")
     try:
         cuda = bool(torch is not None and torch.cuda.is_initialized())
     except Exception:  # noqa: BLE001 - a broken CUDA install is not something an import did
         cuda = False
+    if not cuda and sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError), open("/proc/self/maps") as maps:
+            cuda = "/libcuda.so" in maps.read()
     return threading.active_count(), cuda
 
 
 def _fork_hazard(before: tuple[int, bool]) -> str | None:
     threads, cuda = _fork_state()
     if cuda and not before[1]:
-        return "initialised CUDA"
+        return "started CUDA"
     return "started a thread" if threads > before[0] else None
 
 
@@ -453,10 +463,16 @@ def serve() -> NoReturn:
             print(f"nasflow fork server: could not preload {name!r}: {exc!r}", file=sys.stderr)
     from . import worker  # noqa: F401  (import now, not once per trial)
 
-    try:
-        _warm_up()
-    except Exception as exc:  # noqa: BLE001 - an optimisation: trials still run without it
-        print(f"nasflow fork server: warm-up failed: {exc!r}", file=sys.stderr)
+    if options.setdefault("warm_up", True):
+        before = _fork_state()
+        try:
+            _warm_up()
+        except Exception as exc:  # noqa: BLE001 - an optimisation: trials still run without it
+            print(f"nasflow fork server: warm-up failed: {exc!r}", file=sys.stderr)
+        unsafe = _fork_hazard(before)
+        if unsafe:
+            print(f"nasflow fork server: the warm-up {unsafe}; starting over without it.", file=sys.stderr, flush=True)
+            _exec(control, {**options, "warm_up": False})
     for name in options["imported"]:  # after a re-exec: what was safe before
         with contextlib.suppress(Exception):
             importlib.import_module(name)

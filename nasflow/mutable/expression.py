@@ -18,6 +18,25 @@ from .base import IsLeaf, LabeledMutable, Mutable, Sample
 __all__ = ["Symbolic", "MutableExpression"]
 
 
+# Expressions call named module-level functions (not lambdas), so the graph IR can name them by path.
+
+
+def logical_and(a: Any, b: Any) -> bool:
+    return bool(a) and bool(b)
+
+
+def logical_or(a: Any, b: Any) -> bool:
+    return bool(a) or bool(b)
+
+
+def round_to(x: Any, ndigits: int | None = None) -> Any:
+    return round(x, ndigits)
+
+
+def choose(pred: Any, true: Any, false: Any) -> Any:
+    return true if pred else false
+
+
 def _freeze_arg(arg: Any, sample: Sample) -> Any:
     return arg.freeze(sample) if isinstance(arg, Mutable) else arg
 
@@ -58,10 +77,10 @@ class Symbolic:
     __le__ = _binary("<=", operator.le)
     __gt__ = _binary(">", operator.gt)
     __ge__ = _binary(">=", operator.ge)
-    __and__ = _binary("&", lambda a, b: bool(a) and bool(b))
-    __rand__ = _binary("&", lambda a, b: bool(a) and bool(b), reflected=True)
-    __or__ = _binary("|", lambda a, b: bool(a) or bool(b))
-    __ror__ = _binary("|", lambda a, b: bool(a) or bool(b), reflected=True)
+    __and__ = _binary("&", logical_and)
+    __rand__ = _binary("&", logical_and, reflected=True)
+    __or__ = _binary("|", logical_or)
+    __ror__ = _binary("|", logical_or, reflected=True)
     __neg__ = _unary("-{}", operator.neg)
     __pos__ = _unary("+{}", operator.pos)
     __abs__ = _unary("abs({})", abs)
@@ -70,7 +89,7 @@ class Symbolic:
     __hash__ = object.__hash__
 
     def __round__(self, ndigits: int | None = None) -> MutableExpression:
-        return MutableExpression(lambda x: round(x, ndigits), "round({})", [self])
+        return MutableExpression(round_to, "round({})", [self, ndigits])
 
     def __bool__(self) -> bool:
         raise self._not_plain("as a condition; use MutableExpression.condition(...)")  # type: ignore[attr-defined]
@@ -133,7 +152,7 @@ class MutableExpression(Symbolic, Mutable):
         """``true if pred else false``, deferred until the sample is known."""
         if not any(isinstance(x, Mutable) for x in (pred, true, false)):
             return true if pred else false
-        return MutableExpression(lambda p, t, f: t if p else f, "({1} if {0} else {2})", [pred, true, false])
+        return MutableExpression(choose, "({1} if {0} else {2})", [pred, true, false])
 
     @staticmethod
     def eq(a: Any, b: Any) -> Any:

@@ -5,14 +5,17 @@ Each module becomes one of:
   ``module`` node holding its class and init arguments (which may hold mutables: value choices);
 - a LayerChoice / InputChoice: a node annotated as a mutation point;
 - a Repeat or Cell: a sub-graph built here (a chain of blocks; a DAG of choices);
-- any other module: a sub-graph traced with torch.fx, whose submodules are treated the same way
-  (containers like ``nn.Sequential`` are traced through).
+- any other module: a sub-graph traced with torch.fx (see ``trace``), whose submodules are treated
+  the same way (containers like ``nn.Sequential`` are traced through).
+
+A module is traced for the way it is called: optional arguments a call leaves out are fixed at
+their defaults. What one graph cannot represent (a module called in two ways, tensors shared by
+two modules, an optional argument of the space's own forward whose use is unknown) is refused here.
 """
 
 from __future__ import annotations
 
 import inspect
-import math
 from typing import Any
 
 import torch
@@ -25,20 +28,19 @@ from nasflow.nn import ChosenInputs, InputChoice, LayerChoice, ModelSpace, Param
 from nasflow.nn.base import MutableModule, module_leaf_mutables
 from nasflow.nn.cell import _Identity, _PassThrough
 
-from .errors import GraphConversionError
+from .errors import GraphConversionError, GraphFormatError
 from .ir import Graph, GraphModelSpace, Node, NodeRef
 from .mutator import join_path
-from .operations import AttributeOp, Cell, FunctionOp, InputsOp, MethodOp, ModuleOp, Operation
-from .values import Ref, Slot, TrainingFlag, constructor_call, default_of, map_template, ref_of, to_ir_value
+from .operations import AttributeOp, Cell, FunctionOp, InputsOp, MethodOp, ModuleOp, Operation, check_node_call
+from .refs import ref_of
+from .trace import fix_for, plain_attributes, same_computation, signature_of, trace_module, traced_container, value_key
+from .values import Ref, Slot, constructor_call, default_of, map_template, to_ir_value
 
 __all__ = ["convert_model_space", "module_kind"]
 
 _KINDS = {"positional_only": "positional", "positional_or_keyword": "positional", "var_positional": "var_positional",
           "keyword_only": "keyword_only", "var_keyword": "var_keyword"}
-
-
-def _traced_container(module: nn.Module) -> bool:
-    return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
+_VAR = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
 def module_kind(module: nn.Module) -> str:
@@ -53,7 +55,7 @@ def module_kind(module: nn.Module) -> str:
         return "cell"
     if isinstance(module, (ChosenInputs, ParametrizedModule)) or getattr(type(module), "_nni_basic_unit", False):
         return "basic"
-    if _traced_container(module):
+    if traced_container(module):
         return "container"
     if type(module).__module__.startswith("torch.nn."):
         return "basic"
@@ -62,37 +64,6 @@ def module_kind(module: nn.Module) -> str:
 
 def _describe(module: nn.Module, path: str) -> str:
     return f"module '{path}' ({type(module).__qualname__})" if path else f"the space ({type(module).__qualname__})"
-
-
-class _Tracer(fx.Tracer):
-    """Every module is a leaf except containers, which are traced through; ``self.training`` stays symbolic."""
-
-    def __init__(self, autowrap_math: bool) -> None:
-        super().__init__(autowrap_modules=(math,) if autowrap_math else ())
-
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return not _traced_container(m)
-
-    def create_arg(self, a: Any) -> Any:
-        if isinstance(a, TrainingFlag):
-            return a
-        return super().create_arg(a)
-
-
-_MODULE_INTERNALS = frozenset(nn.Module().__dict__)
-
-
-def _value_key(value: Any) -> Any:
-    """A hashable stand-in for a plain attribute value (identity for anything else)."""
-    if value is None or isinstance(value, (bool, int, float, str, torch.dtype, torch.device)):
-        return (type(value).__name__, value)
-    if isinstance(value, (tuple, list)):
-        return (type(value).__name__, tuple(_value_key(v) for v in value))
-    if isinstance(value, dict):
-        return ("dict", tuple((repr(k), _value_key(v)) for k, v in value.items()))
-    if isinstance(value, torch.Tensor):
-        return ("tensor", tuple(value.shape), value.dtype)
-    return ("id", id(value))
 
 
 class _StructureKeys:
@@ -107,8 +78,7 @@ class _StructureKeys:
     def __call__(self, module: nn.Module) -> int:
         if id(module) in self.memo:
             return self.memo[id(module)]
-        attrs = tuple((k, _value_key(v)) for k, v in module.__dict__.items()
-                      if k not in _MODULE_INTERNALS and not k.startswith("_nf_"))
+        attrs = tuple((k, value_key(v)) for k, v in plain_attributes(module))
         tensors = tuple((k, tuple(v.shape), v.dtype, v.requires_grad) if v is not None else (k, None)
                         for d in (module._parameters, module._buffers) for k, v in d.items())
         children = tuple((k, type(c), self(c)) if c is not None else (k, None) for k, c in module._modules.items())
@@ -121,14 +91,17 @@ class _Converter:
     def __init__(self, space: nn.Module, model: GraphModelSpace) -> None:
         self.space, self.model = space, model
         self.graph_of: dict[int, str] = {}
+        self.pattern_of: dict[int, tuple[str, ...]] = {}
         self.candidates_of: dict[int, list[tuple[Any, Operation, str]]] = {}
         self.structure_key = _StructureKeys()
-        self.traces: dict[int, tuple[fx.Graph, dict[str, torch.Tensor]]] = {}
+        self.traces: dict[Any, tuple[fx.Graph, dict[str, torch.Tensor]]] = {}
         self.signatures: dict[type, list[inspect.Parameter]] = {}
+        self.tensor_paths: dict[int, tuple[str, tuple[str, str]]] = {}
+        self.choice_paths: set[str] = set()
 
     # ---- graphs -----------------------------------------------------------------------------
     def new_graph(self, module: nn.Module, path: str) -> Graph:
-        name = "_model" if not path else "_model__" + path.replace(".", "__")
+        name = "_model__" + "".join(c if c.isalnum() else "_" for c in path.replace(".", "__")) if path else "_model"
         while name in self.model.graphs:
             name += "_"
         graph = Graph(name, path, _type_path(type(module)))
@@ -136,14 +109,52 @@ class _Converter:
         self.graph_of[id(module)] = name
         return graph
 
-    def module_graph(self, module: nn.Module, path: str) -> str:
-        """The graph of a user module or container (traced once, however often it is called)."""
+    def signature(self, module: nn.Module) -> list[inspect.Parameter]:
+        if type(module) not in self.signatures:
+            self.signatures[type(module)] = signature_of(module)
+        return self.signatures[type(module)]
+
+    def omitted(self, module: nn.Module, path: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The optional forward() parameters a call with this template leaves out, with their defaults."""
+        params = self.signature(module)
+        try:
+            bound = inspect.Signature(params).bind(*args, **kwargs)
+        except TypeError as err:
+            raise GraphConversionError(f"{_describe(module, path)} is called with arguments its forward() does "
+                                       f"not take: {err}.") from err
+        return {p.name: p.default for p in params
+                if p.name not in bound.arguments and p.default is not inspect.Parameter.empty and p.kind not in _VAR}
+
+    def traced(self, module: nn.Module, path: str, fixed: dict[str, Any]) -> tuple[fx.Graph, dict[str, torch.Tensor]]:
+        """The fx trace of ``module`` with ``fixed`` parameters (one per structure and call pattern)."""
+        key = (self.structure_key(module), tuple(sorted(fixed)))
+        if key not in self.traces:
+            before = set(module.__dict__)
+            try:
+                fx_graph = trace_module(module, path, _describe(module, path), fixed)
+            finally:  # fx stores tensor constants on the module; keep them with the trace instead
+                constants = {k: module.__dict__.pop(k) for k in set(module.__dict__) - before
+                             if k.startswith("_tensor_constant")}
+            self.traces[key] = (fx_graph, constants)
+        return self.traces[key]
+
+    def module_graph(self, module: nn.Module, path: str, fixed: dict[str, Any] | None = None) -> str:
+        """The graph of a user module or container (traced once per call pattern, however often called)."""
+        fixed = fixed or {}
+        pattern = tuple(sorted(fixed))
         if id(module) in self.graph_of:
+            if self.pattern_of.get(id(module), ()) != pattern:
+                raise GraphConversionError(
+                    f"{_describe(module, path)} is called both with and without its optional arguments "
+                    f"{sorted(set(pattern) ^ set(self.pattern_of.get(id(module), ())))}; one module is one graph, "
+                    f"traced for one way of calling it. Pass the same arguments at every call, or "
+                    f"{fix_for(path)}.")
             return self.graph_of[id(module)]
         if isinstance(module, MutableModule):
             self.collect_own_mutables(module, path)
         graph = self.new_graph(module, path)
-        if _traced_container(module):
+        self.pattern_of[id(module)] = pattern
+        if traced_container(module):
             graph.input_node.operation = InputsOp(signature=[{"name": "input", "kind": "positional"}])
             prev: NodeRef = (graph.input_node, 0)
             for name, child in module._modules.items():
@@ -153,18 +164,36 @@ class _Converter:
             graph.add_edge(prev, (graph.output_node, 0))
             graph.output_node.args = (Slot(0),)
             return graph.name
-        key = self.structure_key(module)
-        if key not in self.traces:
-            before = set(module.__dict__)
-            try:
-                fx_graph = self.trace(module, path)
-            finally:  # fx stores tensor constants on the module; keep them with the trace instead
-                constants = {k: module.__dict__.pop(k) for k in set(module.__dict__) - before
-                             if k.startswith("_tensor_constant")}
-            self.traces[key] = (fx_graph, constants)
-        fx_graph, constants = self.traces[key]
-        self.from_fx(graph, module, fx_graph, constants)
+        fx_graph, constants = self.traced(module, path, fixed)
+        self.from_fx(graph, module, fx_graph, constants, set(fixed))
         return graph.name
+
+    def root_fixed(self, space: nn.Module, dummy_input: Any) -> dict[str, Any]:
+        """Which optional parameters of the space's forward() to fix: none when passing them or not
+        computes alike; else those the dummy input leaves out; else the conversion is refused."""
+        params = self.signature(space)
+        optional = {p.name: p.default for p in params
+                    if p.default is not inspect.Parameter.empty and p.kind not in _VAR}
+        if not optional:
+            return {}
+        specialized, _ = self.traced(space, "", optional)
+        try:
+            general: fx.Graph | None = self.traced(space, "", {})[0]
+        except GraphConversionError:
+            general = None
+        if general is not None and same_computation(general, specialized, optional):
+            return {}
+        if dummy_input is not None:
+            given = len(dummy_input) if isinstance(dummy_input, tuple) else 1
+            positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            return {name: default for name, default in optional.items() if name not in positional[:given]}
+        raise GraphConversionError(
+            f"The space's forward() computes differently when its optional arguments {sorted(optional)} are passed "
+            "than when they are left out (it branches on them, e.g. `if y is not None:`), and which call your "
+            "evaluator makes is unknown at conversion. Pass dummy_input=... to GraphModelSpace.from_model holding "
+            "exactly the positional arguments your evaluator passes (the model is traced for that call), or give "
+            "those parameters no default."
+        )
 
     def collect_own_mutables(self, module: MutableModule, path: str) -> None:
         """Constraints a space adds are kept; choices made in plain Python cannot be graph mutations."""
@@ -176,47 +205,24 @@ class _Converter:
                 "the graph format cannot represent as graph mutations. Pass those mutables to a Mutable* layer, a "
                 "LayerChoice or a ParametrizedModule instead, or use the simplified format."
             )
-        self.model.extra_mutables.extend(m for m in module.mutables if isinstance(m, Constraint))
+        for m in module.mutables:
+            if isinstance(m, Constraint):
+                self.model.extra_mutables.append(to_ir_value(m, f"the constraints of {_describe(module, path)}"))
 
-    def trace(self, module: nn.Module, path: str) -> fx.Graph:
-        where = _describe(module, path)
-        if not isinstance(getattr(type(module), "forward", None), type(lambda: None)):
-            raise GraphConversionError(f"{where} has no Python forward() to trace. Make it a basic unit: "
-                                       "subclass nasflow.nn.ParametrizedModule.")
-        saved = module.__dict__.get("training", True)
-        module.__dict__["training"] = TrainingFlag(where)
-        try:
-            try:
-                return _Tracer(autowrap_math=False).trace(module)
-            except GraphConversionError:
-                raise
-            except Exception:  # noqa: BLE001 - retry with math functions wrapped, as fx does by default
-                return _Tracer(autowrap_math=True).trace(module)
-        except GraphConversionError:
-            raise
-        except Exception as err:
-            raise GraphConversionError(
-                f"Cannot convert {where} to a graph: torch.fx could not trace its forward() "
-                f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). Data-dependent control "
-                "flow and loops over tensors cannot be traced: make it a basic unit by subclassing "
-                "nasflow.nn.ParametrizedModule (or setting `_nni_basic_unit = True`), so it is one node that runs "
-                "its forward() as written."
-            ) from err
-        finally:
-            module.__dict__["training"] = saved
-
-    def from_fx(self, graph: Graph, module: nn.Module, fx_graph: fx.Graph, constants: dict[str, torch.Tensor]) -> None:
+    def from_fx(self, graph: Graph, module: nn.Module, fx_graph: fx.Graph, constants: dict[str, torch.Tensor],
+                fixed: set[str]) -> None:
         where = _describe(module, graph.space_path)
         signature: list[dict[str, Any]] = []
-        if type(module) not in self.signatures:
-            self.signatures[type(module)] = list(inspect.signature(module.forward).parameters.values())
-        for param in self.signatures[type(module)]:
+        for param in self.signature(module):
+            if param.name in fixed:
+                continue
             entry: dict[str, Any] = {"name": param.name, "kind": _KINDS[param.kind.name.lower()]}
             if param.default is not inspect.Parameter.empty:
                 entry["default"] = to_ir_value(param.default, f"default of {param.name!r} in {where}")
             signature.append(entry)
         graph.input_node.operation = InputsOp(signature=signature)
         index_of = {p["name"]: i for i, p in enumerate(signature)}
+        called = {n.target for n in fx_graph.nodes if n.op == "call_module"}
         env: dict[fx.Node, NodeRef] = {}
         for n in fx_graph.nodes:
             if n.op == "placeholder":
@@ -232,8 +238,14 @@ class _Converter:
             if n.op == "call_module":
                 node = self.add_call(graph, module.get_submodule(n.target), n.target, args, kwargs, refs, n.name)
             else:
-                node = graph.add_node(n.name, self.plain_op(n, module, where, constants), args, kwargs,
-                                      n.target if n.op == "get_attr" else None)
+                op, python_name = self.plain_op(n, module, graph, where, constants, called)
+                try:
+                    op.check(where)
+                    check_node_call(op, args, kwargs, where)
+                except GraphFormatError as err:
+                    raise GraphConversionError(f"Cannot convert {where} to a graph: {err} To fix it, "
+                                               f"{fix_for(graph.space_path)}.") from err
+                node = graph.add_node(n.name, op, args, kwargs, python_name)
                 for i, ref in enumerate(refs):
                     graph.add_edge(ref, (node, i))
             env[n] = (node, None)
@@ -253,9 +265,10 @@ class _Converter:
 
         return map_template(_plain(value), leaf)
 
-    def plain_op(self, n: fx.Node, module: nn.Module, where: str, constants: dict[str, torch.Tensor]) -> Operation:
+    def plain_op(self, n: fx.Node, module: nn.Module, graph: Graph, where: str, constants: dict[str, torch.Tensor],
+                 called: set[str]) -> tuple[Operation, str | None]:
         if n.op == "call_method":
-            return MethodOp(name=n.target)
+            return MethodOp(name=n.target), None
         if n.op == "call_function":
             ref = ref_of(n.target)
             if ref is None:
@@ -263,24 +276,46 @@ class _Converter:
                     f"{where} calls {n.target!r}, which generated code cannot import. Define the function at "
                     "module level (not a lambda or a local function)."
                 )
-            return FunctionOp(target=ref)
+            return FunctionOp(target=ref), None
         if n.op == "get_attr":
-            if n.target in constants:
-                return AttributeOp.of("constant", constants[n.target])
-            value = module
-            for part in n.target.split("."):
-                value = getattr(value, part)
-            if isinstance(value, nn.Parameter):
-                return AttributeOp.of("parameter", value)
-            if isinstance(value, torch.Tensor):
-                owner_path, _, leaf = n.target.rpartition(".")
-                owner = module.get_submodule(owner_path) if owner_path else module
-                if leaf in owner._buffers:
-                    return AttributeOp.of("buffer", value, persistent=leaf not in owner._non_persistent_buffers_set)
-                return AttributeOp.of("constant", value)
-            raise GraphConversionError(f"{where} uses attribute {n.target!r} ({type(value).__qualname__}) as a value; "
-                                       "only tensors can be graph attributes.")
+            return self.attribute_op(n.target, module, graph, where, constants, called), n.target
         raise GraphConversionError(f"{where}: unexpected fx node {n.op!r}.")
+
+    def attribute_op(self, target: str, module: nn.Module, graph: Graph, where: str,
+                     constants: dict[str, torch.Tensor], called: set[str]) -> AttributeOp:
+        if target in constants:
+            return AttributeOp.of("constant", constants[target])
+        value: Any = module
+        for part in target.split("."):
+            value = getattr(value, part)
+        if not isinstance(value, torch.Tensor):
+            raise GraphConversionError(f"{where} uses attribute {target!r} ({type(value).__qualname__}) as a value; "
+                                       "only tensors can be graph attributes.")
+        owner_path, _, leaf = target.rpartition(".")
+        owner = module.get_submodule(owner_path) if owner_path else module
+        path = join_path(graph.space_path, target)
+        # a tensor of a basic unit this graph calls is that unit's (generated code reads it from there)
+        owned = owner_path in called and module_kind(owner) == "basic"
+        builder = ("module", join_path(graph.space_path, owner_path)) if owned else ("attribute", path)
+        self.claim(value, path, builder)
+        if isinstance(value, nn.Parameter):
+            return AttributeOp.of("parameter", value)
+        if leaf in owner._buffers:
+            return AttributeOp.of("buffer", value, persistent=leaf not in owner._non_persistent_buffers_set)
+        return AttributeOp.of("constant", value)
+
+    def claim(self, tensor: torch.Tensor, path: str, builder: tuple[str, str]) -> None:
+        """Each tensor of the space is built by one node (``builder``: the module or attribute path that
+        generated code builds it at); two builders sharing one tensor would come apart."""
+        known, known_builder = self.tensor_paths.setdefault(id(tensor), (path, builder))
+        if known_builder == builder or _exclusive(known, path, self.choice_paths):
+            return
+        raise GraphConversionError(
+            f"'{known}' and '{path}' are one tensor in the space (tied weights, or one module used at two "
+            "places), but the graph format builds each of them separately, so training would untie them. Make "
+            "the module holding both uses a basic unit (subclass nasflow.nn.ParametrizedModule or set "
+            "`_nni_basic_unit = True`), or use the simplified model format."
+        )
 
     # ---- calls of modules -------------------------------------------------------------------
     def add_call(self, graph: Graph, module: nn.Module, rel: str, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -291,7 +326,7 @@ class _Converter:
         if kind == "basic":
             op, python_name = self.basic_op(module, path), rel
         elif kind == "layer_choice":
-            candidates = self.layer_choice_candidates(module, path, rel, len(args), list(kwargs))
+            candidates = self.layer_choice_candidates(module, path, rel, args, kwargs)
             default = default_of(module.choice)
             _, op, python_name = next(c for c in candidates if c[0] == default)
             mutation = {"type": "layer_choice", "mutable": module.choice, "path": path, "candidates": candidates}
@@ -304,7 +339,7 @@ class _Converter:
         elif kind == "repeat":
             op, python_name = Cell(graph=self.repeat_graph(module, path)), rel
         else:
-            op, python_name = Cell(graph=self.module_graph(module, path)), rel
+            op, python_name = Cell(graph=self.module_graph(module, path, self.omitted(module, path, args, kwargs))), rel
         node = graph.add_node(name, op, args, kwargs, python_name)
         node.mutation = mutation
         for i, ref in enumerate(refs):
@@ -330,22 +365,26 @@ class _Converter:
         ref = ref_of(cls)
         if ref is None:
             raise GraphConversionError(
-                f"{where}: its class cannot be imported by generated code; define it at module level.")
+                f"{where}: its class has no import path (a local class), so generated code cannot build it; define "
+                "it at module level, in an importable module.")
+        for name, tensor in module.state_dict(keep_vars=True).items():
+            self.claim(tensor, join_path(path, name), ("module", path))
         what = f"init arguments of {where}"
         return ModuleOp(cls=ref, args=to_ir_value(tuple(args), what), kwargs=to_ir_value(dict(kwargs), what))
 
-    def layer_choice_candidates(self, module: LayerChoice, path: str, rel: str, n_args: int,
-                                kwarg_names: list[str]) -> list[tuple[Any, Operation, str]]:
+    def layer_choice_candidates(self, module: LayerChoice, path: str, rel: str, args: tuple[Any, ...],
+                                kwargs: dict[str, Any]) -> list[tuple[Any, Operation, str]]:
         if id(module) not in self.candidates_of:
+            self.choice_paths.add(path)
             candidates = []
             for key in module.names:
                 candidate = module[key]
-                op = self.candidate_op(candidate, join_path(path, str(key)), n_args, kwarg_names)
+                op = self.candidate_op(candidate, join_path(path, str(key)), args, kwargs)
                 candidates.append((key, op, join_path(rel, str(key))))
             self.candidates_of[id(module)] = candidates
         return self.candidates_of[id(module)]
 
-    def candidate_op(self, module: nn.Module, path: str, n_args: int, kwarg_names: list[str]) -> Operation:
+    def candidate_op(self, module: nn.Module, path: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Operation:
         kind = module_kind(module)
         if kind == "basic":
             return self.basic_op(module, path)
@@ -354,8 +393,8 @@ class _Converter:
         if kind == "cell":
             return Cell(graph=self.cell_graph(module, path))
         if kind in ("layer_choice", "input_choice"):
-            return Cell(graph=self.wrapper_graph(module, path, n_args, kwarg_names))
-        return Cell(graph=self.module_graph(module, path))
+            return Cell(graph=self.wrapper_graph(module, path, len(args), list(kwargs)))
+        return Cell(graph=self.module_graph(module, path, self.omitted(module, path, args, kwargs)))
 
     def wrapper_graph(self, module: nn.Module, path: str, n_args: int, kwarg_names: list[str]) -> str:
         """A one-node graph around a nested choice, so it can be a candidate of another one."""
@@ -390,7 +429,8 @@ class _Converter:
         graph.output_node.args = (Slot(0),)
         self.model.renames.append((join_path(path, "blocks"), path))
         if mutable is not None:
-            graph.mutation = {"type": "repeat", "label": module.label, "depth": mutable, "chain": chain}
+            depth = to_ir_value(mutable, f"the depth of Repeat {module.label!r}")
+            graph.mutation = {"type": "repeat", "label": module.label, "depth": depth, "chain": chain}
         return graph.name
 
     def cell_inputs(self, graph: Graph, module: NasCell, path: str, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -465,9 +505,24 @@ class _Converter:
         return graph.name
 
 
-def _type_path(cls: type) -> str:
+def _exclusive(a: str, b: str, choice_paths: set[str]) -> bool:
+    """Whether paths ``a`` and ``b`` lie in different candidates of one LayerChoice (never both built)."""
+    for choice in choice_paths:
+        prefix = choice + "."
+        if a.startswith(prefix) and b.startswith(prefix):
+            if a[len(prefix):].split(".")[0] != b[len(prefix):].split(".")[0]:
+                return True
+    return False
+
+
+def _type_path(cls: type) -> str | None:
+    """The class's path, only used to name generated classes (a local class gets its plain name)."""
     ref = ref_of(cls)
-    return ref.path if ref else f"{cls.__module__}:{cls.__qualname__}"
+    if ref is not None:
+        return ref.path
+    name = cls.__qualname__.rpartition(".")[2]
+    return f"{cls.__module__}:{name}" if name.isidentifier() and all(p.isidentifier() for p in
+                                                                     cls.__module__.split(".")) else None
 
 
 def _name(attr: str) -> str:
@@ -499,70 +554,34 @@ def _check_labels(space: nn.Module, model: GraphModelSpace) -> None:
         )
 
 
-def _check_shapes(space: nn.Module, dummy_input: Any) -> None:
-    """Run ``dummy_input`` through the space and every LayerChoice candidate; shapes must agree."""
-    captured: dict[int, tuple[LayerChoice, tuple[Any, ...], dict[str, Any]]] = {}
-    hooks = [m.register_forward_pre_hook(lambda mod, a, kw: captured.setdefault(id(mod), (mod, a, kw)) and None,
-                                         with_kwargs=True)
-             for m in space.modules() if isinstance(m, LayerChoice)]
-    modes = {m: m.training for m in space.modules()}
-    space.eval()
-    try:
-        with torch.no_grad():
-            space(*(dummy_input if isinstance(dummy_input, tuple) else (dummy_input,)))
-            done: set[int] = set()
-            while len(done) < len(captured):
-                for key, (choice, args, kwargs) in list(captured.items()):
-                    if key in done:
-                        continue
-                    done.add(key)
-                    shapes = {name: _shapes(choice[name](*args, **kwargs)) for name in choice.names}
-                    if len(set(map(repr, shapes.values()))) > 1:
-                        raise GraphConversionError(
-                            f"LayerChoice {choice.label!r}: candidates disagree on output shape for the dummy input: "
-                            + ", ".join(f"{k!r} -> {v}" for k, v in shapes.items())
-                            + ". Every candidate must produce the same shape."
-                        )
-    except GraphConversionError:
-        raise
-    except Exception as err:
-        raise GraphConversionError(f"dummy_input does not run through the space: {type(err).__name__}: {err}") from err
-    finally:
-        for hook in hooks:
-            hook.remove()
-        for m, mode in modes.items():
-            m.training = mode
-
-
-def _shapes(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return tuple(value.shape)
-    if isinstance(value, (list, tuple)):
-        return [_shapes(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _shapes(v) for k, v in value.items()}
-    return type(value).__name__
-
-
 def convert_model_space(space: nn.Module, evaluator: Any = None, dummy_input: Any = None,
                         cls: type[GraphModelSpace] = GraphModelSpace) -> GraphModelSpace:
-    """The graph IR of ``space`` (see the module docstring)."""
+    """The graph IR of ``space`` (see the module docstring). With ``dummy_input``, the space is run on
+    it first (which materializes lazy modules) and the conversion is verified numerically after."""
+    from .verify import check_candidate_shapes, verify_conversion
+
     if not isinstance(space, nn.Module):
         raise TypeError(f"GraphModelSpace.from_model needs a torch module, got {type(space).__name__}.")
     if isinstance(space, ModelSpace) and space.frozen_sample is not None:
         raise ValueError(f"{type(space).__name__} is already a frozen model, not a space.")
-    model = cls(evaluator=evaluator)
-    model.space_type = _type_path(type(space))
-    converter = _Converter(space, model)
     kind = module_kind(space)
-    if kind in ("user", "container"):
-        converter.module_graph(space, "")
-    else:
+    if kind not in ("user", "container"):
         raise GraphConversionError(
             f"The space itself is a {kind} module ({type(space).__qualname__}); wrap it in a nasflow.nn.ModelSpace."
         )
+    if dummy_input is not None:
+        check_candidate_shapes(space, dummy_input)
+    model = cls(evaluator=evaluator)
+    model.space_type = _type_path(type(space))
+    converter = _Converter(space, model)
+    try:
+        converter.module_graph(space, "", converter.root_fixed(space, dummy_input))
+    except GraphFormatError as err:  # a value the IR cannot hold: a conversion error like any other
+        if isinstance(err, GraphConversionError):
+            raise
+        raise GraphConversionError(str(err)) from err
     model.root_name = "_model"
     _check_labels(space, model)
     if dummy_input is not None:
-        _check_shapes(space, dummy_input)
+        verify_conversion(space, model, dummy_input)
     return model

@@ -23,18 +23,19 @@ from nasflow.space.base import ExecutableModelSpace
 from nasflow.space.metrics import Metrics, ModelStatus
 
 from .errors import GraphFormatError
-from .operations import Cell, InputsOp, Operation, OutputsOp
-from .values import dump_value, load_value
+from .operations import GRAPH_NAME, Cell, InputsOp, Operation, OutputsOp, check_node_call
+from .refs import Ref, is_library
+from .serialize import IRReader, IRWriter, check_call
 
 __all__ = ["GraphModelSpace", "Graph", "Node", "Edge", "FORMAT_VERSION"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 NodeRef = tuple["Node", int | None]
 
 
 class Node:
     """One operation in a graph. ``python_name``: the module attribute path it comes from, relative
-    to its graph's module in the space (None for functions)."""
+    to its graph's module in the space (None for functions). ``id``: its position in program order."""
 
     __slots__ = ("graph", "id", "name", "operation", "args", "kwargs", "python_name", "mutation")
 
@@ -139,8 +140,13 @@ class Graph:
         return f"{name}_{index}"
 
     def add_node(self, name: str, operation: Operation, args: tuple[Any, ...] = (),
-                 kwargs: dict[str, Any] | None = None, python_name: str | None = None) -> Node:
+                 kwargs: dict[str, Any] | None = None, python_name: str | None = None, *,
+                 at: Node | None = None) -> Node:
+        """A new node, placed in program order at the end, or ``at`` an existing node's position (for
+        nodes that take over its computation): in-place operations make that order matter."""
         node = self._new_node(self.unique_name(name), operation, args, kwargs, python_name)
+        if at is not None:
+            object.__setattr__(node, "id", at.id)
         self.hidden_nodes[node.name] = node
         self._touch()
         return node
@@ -199,7 +205,8 @@ class Graph:
         return next((n for n in self.hidden_nodes.values() if n.python_name == python_name), None)
 
     def topo_sort(self) -> list[Node]:
-        """Hidden nodes, every node after its inputs; ties keep creation order (the traced order)."""
+        """Hidden nodes, every node after its inputs; ties keep program order (the traced order), which
+        keeps in-place operations where the user's code has them."""
         indegree = {n.name: 0 for n in self.hidden_nodes.values()}
         succ: dict[str, list[Node]] = {name: [] for name in indegree}
         for e in self.edges:
@@ -239,42 +246,65 @@ class Graph:
         new.edges = [Edge((mapping[id(e.head)], e.head_slot), (mapping[id(e.tail)], e.tail_slot)) for e in self.edges]
         return new
 
-    def dump(self) -> dict[str, Any]:
+    def dump(self, writer: IRWriter | None = None) -> dict[str, Any]:
+        writer = writer or IRWriter()
         out: dict[str, Any] = {
             "space_path": self.space_path,
             "module_type": self.module_type,
-            "inputs": self.input_node.operation.dump()["parameters"]["signature"],
-            "output": dump_value(self.output_node.args[0]),
-            "nodes": [_dump_node(n) for n in self.hidden_nodes.values()],
+            "inputs": self.input_node.operation.dump(writer)["parameters"]["signature"],
+            "output": writer.value(self.output_node.args[0]),
+            "nodes": [],
             "edges": [[e.head.name, e.head_slot, e.tail.name, e.tail_slot] for e in self.edges],
         }
+        for node in self.hidden_nodes.values():
+            try:
+                out["nodes"].append(_dump_node(node, writer))
+            except GraphFormatError as err:
+                where = f"module '{self.space_path}'" if self.space_path else "the space"
+                raise GraphFormatError(f"Node {node.name!r} of graph {self.name!r} ({where}): {err}") from err
         if self.mutation is not None:
-            out["mutation"] = _dump_annotation(self.mutation)
+            out["mutation"] = _dump_annotation(self.mutation, writer)
         return out
 
     @staticmethod
-    def load(name: str, data: dict[str, Any], memo: dict[str, LabeledMutable]) -> Graph:
+    def load(name: str, data: dict[str, Any], reader: IRReader) -> Graph:
+        """The graph of ``dump()`` output, every name and value checked (see ``Operation.check``)."""
         try:
-            graph = Graph(name, data["space_path"], data.get("module_type"))
-            graph.input_node.operation = InputsOp(signature=load_value(data["inputs"], memo))
-            graph.output_node.args = (load_value(data["output"], memo),)
+            module_type = data.get("module_type")
+            if module_type is not None:
+                Ref(module_type)  # a path, only ever used to name the generated class
+            if not isinstance(data["space_path"], str):
+                raise GraphFormatError(f"Graph {name!r}: space_path must be a string.")
+            graph = Graph(name, data["space_path"], module_type)
+            graph.input_node.operation = Operation.load(
+                {"type": "_inputs", "parameters": {"signature": data["inputs"]}}, reader, f"inputs of graph {name!r}")
+            graph.output_node.args = (reader.value(data["output"], f"output of graph {name!r}"),)
             for entry in data["nodes"]:
-                where = f"node {entry.get('name')!r} of graph {name!r}"
-                node = graph.add_node(entry["name"], Operation.load(entry["operation"], memo, where),
-                                      tuple(load_value(entry.get("args", []), memo)),
-                                      load_value(entry.get("kwargs", {}), memo), entry.get("python_name"))
-                if node.name != entry["name"]:
-                    raise GraphFormatError(f"Graph {name!r} has two nodes named {entry['name']!r}.")
+                node_name = entry["name"]
+                where = f"node {node_name!r} of graph {name!r}"
+                if not isinstance(node_name, str) or not isinstance(entry.get("python_name", ""), str):
+                    raise GraphFormatError(f"{where}: node names and python names must be strings.")
+                args, kwargs = reader.value(entry.get("args", []), where), reader.value(entry.get("kwargs", {}), where)
+                if not isinstance(args, list):
+                    raise GraphFormatError(f"{where}: node arguments must be a list.")
+                check_call(tuple(args), kwargs, where)
+                node = graph.add_node(node_name, Operation.load(entry["operation"], reader, where), tuple(args),
+                                      kwargs, entry.get("python_name"))
+                if node.name != node_name:
+                    raise GraphFormatError(f"Graph {name!r} has two nodes named {node_name!r}.")
+                check_node_call(node.operation, node.args, node.kwargs, where)
                 if "mutation" in entry:
-                    node.mutation = _load_annotation(entry["mutation"], memo, where)
+                    node.mutation = _load_annotation(entry["mutation"], reader, where)
             for head, head_slot, tail, tail_slot in data["edges"]:
                 h, t = graph.get_node_by_name(head), graph.get_node_by_name(tail)
                 if h is None or t is None:
                     raise GraphFormatError(f"Graph {name!r}: edge {head!r} -> {tail!r} names an unknown node.")
+                if not (head_slot is None or _index(head_slot)) or not _index(tail_slot):
+                    raise GraphFormatError(f"Graph {name!r}: edge {head!r} -> {tail!r} has a bad slot.")
                 graph.add_edge((h, head_slot), (t, tail_slot))
             if "mutation" in data:
-                graph.mutation = _load_annotation(data["mutation"], memo, f"graph {name!r}")
-        except (KeyError, TypeError, ValueError) as err:
+                graph.mutation = _load_annotation(data["mutation"], reader, f"graph {name!r}")
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
             if isinstance(err, GraphFormatError):
                 raise
             raise GraphFormatError(f"Malformed IR JSON for graph {name!r}: {err!r}") from err
@@ -290,30 +320,40 @@ def _slot(index: int) -> Any:
     return Slot(index)
 
 
-def _dump_node(node: Node) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": node.name, "operation": node.operation.dump()}
+def _index(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _dump_node(node: Node, writer: IRWriter) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": node.name, "operation": node.operation.dump(writer)}
     if node.args:
-        out["args"] = dump_value(list(node.args))
+        out["args"] = writer.value(list(node.args))
     if node.kwargs:
-        out["kwargs"] = dump_value(node.kwargs)
+        out["kwargs"] = writer.value(node.kwargs)
     if node.python_name is not None:
         out["python_name"] = node.python_name
     if node.mutation is not None:
-        out["mutation"] = _dump_annotation(node.mutation)
+        out["mutation"] = _dump_annotation(node.mutation, writer)
     return out
 
 
-def _dump_annotation(annotation: dict[str, Any]) -> dict[str, Any]:
-    out = {k: dump_value(v) for k, v in annotation.items() if k != "candidates"}
+_ANNOTATIONS = {"layer_choice": ("mutable",), "input_choice": ("mutable",), "repeat": ("depth",), "cell": ()}
+
+
+def _dump_annotation(annotation: dict[str, Any], writer: IRWriter) -> dict[str, Any]:
+    out = {k: writer.value(v) for k, v in annotation.items() if k != "candidates"}
     if "candidates" in annotation:
-        out["candidates"] = [[dump_value(key), op.dump(), name] for key, op, name in annotation["candidates"]]
+        out["candidates"] = [[writer.value(key), op.dump(writer), name] for key, op, name in annotation["candidates"]]
     return out
 
 
-def _load_annotation(data: dict[str, Any], memo: dict[str, LabeledMutable], where: str) -> dict[str, Any]:
-    out = {k: load_value(v, memo) for k, v in data.items() if k != "candidates"}
+def _load_annotation(data: dict[str, Any], reader: IRReader, where: str) -> dict[str, Any]:
+    out = {k: reader.value(v, where) for k, v in data.items() if k != "candidates"}
+    kind = out.get("type")
+    if kind not in _ANNOTATIONS or not all(isinstance(out.get(k), Mutable) for k in _ANNOTATIONS[kind]):
+        raise GraphFormatError(f"{where}: malformed mutation annotation of type {out.get('type')!r}.")
     if "candidates" in data:
-        out["candidates"] = [(load_value(key, memo), Operation.load(op, memo, where), name)
+        out["candidates"] = [(reader.value(key, where), Operation.load(op, reader, where), name)
                              for key, op, name in data["candidates"]]
     return out
 
@@ -440,59 +480,79 @@ class GraphModelSpace(ExecutableModelSpace):
 
     # ---- JSON -------------------------------------------------------------------------------
     def dump(self) -> dict[str, Any]:
-        """The IR as JSON-compatible data (what travels to a trial, with the evaluator)."""
-        return {
+        """The IR as JSON-compatible data: no pickle, functions and classes by path. ``user_refs``
+        lists the user's own classes and functions it names, which only training imports."""
+        writer = IRWriter()
+        out = {
             "format": "nasflow.graph",
             "version": FORMAT_VERSION,
             "root": self.root_name,
             "space_type": self.space_type,
             "status": self.status.value,
-            "sample": dump_value(self.sample),
-            "graphs": {name: graph.dump() for name, graph in self.graphs.items()},
-            "extra_mutables": [dump_value(m) for m in self.extra_mutables],
+            "sample": writer.value(self.sample),
+            "graphs": {name: graph.dump(writer) for name, graph in self.graphs.items()},
+            "extra_mutables": [writer.value(m) for m in self.extra_mutables],
             "renames": [list(r) for r in self.renames],
-            "history": [m.dump() for m in self.history],
+            "history": [m.dump(writer) for m in self.history],
         }
+        out["user_refs"] = sorted(ref.path for ref in writer.refs if not is_library(ref))
+        return out
 
     @classmethod
     def load(cls, data: dict[str, Any] | str, evaluator: Any = None) -> GraphModelSpace:
-        """The model described by ``dump()`` output (or its JSON text)."""
+        """The model described by ``dump()`` output (or its JSON text).
+
+        Safe on untrusted input: nothing is unpickled or imported, and IR that names anything outside
+        the allow-list (see ``refs``), or names and values that would not be plain code, is refused.
+        """
         from .mutator import Mutation
 
-        if isinstance(data, str):
-            data = json.loads(data)
+        if isinstance(data, (str, bytes)):
+            try:
+                data = json.loads(data)
+            except ValueError as err:
+                raise GraphFormatError(f"Not graph IR JSON: {err}") from err
         if not isinstance(data, dict) or data.get("format") != "nasflow.graph":
             raise GraphFormatError("Not nasflow graph IR JSON: expected an object with format='nasflow.graph'.")
         if data.get("version") != FORMAT_VERSION:
             raise GraphFormatError(f"Graph IR version {data.get('version')!r} is not supported "
                                    f"(this nasflow reads version {FORMAT_VERSION}).")
-        memo: dict[str, LabeledMutable] = {}
+        reader = IRReader(data.get("user_refs", []))
         model = cls(evaluator=evaluator)
-        model.root_name, model.space_type = data["root"], data.get("space_type")
-        model.graphs = {name: Graph.load(name, g, memo) for name, g in data["graphs"].items()}
-        if model.root_name not in model.graphs:
-            raise GraphFormatError(f"The root graph {model.root_name!r} is missing from the IR JSON.")
-        model.extra_mutables = [load_value(m, memo) for m in data.get("extra_mutables", [])]
-        model.renames = [(a, b) for a, b in data.get("renames", [])]
-        model.history = [Mutation.load(m) for m in data.get("history", [])]
-        model.sample = load_value(data.get("sample"))
-        model.status = ModelStatus(data.get("status", "initialized"))
+        try:
+            model.root_name, model.space_type = data["root"], data.get("space_type")
+            if model.space_type is not None:
+                Ref(model.space_type)
+            graphs = data["graphs"]
+            if not isinstance(graphs, dict) or not all(isinstance(n, str) and GRAPH_NAME.fullmatch(n) for n in graphs):
+                raise GraphFormatError("Graph names in IR JSON must be identifiers.")
+            model.graphs = {name: Graph.load(name, g, reader) for name, g in graphs.items()}
+            if model.root_name not in model.graphs:
+                raise GraphFormatError(f"The root graph {model.root_name!r} is missing from the IR JSON.")
+            model.reachable_graphs()  # every Cell calls a graph of the model
+            model.extra_mutables = [reader.value(m, "extra_mutables") for m in data.get("extra_mutables", [])]
+            model.renames = [(a, b) for a, b in data.get("renames", [])]
+            if not all(isinstance(part, str) for r in model.renames for part in r):
+                raise GraphFormatError("Renames in IR JSON must be pairs of module paths.")
+            model.history = [Mutation.load(m, reader) for m in data.get("history", [])]
+            model.sample = reader.value(data.get("sample"), "sample")
+            model.status = ModelStatus(data.get("status", "initialized"))
+        except GraphFormatError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise GraphFormatError(f"Malformed graph IR JSON: {err!r}") from err
         return model
 
     def __getstate__(self) -> dict[str, Any]:
-        """Compact: the IR as JSON text, the evaluator, and classes from ``__main__`` by value."""
-        import cloudpickle
-
+        """Compact: the IR as JSON text, the evaluator, and the objects from ``__main__`` the IR names
+        (pickled by the caller's pickler: trials travel with cloudpickle, which sends them by value)."""
         from .codegen import main_objects
 
-        main = main_objects(self)
         return {"ir": json.dumps(self.dump()), "evaluator": self.evaluator, "metrics": self._metrics,
-                "model_id": self.model_id, "main": cloudpickle.dumps(main) if main else None}
+                "model_id": self.model_id, "main": main_objects(self)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        import cloudpickle
-
         loaded = type(self).load(state["ir"], state["evaluator"])
         self.__dict__.update(loaded.__dict__)
         self._metrics, self.model_id = state["metrics"], state["model_id"]
-        self._main_objects = cloudpickle.loads(state["main"]) if state["main"] else {}
+        self._main_objects = dict(state["main"] or {})

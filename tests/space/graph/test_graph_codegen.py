@@ -97,7 +97,7 @@ def test_code_is_readable_pytorch() -> None:
 
 
 MAIN_SCRIPT = """
-import pickle, sys, torch
+import cloudpickle, sys, torch
 from torch import nn
 import nasflow
 from nasflow.nn import LayerChoice, ModelSpace, ParametrizedModule
@@ -131,7 +131,7 @@ net = model.executable_model()  # this process's __main__ has Scale
 x = torch.randn(2, 3)
 assert torch.allclose(net(x), torch.sigmoid(net.fc(x) * 3.0))
 open(sys.argv[1], "w").write(model.code(embed_main=True))
-open(sys.argv[2], "wb").write(pickle.dumps(model))
+open(sys.argv[2], "wb").write(cloudpickle.dumps(model))  # as trials travel: classes of __main__ by value
 print("ok")
 """
 
@@ -149,7 +149,8 @@ print("ok")
 
 
 def test_objects_from_main_are_refused_or_embedded(tmp_path: Path) -> None:
-    """A class from a script's __main__: code() names it; embedded or pickled, it runs elsewhere."""
+    """A class from a script's __main__: code() names it; embedded, or with the model sent as trials are
+    (cloudpickle), it runs elsewhere. The IR JSON itself holds only its name."""
     files = [str(tmp_path / "embedded.py"), str(tmp_path / "model.pkl")]
     for script in (MAIN_SCRIPT, LOAD_SCRIPT):
         (tmp_path / "script.py").write_text(script)

@@ -1,0 +1,230 @@
+"""References to functions and classes in the graph IR, and the allow-list that makes loading IR safe.
+
+The IR names what a node calls as a path (``Ref('torch:cat')``), never as a pickled object. Two
+kinds of path are allowed, and loading IR refuses every other one:
+
+- *library* references: public functions and classes of torch (``torch``, ``torch.nn``,
+  ``torch.nn.functional``, ``torch.fft``, ``torch.linalg``, ``torch.special``, and ``torch.nn`` module
+  classes), ``operator``, ``math``, a few builtins and nasflow's own graph helpers. They are already
+  imported; nothing is imported to check or use them. Functions that read or write files, load code
+  or change global state (``torch.load``, ``torch.save``, ``torch.hub``, ``torch.set_*``...) are not
+  in the list.
+- *user* references: the user's basic-unit classes (and the few user functions a space calls),
+  listed in the IR's ``user_refs``. Their modules are imported only when a model is instantiated to
+  train it; loading, listing, showing and exporting code never import them. A user reference may not
+  point into the standard library, builtins, torch or nasflow.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+import importlib
+import inspect
+import keyword
+import math
+import operator
+import re
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import GraphFormatError
+
+__all__ = ["Ref", "ref_of", "is_library", "check_ref", "resolve", "public_identifier", "DTYPES", "TORCH_CONSTANTS"]
+
+_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+# Public names of the library namespaces that are not allowed, on top of private (underscored) names.
+_DENIED = {
+    "operator": {"attrgetter", "methodcaller", "call"},
+    "torch": {"load", "save", "from_file", "compile", "hub", "ops", "classes", "library", "jit", "package",
+              "serialization", "utils", "cond", "while_loop", "manual_seed", "seed", "set_rng_state",
+              "use_deterministic_algorithms", "set_deterministic_debug_mode", "set_float32_matmul_precision",
+              "set_default_device", "set_default_dtype", "set_default_tensor_type", "set_num_threads",
+              "set_num_interop_threads", "set_printoptions", "set_flush_denormal", "set_warn_always",
+              "set_grad_enabled", "set_anomaly_enabled", "set_autocast_enabled", "export", "fx", "onnx",
+              "distributed", "multiprocessing", "backends", "cuda", "mps", "xpu", "overrides", "testing"},
+}
+_BUILTINS = {"abs", "all", "any", "bool", "complex", "dict", "divmod", "enumerate", "float", "frozenset", "getattr",
+             "hasattr", "int", "isinstance", "len", "list", "max", "min", "pow", "range", "reversed", "round", "set",
+             "slice", "sorted", "str", "sum", "tuple", "zip"}
+_NAMESPACES: tuple[tuple[str, Any], ...] = (
+    ("operator", operator), ("builtins", builtins), ("torch", torch), ("torch.nn.functional", F), ("torch.nn", nn),
+    ("math", math), ("torch.fft", torch.fft), ("torch.linalg", torch.linalg), ("torch.special", torch.special),
+)
+_LIBRARY_TOPS = frozenset({"torch", "nasflow", "builtins", "operator", "math"})
+
+DTYPES: dict[str, torch.dtype] = {name: value for name, value in vars(torch).items()
+                                  if isinstance(value, torch.dtype) and not name.startswith("_")}
+TORCH_CONSTANTS: dict[str, Any] = {name: value for name, value in vars(torch).items()
+                                   if isinstance(value, (torch.layout, torch.memory_format))
+                                   and not name.startswith("_")}
+
+
+def public_identifier(name: Any) -> bool:
+    """A name that may be pasted into generated code as an attribute or method name."""
+    return isinstance(name, str) and name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("_")
+
+
+class Ref:
+    """An importable object by path ``module:qualname``. Only a path: nothing is imported to make one."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        module, sep, qualname = path.partition(":") if isinstance(path, str) else ("", "", "")
+        if not sep or not _PATH.fullmatch(module) or not _PATH.fullmatch(qualname):
+            raise GraphFormatError(f"Reference {path!r} must look like 'package.module:Name' (dotted identifiers).")
+        self.path = path
+
+    @property
+    def module(self) -> str:
+        return self.path.split(":", 1)[0]
+
+    @property
+    def qualname(self) -> str:
+        return self.path.split(":", 1)[1]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Ref) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    def __repr__(self) -> str:
+        return f"Ref({self.path!r})"
+
+
+def _allowed_in(namespace: str, name: str, value: Any) -> bool:
+    if name.startswith("_") or name in _DENIED.get(namespace, ()):
+        return False
+    if namespace == "builtins":
+        return name in _BUILTINS
+    if isinstance(value, type):
+        return issubclass(value, nn.Module) or value is torch.Size
+    return callable(value) and not inspect.ismodule(value)
+
+
+def _module_classes(prefix: str) -> Iterable[type]:
+    stack, seen = [nn.Module], set()
+    while stack:
+        for sub in stack.pop().__subclasses__():
+            if sub not in seen:
+                seen.add(sub)
+                stack.append(sub)
+                if sub.__module__.startswith(prefix):
+                    yield sub
+
+
+@functools.cache
+def _library() -> tuple[dict[int, str], dict[str, Any]]:
+    """The allow-list: ``id(object) -> preferred path`` and ``path -> object``."""
+    import nasflow.mutable.expression as expression
+    import nasflow.nn  # noqa: F401 - its module classes join the list
+    from nasflow.nn.choice import reduce_inputs
+
+    by_id: dict[int, str] = {}
+    by_path: dict[str, Any] = {}
+
+    def add(path: str, value: Any) -> None:
+        by_path.setdefault(path, value)
+        by_id.setdefault(id(value), path)
+
+    for namespace, module in _NAMESPACES:
+        for name, value in vars(module).items():
+            if _allowed_in(namespace, name, value):
+                add(f"{namespace}:{name}", value)
+    for cls in (*_module_classes("torch."), *_module_classes("nasflow.nn")):
+        path = f"{cls.__module__}:{cls.__qualname__}"
+        if _PATH.fullmatch(cls.__qualname__) and not any(p.startswith("_") for p in path.replace(":", ".").split(".")):
+            add(path, cls)
+    add("nasflow.nn.choice:reduce_inputs", reduce_inputs)
+    for name, value in vars(expression).items():  # the functions of nasflow's mutable expressions
+        if inspect.isfunction(value) and value.__module__ == expression.__name__ and not name.startswith("_"):
+            add(f"{expression.__name__}:{name}", value)
+    return by_id, by_path
+
+
+def is_library(ref: Ref) -> bool:
+    return ref.path in _library()[1]
+
+
+def ref_of(obj: Any) -> Ref | None:
+    """The path of ``obj``: its allow-listed library name (``torch:cat``, ``torch.nn:Conv2d``), else its
+    import path as a user reference, or None when it has none (lambdas, local classes)."""
+    try:
+        found = _library()[0].get(id(obj))
+    except TypeError:
+        found = None
+    if found is not None:
+        return Ref(found)
+    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str) or not _PATH.fullmatch(qualname):
+        return None
+    if module != "__main__":
+        try:
+            target: Any = sys.modules.get(module) or importlib.import_module(module)
+            for part in qualname.split("."):
+                target = getattr(target, part)
+        except (ImportError, AttributeError):
+            return None
+        if target is not obj:
+            return None
+    return Ref(f"{module}:{qualname}")
+
+
+def user_ref_problem(ref: Ref) -> str | None:
+    """Why ``ref`` cannot be a user reference (None when it can)."""
+    top = ref.module.partition(".")[0]
+    if ref.module == "__main__":
+        return None
+    if top in _LIBRARY_TOPS or top in sys.stdlib_module_names:
+        return (f"{top!r} objects must be one of nasflow's allow-listed library references, and "
+                f"{ref.path!r} is not one")
+    if any(part.startswith("__") for part in ref.path.replace(":", ".").split(".")):
+        return "dunder names cannot be referenced"
+    return None
+
+
+def check_ref(ref: Ref, user_refs: frozenset[str] | set[str], where: str) -> Ref:
+    """``ref`` if the allow-list or the IR's own ``user_refs`` admits it; else a clear error."""
+    if is_library(ref):
+        return ref
+    problem = user_ref_problem(ref)
+    if problem is None and ref.path in user_refs:
+        return ref
+    reason = problem or "it is neither a library reference nor listed in the IR's user_refs"
+    raise GraphFormatError(
+        f"{where}: the graph IR names {ref.path!r}, which it may not ({reason}). Graph IR may only call "
+        "torch, torch.nn, torch.nn.functional, operator, math and nasflow functions and classes, plus the "
+        "user classes recorded when the space was converted. Refusing to load it."
+    )
+
+
+def resolve(ref: Ref, *, main: dict[str, Any] | None = None) -> Any:
+    """The object ``ref`` names. Library references come from the allow-list; user references are
+    imported (only done when a model is built to run, or a user function in a choice is evaluated)."""
+    library = _library()[1]
+    if ref.path in library:
+        return library[ref.path]
+    problem = user_ref_problem(ref)
+    if problem is not None:
+        raise GraphFormatError(f"Refusing to import {ref.path!r}: {problem}.")
+    module, qualname = ref.module, ref.qualname
+    try:
+        if module == "__main__" and main is not None and qualname.partition(".")[0] in main:
+            obj: Any = main[qualname.partition(".")[0]]
+            qualname = qualname.partition(".")[2]
+        else:
+            obj = importlib.import_module(module)
+        for part in filter(None, qualname.split(".")):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as err:
+        raise ImportError(f"Cannot import {qualname!r} from {module!r} (graph IR reference {ref.path!r}): {err}. "
+                          "Define it in a module the training process can import.") from err
+    return obj

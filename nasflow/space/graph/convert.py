@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import torch.fx as fx
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
 
 from nasflow.mutable import Constraint, Mutable
 from nasflow.nn import Cell as NasCell
@@ -554,6 +555,21 @@ def _check_labels(space: nn.Module, model: GraphModelSpace) -> None:
         )
 
 
+def _check_lazy(space: nn.Module, ran: bool) -> None:
+    """Lazy modules know their shapes only after a forward pass, which a dummy input provides."""
+    for path, module in space.named_modules():
+        if isinstance(module, LazyModuleMixin) and module.has_uninitialized_params():
+            how = ("dummy_input did not reach it (a LayerChoice candidate or Repeat block it does not run): give it "
+                   "its input size" if ran else
+                   "pass dummy_input=... to GraphModelSpace.from_model, which runs the space once so nasflow records "
+                   "the materialized modules, or give it its input size")
+            raise GraphConversionError(
+                f"{_describe(module, path)} is a lazy module: its parameter shapes are only known after a forward "
+                f"pass. To fix it, {how} (for example {type(module).cls_to_become.__name__} instead of "  # type: ignore
+                f"{type(module).__name__})."
+            )
+
+
 def convert_model_space(space: nn.Module, evaluator: Any = None, dummy_input: Any = None,
                         cls: type[GraphModelSpace] = GraphModelSpace) -> GraphModelSpace:
     """The graph IR of ``space`` (see the module docstring). With ``dummy_input``, the space is run on
@@ -571,6 +587,7 @@ def convert_model_space(space: nn.Module, evaluator: Any = None, dummy_input: An
         )
     if dummy_input is not None:
         check_candidate_shapes(space, dummy_input)
+    _check_lazy(space, dummy_input is not None)
     model = cls(evaluator=evaluator)
     model.space_type = _type_path(type(space))
     converter = _Converter(space, model)

@@ -98,12 +98,6 @@ def constructor_call(module: nn.Module, where: str,
     if isinstance(module, ParametrizedModule):
         return (type(module)._wraps or type(module), module.__dict__.get("trace_args", ()),
                 module.__dict__.get("trace_kwargs", {}))
-    if isinstance(module, LazyModuleMixin) and module.has_uninitialized_params():
-        raise error(
-            f"{where} is a lazy module: its parameter shapes are only known after a first forward pass. Pass "
-            "dummy_input=... to GraphModelSpace.from_model, which runs it once so nasflow can record the "
-            f"materialized {type(module).cls_to_become.__name__}, or give it its input size."  # type: ignore[union-attr]
-        )
     recorded = recorded_init_args(module) or _materialized_lazy_call(module)
     if recorded is None:
         raise error(
@@ -122,8 +116,8 @@ def _materialized_lazy_call(module: nn.Module) -> tuple[tuple[Any, ...], dict[st
     record = module.__dict__.get(_RECORD_KEY)
     if record is None:
         return None
-    owner, args, kwargs = record
-    if not (issubclass(owner, LazyModuleMixin) and getattr(owner, "cls_to_become", None) is type(module)):
+    owner, args, kwargs = record  # owner: the lazy class (or its base) whose __init__ was recorded
+    if not issubclass(owner, LazyModuleMixin) or isinstance(module, LazyModuleMixin):
         return None
     first = next(iter(list(inspect.signature(type(module).__init__).parameters)[1:]), None)
     if first is None or not hasattr(module, first):

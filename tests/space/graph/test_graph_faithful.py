@@ -1,0 +1,245 @@
+"""The graph format computes what the user's code computes, or refuses the space naming the module.
+
+Every space of ``faithful_spaces`` (one per class of code that used to convert wrongly, and more) is
+compared with the simplified format under the same weights, in this process and, as generated
+source, in a fresh one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from faithful_spaces import (
+    SPACES,
+    DataDependentSliceSpace,
+    LazySpace,
+    OptionalInputSpace,
+    RepeatSpace,
+)
+from torch import nn
+
+from nasflow.nn import LayerChoice, ModelSpace
+from nasflow.space import SimplifiedModelSpace
+from nasflow.space.graph import GraphConversionError, GraphModelSpace, load_weights_from
+
+HERE = Path(__file__).parent
+
+
+def _flat(output: Any) -> list[torch.Tensor]:
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, (list, tuple)):
+        return [t for item in output for t in _flat(item)]
+    if isinstance(output, dict):
+        return [t for key in sorted(output) for t in _flat(output[key])]
+    return [torch.tensor(float(output))]
+
+
+def _run(module: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    with torch.no_grad(), torch.random.fork_rng():
+        torch.manual_seed(7)  # the same draws for a forward() that makes random tensors
+        return _flat(module.eval()(x.clone()))
+
+
+def _assert_same(expected: list[torch.Tensor], got: list[torch.Tensor]) -> None:
+    assert len(expected) == len(got)
+    for a, b in zip(expected, got, strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        assert torch.equal(a, b) or (a - b).abs().max().item() <= 1e-6
+
+
+def _perturb(module: nn.Module) -> None:
+    """Scale every float tensor by its own random factors (zeros stay zeros, signs stay)."""
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            if tensor.is_floating_point():
+                tensor.mul_(torch.empty_like(tensor).uniform_(0.5, 1.5))
+
+
+def _samples(space: GraphModelSpace) -> list[dict[str, Any]]:
+    default: dict[str, Any] = {}
+    space.default(default)
+    samples, rng = [default], random.Random(3)
+    for _ in range(2):
+        sample: dict[str, Any] = {}
+        space.random(sample, rng)
+        samples.append(sample)
+    return samples
+
+
+@pytest.fixture(scope="module", params=sorted(SPACES))
+def converted(request: pytest.FixtureRequest) -> tuple[str, GraphModelSpace, SimplifiedModelSpace]:
+    space_cls, make_input, options = SPACES[request.param]
+    torch.manual_seed(0)
+    space = space_cls()
+    graph = GraphModelSpace.from_model(space, dummy_input=make_input())  # verified at conversion too
+    return request.param, graph, SimplifiedModelSpace.from_model(space)
+
+
+def test_graph_models_compute_what_the_simplified_models_compute(converted: Any) -> None:
+    name, graph, simplified = converted
+    make_input = SPACES[name][1]
+    for sample in _samples(graph):
+        model = graph.freeze(sample)
+        reference = simplified.freeze(sample).executable_model()
+        x = make_input()
+        _run(reference, x)  # materializes lazy modules
+        generated = model.executable_model()
+        kept = {k: v for k, v in generated.named_buffers() if k not in generated.state_dict()}
+        for key, buffer in kept.items():  # in no state dict: the values come from the IR
+            assert torch.equal(buffer, reference.get_buffer(key.replace("__", ".")))
+        _perturb(reference)  # a buffer folded into a constant would keep the old values
+        expected = _run(reference, x)
+        report = load_weights_from(reference, generated, model)
+        assert not report.skipped and len(report.loaded) == len(reference.state_dict()) + len(kept)
+        _assert_same(expected, _run(generated, x))
+
+
+RUNNER = """
+import importlib.util, sys, torch
+for path, data_path, out in zip(sys.argv[1::3], sys.argv[2::3], sys.argv[3::3]):
+    spec = importlib.util.spec_from_file_location("generated_" + str(abs(hash(path))), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    data = torch.load(data_path)
+    net = getattr(module, data["root"])()
+    net.load_state_dict(data["state"])
+    with torch.no_grad():
+        torch.manual_seed(7)
+        torch.save(net.eval()(data["x"]), out)
+print("ok")
+"""
+
+
+def test_generated_code_runs_standalone_in_a_fresh_process(tmp_path: Path) -> None:
+    argv, expected = [], []
+    for index, name in enumerate(sorted(SPACES)):
+        space_cls, make_input, options = SPACES[name]
+        torch.manual_seed(index)
+        graph = GraphModelSpace.from_model(space_cls(), **options)
+        sample: dict[str, Any] = {}
+        graph.random(sample, random.Random(index))
+        model = graph.freeze(sample)
+        module = model.executable_model()
+        x = make_input()
+        expected.append(_run(module, x))
+        files = [tmp_path / f"{name}_model.py", tmp_path / f"{name}.pt", tmp_path / f"{name}.out"]
+        files[0].write_text(model.code())
+        torch.save({"root": type(module).__name__, "state": module.state_dict(), "x": x}, files[1])
+        argv += [str(f) for f in files]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", RUNNER, *argv], capture_output=True, text=True, env=env,
+                            timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for out_path, want in zip(argv[2::3], expected, strict=True):
+        _assert_same(want, _flat(torch.load(out_path)))
+
+
+def test_repeat_calls_each_factory_of_a_list_with_its_index() -> None:
+    space = RepeatSpace()
+    assert [type(b).__name__ for b in space.listed.blocks] == ["Sequential", "LayerChoice", "Linear"]
+    assert space.listed.blocks[2].bias is not None and space.listed.blocks[1].label == "rep/list1"
+    graph = GraphModelSpace.from_model(space)
+    shallow = {**{label: m.default() for label, m in graph.simplify().items()}, "rep/depth": 1, "rep/ddepth": 1,
+               "rep/listed": 2, "rep/direct0": 1, "rep/list1": 1}
+    assert graph.freeze(shallow).sample == shallow  # choices inside cut blocks freeze at any depth
+
+
+def test_lazy_modules_need_the_dummy_input() -> None:
+    with pytest.raises(GraphConversionError, match=r"module 'conv' \(LazyConv2d\) is a lazy module.*dummy_input"):
+        GraphModelSpace.from_model(LazySpace())
+
+
+def test_an_optional_argument_the_space_branches_on_needs_the_call() -> None:
+    with pytest.raises(GraphConversionError, match=r"optional arguments \['mask'\].*dummy_input"):
+        GraphModelSpace.from_model(OptionalInputSpace())
+    x = torch.randn(3, 5)
+    space = OptionalInputSpace()
+    alone = GraphModelSpace.from_model(space, dummy_input=x).freeze({"opt2/width": 3}).executable_model()
+    assert list(alone.forward.__code__.co_varnames[:2]) == ["self", "x"]  # traced for forward(x)
+    both = GraphModelSpace.from_model(space, dummy_input=(x, torch.ones(3, 1)))
+    generated = both.freeze({"opt2/width": 3}).executable_model()
+    load_weights_from(space, generated, both.freeze({"opt2/width": 3}))
+    mask = torch.tensor([[1.0], [0.0], [2.0]])
+    assert torch.equal(generated(x, mask), space.fc(x) * mask)
+
+
+def test_data_dependent_code_in_the_space_gets_a_fix_for_the_space() -> None:
+    with pytest.raises(GraphConversionError) as info:
+        GraphModelSpace.from_model(DataDependentSliceSpace())
+    message = str(info.value)
+    assert message.startswith("Cannot convert the space (DataDependentSliceSpace)")
+    assert "`keep = int((x[0] > 0).sum())`" in message and "faithful_spaces.py:" in message
+    assert "out of the space's own forward()" in message and "torch.fx.wrap" in message
+    assert "make that module a basic unit" not in message and "control flow" not in message
+
+
+CALLS = [0]
+
+
+class CountsCalls(nn.Module):
+    """Python state outside the module: one traced graph keeps the count of the tracing call."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        CALLS[0] += 1
+        return x * CALLS[0]
+
+
+class Body(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+        self.counter = CountsCalls()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.counter(self.fc(x))
+
+
+class CountingSpace(ModelSpace):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = Body()
+        self.act = LayerChoice([nn.ReLU(), nn.Tanh()], label="count/act")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.body(x))
+
+
+def test_self_verification_names_the_first_module_that_differs() -> None:
+    GraphModelSpace.from_model(CountingSpace())  # without a dummy input, nothing can tell
+    with pytest.raises(GraphConversionError, match=r"sample \{'count/act': 0\}: the output of module "
+                                                   r"'body.counter' \(CountsCalls\) differs.*make module "
+                                                   r"'body.counter' a basic unit"):
+        GraphModelSpace.from_model(CountingSpace(), dummy_input=torch.randn(2, 3))
+
+
+class Block(nn.Module):
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.fc = linear
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) + 1
+
+
+class SharedSpace(ModelSpace):
+    def __init__(self) -> None:
+        super().__init__()
+        shared = nn.Linear(3, 3)
+        self.first, self.second = Block(shared), Block(shared)
+        self.act = LayerChoice([nn.ReLU(), nn.Tanh()], label="shared/act")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.second(self.first(x)))
+
+
+def test_a_tensor_shared_by_two_modules_is_refused() -> None:
+    with pytest.raises(GraphConversionError, match=r"'first.fc.weight' and 'second.fc.weight' are one tensor"):
+        GraphModelSpace.from_model(SharedSpace())

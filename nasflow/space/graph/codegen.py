@@ -420,6 +420,12 @@ def _nf_tensor(data: str, dtype: torch.dtype, shape: list[int]) -> torch.Tensor:
 '''
 
 
+def _docstring(text: str) -> str:
+    """A string literal holding ``text``: triple-quoted when that is plainly safe, else ``repr``."""
+    plain = text.isprintable() and '"' not in text and "\\" not in text
+    return f'"""{text}"""' if plain else repr(text)
+
+
 def _tensor_expr(value: torch.Tensor, r: _Renderer) -> str:
     from .serialize import IRWriter
 
@@ -465,7 +471,7 @@ def generate_code(model: GraphModelSpace, main: MainMode = "error") -> Generated
         graph = model.graphs[name]
         origin = graph.module_type or "a built graph"
         where = f"module `{graph.space_path}`" if graph.space_path else "the space itself"
-        doc = f"    {f'Graph {name}: traced from {origin} ({where}).'!r}"
+        doc = f"    {_docstring(f'Graph {name}: traced from {origin} ({where}).')}"
         children = tuple(dict.fromkeys(class_names[child] for child in _CHILD.findall(text)))
         text = _REF.sub(lambda m: imports.exprs[m.group(1)], _CHILD.sub(lambda m: class_names[m.group(1)], text))
         chunks.append(f"class {class_names[name]}(nn.Module):\n{doc}\n\n{text}\n")
@@ -514,11 +520,14 @@ def _build_classes(generated: GeneratedCode) -> dict[str, type]:
 
 def instantiate(model: GraphModelSpace) -> nn.Module:
     """Generate, execute and instantiate the root class of ``model``."""
-    generated = generate_code(model, main="namespace")
-    root_class = _build_classes(generated)[generated.root_class]
-    root_class.__reduce_ex__ = _reduce_generated
-    root_class.__deepcopy__ = _deepcopy_generated
-    module = root_class()
+    from .ir import no_gc_pauses
+
+    with no_gc_pauses():
+        generated = generate_code(model, main="namespace")
+        root_class = _build_classes(generated)[generated.root_class]
+        root_class.__reduce_ex__ = _reduce_generated
+        root_class.__deepcopy__ = _deepcopy_generated
+        module = root_class()
     module.__dict__["_nf_model_state"] = _ModelState(model)
     module.__dict__["_nf_generated_source"] = generated.source
     return module

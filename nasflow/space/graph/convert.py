@@ -33,7 +33,7 @@ from .errors import GraphConversionError, GraphFormatError
 from .ir import Graph, GraphModelSpace, Node, NodeRef
 from .mutator import join_path
 from .operations import AttributeOp, Cell, FunctionOp, InputsOp, MethodOp, ModuleOp, Operation, check_node_call
-from .refs import ref_of
+from .refs import check_ref, ref_of
 from .trace import fix_for, plain_attributes, same_computation, signature_of, trace_module, traced_container, value_key
 from .values import Ref, Slot, constructor_call, default_of, map_template, to_ir_value
 
@@ -277,7 +277,7 @@ class _Converter:
                     f"{where} calls {n.target!r}, which generated code cannot import. Define the function at "
                     "module level (not a lambda or a local function)."
                 )
-            return FunctionOp(target=ref), None
+            return FunctionOp(target=check_ref(ref, None, where)), None
         if n.op == "get_attr":
             return self.attribute_op(n.target, module, graph, where, constants, called), n.target
         raise GraphConversionError(f"{where}: unexpected fx node {n.op!r}.")
@@ -368,6 +368,7 @@ class _Converter:
             raise GraphConversionError(
                 f"{where}: its class has no import path (a local class), so generated code cannot build it; define "
                 "it at module level, in an importable module.")
+        check_ref(ref, None, where)
         for name, tensor in module.state_dict(keep_vars=True).items():
             self.claim(tensor, join_path(path, name), ("module", path))
         what = f"init arguments of {where}"

@@ -10,6 +10,8 @@ alone (its JSON, see ``dump``/``load``) describes the whole space or model.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import heapq
 import json
 from collections.abc import Iterator
@@ -31,6 +33,20 @@ __all__ = ["GraphModelSpace", "Graph", "Node", "Edge", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 2
 NodeRef = tuple["Node", int | None]
+
+
+@contextlib.contextmanager
+def no_gc_pauses() -> Iterator[None]:
+    """Reading IR and building its module allocate thousands of objects that all live on. Cyclic
+    garbage collections triggered meanwhile find nothing to free, yet in a process holding torch a
+    full one scans millions of objects (hundreds of ms in a fresh trial worker): hold them off."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class Node:
@@ -117,12 +133,13 @@ class Graph:
 
     def __setattr__(self, name: str, value: Any) -> None:
         self.__dict__[name] = value
-        if name != "_codegen":
+        if name not in ("_codegen", "_json"):
             self._touch()
 
     def _touch(self) -> None:
-        """Forget cached generated code: the graph changed (edit graphs through their methods)."""
+        """Forget cached generated code and JSON: the graph changed (edit graphs through their methods)."""
         self.__dict__.pop("_codegen", None)
+        self.__dict__.pop("_json", None)
 
     # ---- building ---------------------------------------------------------------------------
     def _new_node(self, name: str, operation: Operation, args: tuple[Any, ...] = (),
@@ -246,8 +263,17 @@ class Graph:
         new.edges = [Edge((mapping[id(e.head)], e.head_slot), (mapping[id(e.tail)], e.tail_slot)) for e in self.edges]
         return new
 
+    def dump_json(self, writer: IRWriter | None = None) -> str:
+        """The graph as JSON text (cached until it changes: frozen models share untouched graphs)."""
+        cached = self.__dict__.get("_json")
+        if cached is None:
+            own = IRWriter()
+            cached = self.__dict__["_json"] = (json.dumps(self.dump(own)), frozenset(own.refs))
+        if writer is not None:
+            writer.refs |= cached[1]
+        return cached[0]
+
     def dump(self, writer: IRWriter | None = None) -> dict[str, Any]:
-        writer = writer or IRWriter()
         out: dict[str, Any] = {
             "space_path": self.space_path,
             "module_type": self.module_type,
@@ -482,21 +508,28 @@ class GraphModelSpace(ExecutableModelSpace):
     def dump(self) -> dict[str, Any]:
         """The IR as JSON-compatible data: no pickle, functions and classes by path. ``user_refs``
         lists the user's own classes and functions it names, which only training imports."""
+        return json.loads(self.dump_json())
+
+    def dump_json(self) -> str:
+        """``dump()`` as JSON text, assembled from each graph's cached text."""
         writer = IRWriter()
-        out = {
+        graphs = ", ".join(f"{json.dumps(name)}: {graph.dump_json(writer)}" for name, graph in self.graphs.items())
+        head = {
             "format": "nasflow.graph",
             "version": FORMAT_VERSION,
             "root": self.root_name,
             "space_type": self.space_type,
             "status": self.status.value,
             "sample": writer.value(self.sample),
-            "graphs": {name: graph.dump(writer) for name, graph in self.graphs.items()},
+        }
+        tail = {
             "extra_mutables": [writer.value(m) for m in self.extra_mutables],
             "renames": [list(r) for r in self.renames],
             "history": [m.dump(writer) for m in self.history],
+            "user_refs": [],
         }
-        out["user_refs"] = sorted(ref.path for ref in writer.refs if not is_library(ref))
-        return out
+        tail["user_refs"] = sorted(ref.path for ref in writer.refs if not is_library(ref))
+        return f'{json.dumps(head)[:-1]}, "graphs": {{{graphs}}}, {json.dumps(tail)[1:]}'
 
     @classmethod
     def load(cls, data: dict[str, Any] | str, evaluator: Any = None) -> GraphModelSpace:
@@ -505,20 +538,25 @@ class GraphModelSpace(ExecutableModelSpace):
         Safe on untrusted input: nothing is unpickled or imported, and IR that names anything outside
         the allow-list (see ``refs``), or names and values that would not be plain code, is refused.
         """
+        with no_gc_pauses():
+            if isinstance(data, (str, bytes)):
+                try:
+                    data = json.loads(data)
+                except ValueError as err:
+                    raise GraphFormatError(f"Not graph IR JSON: {err}") from err
+            if not isinstance(data, dict) or data.get("format") != "nasflow.graph":
+                raise GraphFormatError("Not nasflow graph IR JSON: expected an object with format='nasflow.graph'.")
+            if data.get("version") != FORMAT_VERSION:
+                raise GraphFormatError(f"Graph IR version {data.get('version')!r} is not supported "
+                                       f"(this nasflow reads version {FORMAT_VERSION}).")
+            model = cls(evaluator=evaluator)
+            cls._load_into(model, data, IRReader(data.get("user_refs", [])))
+        return model
+
+    @staticmethod
+    def _load_into(model: GraphModelSpace, data: dict[str, Any], reader: IRReader) -> None:
         from .mutator import Mutation
 
-        if isinstance(data, (str, bytes)):
-            try:
-                data = json.loads(data)
-            except ValueError as err:
-                raise GraphFormatError(f"Not graph IR JSON: {err}") from err
-        if not isinstance(data, dict) or data.get("format") != "nasflow.graph":
-            raise GraphFormatError("Not nasflow graph IR JSON: expected an object with format='nasflow.graph'.")
-        if data.get("version") != FORMAT_VERSION:
-            raise GraphFormatError(f"Graph IR version {data.get('version')!r} is not supported "
-                                   f"(this nasflow reads version {FORMAT_VERSION}).")
-        reader = IRReader(data.get("user_refs", []))
-        model = cls(evaluator=evaluator)
         try:
             model.root_name, model.space_type = data["root"], data.get("space_type")
             if model.space_type is not None:
@@ -541,14 +579,13 @@ class GraphModelSpace(ExecutableModelSpace):
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise GraphFormatError(f"Malformed graph IR JSON: {err!r}") from err
-        return model
 
     def __getstate__(self) -> dict[str, Any]:
         """Compact: the IR as JSON text, the evaluator, and the objects from ``__main__`` the IR names
         (pickled by the caller's pickler: trials travel with cloudpickle, which sends them by value)."""
         from .codegen import main_objects
 
-        return {"ir": json.dumps(self.dump()), "evaluator": self.evaluator, "metrics": self._metrics,
+        return {"ir": self.dump_json(), "evaluator": self.evaluator, "metrics": self._metrics,
                 "model_id": self.model_id, "main": main_objects(self)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:

@@ -26,7 +26,6 @@ import math
 import operator
 import re
 import sys
-from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -110,57 +109,51 @@ def _allowed_in(namespace: str, name: str, value: Any) -> bool:
     return callable(value) and not inspect.ismodule(value)
 
 
-def _module_classes(prefix: str) -> Iterable[type]:
-    stack, seen = [nn.Module], set()
-    while stack:
-        for sub in stack.pop().__subclasses__():
-            if sub not in seen:
-                seen.add(sub)
-                stack.append(sub)
-                if sub.__module__.startswith(prefix):
-                    yield sub
+_BY_NAME = dict(_NAMESPACES)
+_NOT_FOUND = object()
 
 
 @functools.cache
-def _library() -> tuple[dict[int, str], dict[str, Any]]:
-    """The allow-list: ``id(object) -> preferred path`` and ``path -> object``."""
-    import nasflow.mutable.expression as expression
-    import nasflow.nn  # noqa: F401 - its module classes join the list
-    from nasflow.nn.choice import reduce_inputs
+def _library_object(path: str) -> Any:
+    """The allow-listed object at ``path``, or ``_NOT_FOUND``. Looks only at modules already imported."""
+    module, _, qualname = path.partition(":")
+    parts = qualname.split(".")
+    if module in _BY_NAME and len(parts) == 1:
+        value = vars(_BY_NAME[module]).get(qualname, _NOT_FOUND)
+        if value is not _NOT_FOUND and _allowed_in(module, qualname, value):
+            return value
+    if any(p.startswith("_") for p in (*module.split("."), *parts)):
+        return _NOT_FOUND
+    value = sys.modules.get(module, _NOT_FOUND)
+    for part in parts:
+        value = getattr(value, part, _NOT_FOUND)
+    if module.startswith(("torch.", "nasflow.nn")) and isinstance(value, type) and issubclass(value, nn.Module):
+        return value if value.__module__ == module else _NOT_FOUND  # a torch or nasflow module class
+    if path == "nasflow.nn.choice:reduce_inputs" or (  # and the functions of nasflow's expressions
+            module == "nasflow.mutable.expression" and inspect.isfunction(value) and value.__module__ == module):
+        return value
+    return _NOT_FOUND
 
+
+@functools.cache
+def _preferred_paths() -> dict[int, str]:
+    """``id(object) -> path`` for the objects of the library namespaces (naming them at conversion)."""
     by_id: dict[int, str] = {}
-    by_path: dict[str, Any] = {}
-
-    def add(path: str, value: Any) -> None:
-        by_path.setdefault(path, value)
-        by_id.setdefault(id(value), path)
-
     for namespace, module in _NAMESPACES:
         for name, value in vars(module).items():
             if _allowed_in(namespace, name, value):
-                add(f"{namespace}:{name}", value)
-    for cls in (*_module_classes("torch."), *_module_classes("nasflow.nn")):
-        path = f"{cls.__module__}:{cls.__qualname__}"
-        if _PATH.fullmatch(cls.__qualname__) and not any(p.startswith("_") for p in path.replace(":", ".").split(".")):
-            add(path, cls)
-    add("nasflow.nn.choice:reduce_inputs", reduce_inputs)
-    for name, value in vars(expression).items():  # the functions of nasflow's mutable expressions
-        if inspect.isfunction(value) and value.__module__ == expression.__name__ and not name.startswith("_"):
-            add(f"{expression.__name__}:{name}", value)
-    return by_id, by_path
+                by_id.setdefault(id(value), f"{namespace}:{name}")
+    return by_id
 
 
 def is_library(ref: Ref) -> bool:
-    return ref.path in _library()[1]
+    return _library_object(ref.path) is not _NOT_FOUND
 
 
 def ref_of(obj: Any) -> Ref | None:
     """The path of ``obj``: its allow-listed library name (``torch:cat``, ``torch.nn:Conv2d``), else its
     import path as a user reference, or None when it has none (lambdas, local classes)."""
-    try:
-        found = _library()[0].get(id(obj))
-    except TypeError:
-        found = None
+    found = _preferred_paths().get(id(obj))
     if found is not None:
         return Ref(found)
     module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
@@ -191,12 +184,13 @@ def user_ref_problem(ref: Ref) -> str | None:
     return None
 
 
-def check_ref(ref: Ref, user_refs: frozenset[str] | set[str], where: str) -> Ref:
-    """``ref`` if the allow-list or the IR's own ``user_refs`` admits it; else a clear error."""
+def check_ref(ref: Ref, user_refs: frozenset[str] | set[str] | None, where: str) -> Ref:
+    """``ref`` if the allow-list or the IR's own ``user_refs`` admits it (None: any user reference,
+    as at conversion); else a clear error."""
     if is_library(ref):
         return ref
     problem = user_ref_problem(ref)
-    if problem is None and ref.path in user_refs:
+    if problem is None and (user_refs is None or ref.path in user_refs):
         return ref
     reason = problem or "it is neither a library reference nor listed in the IR's user_refs"
     raise GraphFormatError(
@@ -209,9 +203,9 @@ def check_ref(ref: Ref, user_refs: frozenset[str] | set[str], where: str) -> Ref
 def resolve(ref: Ref, *, main: dict[str, Any] | None = None) -> Any:
     """The object ``ref`` names. Library references come from the allow-list; user references are
     imported (only done when a model is built to run, or a user function in a choice is evaluated)."""
-    library = _library()[1]
-    if ref.path in library:
-        return library[ref.path]
+    value = _library_object(ref.path)
+    if value is not _NOT_FOUND:
+        return value
     problem = user_ref_problem(ref)
     if problem is not None:
         raise GraphFormatError(f"Refusing to import {ref.path!r}: {problem}.")

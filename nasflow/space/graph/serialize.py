@@ -107,7 +107,7 @@ class IRWriter:
                 "local function): the graph IR names functions by path and never pickles them. Define the "
                 "function at module level in an importable module."
             )
-        return self.ref(ref)
+        return self.ref(check_ref(ref, None, f"the choice expression {owner!r}"))
 
     def mutable(self, m: Mutable) -> dict[str, Any]:
         out: dict[str, Any]
@@ -178,11 +178,14 @@ class IRReader:
             raise GraphFormatError("The graph IR's 'user_refs' must be a list of 'module:Name' strings.")
         self.user_refs = frozenset(user_refs)
         self.mutables: dict[str, LabeledMutable] = {}
+        self._refs: dict[str, Ref] = {}
 
     def ref(self, path: Any, where: str) -> Ref:
         if not isinstance(path, str):
             raise GraphFormatError(f"{where}: a reference must be a 'module:Name' string, got {path!r}.")
-        return check_ref(Ref(path), self.user_refs, where)
+        if path not in self._refs:
+            self._refs[path] = check_ref(Ref(path), self.user_refs, where)
+        return self._refs[path]
 
     def value(self, data: Any, where: str = "graph IR") -> Any:
         if isinstance(data, list):

@@ -20,7 +20,7 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from nasflow.mutable import MISSING, Mutable
 
 from .errors import GraphFormatError
-from .refs import Ref, ref_of
+from .refs import Ref, check_ref, ref_of
 
 __all__ = ["Slot", "Ref", "ModuleSpec", "TrainingFlag", "to_ir_value", "ref_of", "default_of", "is_missing",
            "map_template", "iter_values", "has_mutable", "freeze_value", "constructor_call"]
@@ -131,7 +131,7 @@ def _module_spec(module: nn.Module, where: str) -> ModuleSpec:
     if ref is None:
         raise GraphFormatError(f"{where}: module class {cls.__qualname__} cannot be imported; define it at "
                                "module level.")
-    return ModuleSpec(ref, to_ir_value(tuple(args), where), to_ir_value(dict(kwargs), where))
+    return ModuleSpec(check_ref(ref, None, where), to_ir_value(tuple(args), where), to_ir_value(dict(kwargs), where))
 
 
 def to_ir_value(value: Any, where: str) -> Any:
@@ -167,7 +167,7 @@ def to_ir_value(value: Any, where: str) -> Any:
     if callable(value):
         ref = ref_of(value)
         if ref is not None:
-            return ref
+            return check_ref(ref, None, where)
     raise GraphFormatError(
         f"{where}: the value {value!r} ({type(value).__qualname__}) cannot be written into the graph IR. "
         "Use plain numbers, strings, tuples, lists, dicts, tensors, dtypes, mutables, or functions and "

@@ -41,7 +41,8 @@ from .refs import Ref, public_identifier
 from .values import ModuleSpec, Slot, TrainingFlag, iter_values
 
 if TYPE_CHECKING:
-    from .ir import Graph, GraphModelSpace, Node
+    from .ir import Graph, Node
+    from .space import GraphModelSpace
 
 __all__ = ["GeneratedCode", "generate_code", "instantiate", "attribute_names", "main_objects"]
 
@@ -560,7 +561,7 @@ def _reduce_generated(self: nn.Module, protocol: int) -> Any:
 
 
 def _rebuild_generated(model_state: dict[str, Any], state_dict: dict[str, Any], training: bool) -> nn.Module:
-    from .ir import GraphModelSpace
+    from .space import GraphModelSpace
 
     model = GraphModelSpace.__new__(GraphModelSpace)
     model.__setstate__(model_state)

@@ -26,7 +26,7 @@ from nasflow.nn import LayerChoice, ModelSpace
 from nasflow.nn.base import freeze_module
 
 from .errors import GraphConversionError
-from .ir import GraphModelSpace
+from .space import GraphModelSpace
 from .weights import load_weights_from, weight_name_mapping
 
 __all__ = ["check_candidate_shapes", "verify_conversion", "RANDOM_SAMPLES"]

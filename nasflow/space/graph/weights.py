@@ -21,7 +21,7 @@ from .mutator import join_path
 from .operations import AttributeOp, Cell, ModuleOp
 
 if TYPE_CHECKING:
-    from .ir import GraphModelSpace
+    from .space import GraphModelSpace
 
 __all__ = ["WeightMapping", "weight_name_mapping", "load_weights_from", "LoadReport"]
 

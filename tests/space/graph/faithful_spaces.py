@@ -191,13 +191,16 @@ class InPlaceSpace(ModelSpace):
     def __init__(self) -> None:
         super().__init__()
         self.body = InPlace()
+        self.mix = InputChoice(3, 2, reduction="mean", label="inplace/mix")
         self.out = LayerChoice([nn.Linear(4, 2), nn.Linear(4, 2, bias=False)], label="inplace/out")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, w = self.body(x)
         h = a
         h -= w                       # in the space's own forward too
-        return self.out(a)
+        m = self.mix([a, w, x])      # frozen into plain additions, which must still run before...
+        w.add_(3)                    # ... this update of one of their inputs
+        return self.out(a) + m.sum() + w.sum()
 
 
 # ---- 9. shape arithmetic ---------------------------------------------------------------------------

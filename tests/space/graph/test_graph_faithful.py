@@ -243,3 +243,22 @@ class SharedSpace(ModelSpace):
 def test_a_tensor_shared_by_two_modules_is_refused() -> None:
     with pytest.raises(GraphConversionError, match=r"'first.fc.weight' and 'second.fc.weight' are one tensor"):
         GraphModelSpace.from_model(SharedSpace())
+
+
+class RebuiltPerSample(ModelSpace):
+    """As NNI's NDS spaces: widths computed while building, so freezing rebuilds the space."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.act = LayerChoice([nn.ReLU(), nn.Tanh()], label="rebuilt/act")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x)
+
+    def freeze(self, sample: dict[str, Any]) -> ModelSpace:
+        return self.rebuild(sample)
+
+
+def test_a_space_that_freezes_its_own_way_is_refused() -> None:
+    with pytest.raises(GraphConversionError, match=r"the space \(RebuiltPerSample\) overrides freeze\(\).*simplified"):
+        GraphModelSpace.from_model(RebuiltPerSample())

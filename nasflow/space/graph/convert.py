@@ -93,7 +93,7 @@ class _Converter(BuiltGraphs):
     def __init__(self, space: nn.Module, model: GraphModelSpace) -> None:
         self.space, self.model = space, model
         self.graph_of: dict[int, str] = {}
-        self.pattern_of: dict[int, tuple[str, ...]] = {}
+        self.fixed_of: dict[int, dict[str, Any]] = {}
         self.candidates_of: dict[int, list[tuple[Any, Operation, str]]] = {}
         self.structure_key = _StructureKeys()
         self.traces: dict[Any, tuple[fx.Graph, dict[str, torch.Tensor]]] = {}
@@ -116,20 +116,32 @@ class _Converter(BuiltGraphs):
             self.signatures[type(module)] = signature_of(module)
         return self.signatures[type(module)]
 
-    def omitted(self, module: nn.Module, path: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-        """The optional forward() parameters a call with this template leaves out, with their defaults."""
+    def fixed_by_call(self, module: nn.Module, path: str, args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The forward() parameters a call with this template fixes: those it leaves out (at their
+        defaults) and those it passes None, a bool or a string (what code branches on: ``if y is None``,
+        ``if flag``, ``if mode == 'a'``). The module's graph is traced with them fixed; the call still
+        passes them, and the graph's forward ignores them."""
         params = self.signature(module)
         try:
             bound = inspect.Signature(params).bind(*args, **kwargs)
         except TypeError as err:
             raise GraphConversionError(f"{_describe(module, path)} is called with arguments its forward() does "
                                        f"not take: {err}.") from err
-        return {p.name: p.default for p in params
-                if p.name not in bound.arguments and p.default is not inspect.Parameter.empty and p.kind not in _VAR}
+        fixed = {}
+        for p in params:
+            if p.kind in _VAR:
+                continue
+            if p.name not in bound.arguments:
+                if p.default is not inspect.Parameter.empty:
+                    fixed[p.name] = p.default
+            elif bound.arguments[p.name] is None or isinstance(bound.arguments[p.name], (bool, str)):
+                fixed[p.name] = bound.arguments[p.name]
+        return fixed
 
     def traced(self, module: nn.Module, path: str, fixed: dict[str, Any]) -> tuple[fx.Graph, dict[str, torch.Tensor]]:
         """The fx trace of ``module`` with ``fixed`` parameters (one per structure and call pattern)."""
-        key = (self.structure_key(module), tuple(sorted(fixed)))
+        key = (self.structure_key(module), _pattern(fixed))
         if key not in self.traces:
             before = set(module.__dict__)
             try:
@@ -143,19 +155,19 @@ class _Converter(BuiltGraphs):
     def module_graph(self, module: nn.Module, path: str, fixed: dict[str, Any] | None = None) -> str:
         """The graph of a user module or container (traced once per call pattern, however often called)."""
         fixed = fixed or {}
-        pattern = tuple(sorted(fixed))
         if id(module) in self.graph_of:
-            if self.pattern_of.get(id(module), ()) != pattern:
+            known = self.fixed_of.get(id(module), {})
+            if _pattern(known) != _pattern(fixed):
                 raise GraphConversionError(
-                    f"{_describe(module, path)} is called both with and without its optional arguments "
-                    f"{sorted(set(pattern) ^ set(self.pattern_of.get(id(module), ())))}; one module is one graph, "
-                    f"traced for one way of calling it. Pass the same arguments at every call, or "
-                    f"{fix_for(path)}.")
+                    f"{_describe(module, path)} is called in two ways, fixing the arguments {known} at one call and "
+                    f"{fixed} at another (left out, or given as None, a bool or a string, which code may branch on); "
+                    "one module is one graph, traced for one way of calling it. Pass the same arguments at every "
+                    f"call, or {fix_for(path)}.")
             return self.graph_of[id(module)]
         if isinstance(module, MutableModule):
             self.collect_own_mutables(module, path)
         graph = self.new_graph(module, path)
-        self.pattern_of[id(module)] = pattern
+        self.fixed_of[id(module)] = fixed
         if traced_container(module):
             graph.input_node.operation = InputsOp(signature=[{"name": "input", "kind": "positional"}])
             prev: NodeRef = (graph.input_node, 0)
@@ -167,7 +179,7 @@ class _Converter(BuiltGraphs):
             graph.output_node.args = (Slot(0),)
             return graph.name
         fx_graph, constants = self.traced(module, path, fixed)
-        self.from_fx(graph, module, fx_graph, constants, set(fixed))
+        self.from_fx(graph, module, fx_graph, constants, set(fixed) if not path else set())
         return graph.name
 
     def root_fixed(self, space: nn.Module, dummy_input: Any) -> dict[str, Any]:
@@ -212,11 +224,13 @@ class _Converter(BuiltGraphs):
                 self.model.extra_mutables.append(to_ir_value(m, f"the constraints of {_describe(module, path)}"))
 
     def from_fx(self, graph: Graph, module: nn.Module, fx_graph: fx.Graph, constants: dict[str, torch.Tensor],
-                fixed: set[str]) -> None:
+                dropped: set[str]) -> None:
+        """``graph`` from ``module``'s fx trace; its forward has the module's signature, less ``dropped``
+        (the space's fixed parameters: a call passing them fails instead of being ignored)."""
         where = _describe(module, graph.space_path)
         signature: list[dict[str, Any]] = []
         for param in self.signature(module):
-            if param.name in fixed:
+            if param.name in dropped:
                 continue
             entry: dict[str, Any] = {"name": param.name, "kind": _KINDS[param.kind.name.lower()]}
             if param.default is not inspect.Parameter.empty:
@@ -341,7 +355,8 @@ class _Converter(BuiltGraphs):
         elif kind == "repeat":
             op, python_name = Cell(graph=self.repeat_graph(module, path)), rel
         else:
-            op, python_name = Cell(graph=self.module_graph(module, path, self.omitted(module, path, args, kwargs))), rel
+            fixed = self.fixed_by_call(module, path, args, kwargs)
+            op, python_name = Cell(graph=self.module_graph(module, path, fixed)), rel
         node = graph.add_node(name, op, args, kwargs, python_name)
         node.mutation = mutation
         for i, ref in enumerate(refs):
@@ -397,7 +412,7 @@ class _Converter(BuiltGraphs):
             return Cell(graph=self.cell_graph(module, path))
         if kind in ("layer_choice", "input_choice"):
             return Cell(graph=self.wrapper_graph(module, path, len(args), list(kwargs)))
-        return Cell(graph=self.module_graph(module, path, self.omitted(module, path, args, kwargs)))
+        return Cell(graph=self.module_graph(module, path, self.fixed_by_call(module, path, args, kwargs)))
 
     def wrapper_graph(self, module: nn.Module, path: str, n_args: int, kwarg_names: list[str]) -> str:
         """A one-node graph around a nested choice, so it can be a candidate of another one."""
@@ -413,6 +428,10 @@ class _Converter(BuiltGraphs):
         graph.add_edge((node, None), (graph.output_node, 0))
         graph.output_node.args = (Slot(0),)
         return graph.name
+
+
+def _pattern(fixed: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted((name, value_key(value)) for name, value in fixed.items()))
 
 
 def _exclusive(a: str, b: str, choice_paths: set[str]) -> bool:

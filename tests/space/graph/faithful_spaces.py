@@ -7,6 +7,7 @@ compare every space's graph-format models with its simplified-format models unde
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -118,17 +119,33 @@ class Fuse(nn.Module):
         return out
 
 
+class Head(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(5, 5)
+
+    def forward(self, x: torch.Tensor, mode: str = "sum", extra: torch.Tensor | None = None,
+                return_both: bool = False) -> Any:
+        h = self.fc(x)
+        if extra is not None:
+            h = h + extra
+        out = h.sum(-1, keepdim=True) if mode == "sum" else h.mean(-1, keepdim=True)
+        return (out, h) if return_both else out
+
+
 class OptionalArgSpace(ModelSpace):
     def __init__(self) -> None:
         super().__init__()
         self.alone = Fuse()
         self.paired = Fuse()
+        self.head = LayerChoice([Head(), Head()], label="opt/head")
         self.act = LayerChoice([nn.ReLU(), nn.Sigmoid()], label="opt/act")
 
     def forward(self, x: torch.Tensor, *, temperature: float = 2.0) -> torch.Tensor:
         a = self.alone(x)                               # y left out: the `y is None` branch
         b = self.paired(x, a, scale=0.5)                # y given
-        return self.act(a + b) / temperature            # optional, but only used as a number
+        pooled, h = self.head(b, "mean", None, return_both=True)  # a string, None and a flag it branches on
+        return self.act(a + h + pooled) / temperature   # optional, but only used as a number
 
 
 class OptionalInputSpace(ModelSpace):

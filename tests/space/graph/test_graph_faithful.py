@@ -19,6 +19,7 @@ import torch
 from faithful_spaces import (
     SPACES,
     DataDependentSliceSpace,
+    Fuse,
     LazySpace,
     OptionalInputSpace,
     RepeatSpace,
@@ -262,3 +263,18 @@ class RebuiltPerSample(ModelSpace):
 def test_a_space_that_freezes_its_own_way_is_refused() -> None:
     with pytest.raises(GraphConversionError, match=r"the space \(RebuiltPerSample\) overrides freeze\(\).*simplified"):
         GraphModelSpace.from_model(RebuiltPerSample())
+
+
+class CalledTwoWays(ModelSpace):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fuse = Fuse()
+        self.act = LayerChoice([nn.ReLU(), nn.Tanh()], label="two/act")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.fuse(self.fuse(x), x))
+
+
+def test_a_module_called_in_two_ways_is_refused() -> None:
+    with pytest.raises(GraphConversionError, match=r"module 'fuse' \(Fuse\) is called in two ways.*'y': None"):
+        GraphModelSpace.from_model(CalledTwoWays())

@@ -7,10 +7,7 @@ source, in a fresh one.
 
 from __future__ import annotations
 
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,29 +21,12 @@ from faithful_spaces import (
     OptionalInputSpace,
     RepeatSpace,
 )
+from graph_support import run, run_standalone
 from torch import nn
 
 from nasflow.nn import LayerChoice, ModelSpace
 from nasflow.space import SimplifiedModelSpace
 from nasflow.space.graph import GraphConversionError, GraphModelSpace, load_weights_from
-
-HERE = Path(__file__).parent
-
-
-def _flat(output: Any) -> list[torch.Tensor]:
-    if isinstance(output, torch.Tensor):
-        return [output]
-    if isinstance(output, (list, tuple)):
-        return [t for item in output for t in _flat(item)]
-    if isinstance(output, dict):
-        return [t for key in sorted(output) for t in _flat(output[key])]
-    return [torch.tensor(float(output))]
-
-
-def _run(module: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    with torch.no_grad(), torch.random.fork_rng():
-        torch.manual_seed(7)  # the same draws for a forward() that makes random tensors
-        return _flat(module.eval()(x.clone()))
 
 
 def _assert_same(expected: list[torch.Tensor], got: list[torch.Tensor]) -> None:
@@ -91,36 +71,20 @@ def test_graph_models_compute_what_the_simplified_models_compute(converted: Any)
         model = graph.freeze(sample)
         reference = simplified.freeze(sample).executable_model()
         x = make_input()
-        _run(reference, x)  # materializes lazy modules
+        run(reference, x)  # materializes lazy modules
         generated = model.executable_model()
         kept = {k: v for k, v in generated.named_buffers() if k not in generated.state_dict()}
         for key, buffer in kept.items():  # in no state dict: the values come from the IR
             assert torch.equal(buffer, reference.get_buffer(key.replace("__", ".")))
         _perturb(reference)  # a buffer folded into a constant would keep the old values
-        expected = _run(reference, x)
+        expected = run(reference, x)
         report = load_weights_from(reference, generated, model)
         assert not report.skipped and len(report.loaded) == len(reference.state_dict()) + len(kept)
-        _assert_same(expected, _run(generated, x))
-
-
-RUNNER = """
-import importlib.util, sys, torch
-for path, data_path, out in zip(sys.argv[1::3], sys.argv[2::3], sys.argv[3::3]):
-    spec = importlib.util.spec_from_file_location("generated_" + str(abs(hash(path))), path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    data = torch.load(data_path)
-    net = getattr(module, data["root"])()
-    net.load_state_dict(data["state"])
-    with torch.no_grad():
-        torch.manual_seed(7)
-        torch.save(net.eval()(data["x"]), out)
-print("ok")
-"""
+        _assert_same(expected, run(generated, x))
 
 
 def test_generated_code_runs_standalone_in_a_fresh_process(tmp_path: Path) -> None:
-    argv, expected = [], []
+    cases, expected = {}, {}
     for index, name in enumerate(sorted(SPACES)):
         space_cls, make_input, options = SPACES[name]
         torch.manual_seed(index)
@@ -130,17 +94,10 @@ def test_generated_code_runs_standalone_in_a_fresh_process(tmp_path: Path) -> No
         model = graph.freeze(sample)
         module = model.executable_model()
         x = make_input()
-        expected.append(_run(module, x))
-        files = [tmp_path / f"{name}_model.py", tmp_path / f"{name}.pt", tmp_path / f"{name}.out"]
-        files[0].write_text(model.code())
-        torch.save({"root": type(module).__name__, "state": module.state_dict(), "x": x}, files[1])
-        argv += [str(f) for f in files]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([sys.executable, "-c", RUNNER, *argv], capture_output=True, text=True, env=env,
-                            timeout=300, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    for out_path, want in zip(argv[2::3], expected, strict=True):
-        _assert_same(want, _flat(torch.load(out_path)))
+        expected[name] = run(module, x)
+        cases[name] = (model.code(), module, x)
+    for name, got in run_standalone(cases, tmp_path).items():
+        _assert_same(expected[name], got)
 
 
 def test_repeat_calls_each_factory_of_a_list_with_its_index() -> None:

@@ -155,6 +155,10 @@ class GraphModelSpace(ExecutableModelSpace):
         lists the user's own classes and functions it names, which only training imports."""
         return json.loads(self.dump_json())
 
+    def to_payload(self) -> bytes:
+        """What the experiment store keeps of a graph-format model: ``dump()``'s JSON, as UTF-8."""
+        return self.dump_json().encode()
+
     def dump_json(self) -> str:
         """``dump()`` as JSON text, assembled from each graph's cached text."""
         writer = IRWriter()

@@ -116,6 +116,8 @@ _NOT_FOUND = object()
 @functools.cache
 def _library_object(path: str) -> Any:
     """The allow-listed object at ``path``, or ``_NOT_FOUND``. Looks only at modules already imported."""
+    if path == "torch:_assert":  # what a traced assert statement becomes
+        return torch._assert
     module, _, qualname = path.partition(":")
     parts = qualname.split(".")
     if module in _BY_NAME and len(parts) == 1:
@@ -138,7 +140,7 @@ def _library_object(path: str) -> Any:
 @functools.cache
 def _preferred_paths() -> dict[int, str]:
     """``id(object) -> path`` for the objects of the library namespaces (naming them at conversion)."""
-    by_id: dict[int, str] = {}
+    by_id: dict[int, str] = {id(torch._assert): "torch:_assert"}
     for namespace, module in _NAMESPACES:
         for name, value in vars(module).items():
             if _allowed_in(namespace, name, value):

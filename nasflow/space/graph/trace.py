@@ -20,8 +20,10 @@ Optional arguments a call does not pass are traced at their default (``concrete`
 
 from __future__ import annotations
 
+import bisect
 import builtins
 import contextlib
+import dis
 import inspect
 import linecache
 import math
@@ -69,6 +71,10 @@ def fix_for(path: str) -> str:
             "simplified model format, which runs forward() as written")
 
 
+class _Unsupported(Exception):
+    """Code a graph cannot record, met while tracing (turned into a ``GraphConversionError``)."""
+
+
 class _Tracer(fx.Tracer):
     proxy_buffer_attributes = True
 
@@ -79,6 +85,27 @@ class _Tracer(fx.Tracer):
         if isinstance(a, TrainingFlag):
             return a
         return super().create_arg(a)
+
+    def to_bool(self, obj: fx.Proxy) -> bool:
+        """``assert <traced condition>, message`` becomes ``torch._assert`` (fx's own detection of
+        asserts does not know this Python's bytecode); any other branch on a traced value fails."""
+        frame = inspect.currentframe()
+        code_frame = frame.f_back.f_back if frame is not None and frame.f_back is not None else None
+        if code_frame is not None:
+            instructions = list(dis.get_instructions(code_frame.f_code))
+            by_offset = {i.offset: i for i in instructions}
+            at = bisect.bisect_left(instructions, code_frame.f_lasti, key=lambda i: i.offset)
+            jump = instructions[at]
+            failing = (instructions[at + 1] if jump.opname.endswith("IF_TRUE") else  # assert cond
+                       by_offset.get(jump.argval) if jump.opname.endswith("IF_FALSE") else None)  # assert a and ...
+            if jump.opname.startswith("POP_JUMP") and failing is not None \
+                    and failing.opname == "LOAD_ASSERTION_ERROR":
+                after = instructions[instructions.index(failing) + 1]
+                message = after.argval if after.opname == "LOAD_CONST" and isinstance(after.argval, str) else None
+                self.create_proxy("call_function", torch._assert, (obj, message or "assertion failed in forward()"),
+                                  {})
+                return True
+        return super().to_bool(obj)
 
 
 def _find_proxy(value: Any) -> fx.Proxy | None:
@@ -115,6 +142,24 @@ def _len(obj: Any) -> Any:
     return _builtin_len(obj)
 
 
+def _unrecordable(function: Any, what: str) -> Any:
+    """``function`` failing while this thread traces: what it does cannot be recorded in a graph."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if getattr(_active, "tracer", None) is not None:
+            raise _Unsupported(f"uses {what}, which a traced graph does not record (the generated model would run "
+                               "without it)")
+        return function(*args, **kwargs)
+
+    return wrapper
+
+
+_GRAD_MODES = ((torch.no_grad, "__enter__", "torch.no_grad()"), (torch.enable_grad, "__enter__", "torch.enable_grad()"),
+               (torch.inference_mode, "__enter__", "torch.inference_mode()"),
+               (torch.set_grad_enabled, "__init__", "torch.set_grad_enabled()"),
+               (torch.autocast, "__enter__", "torch.autocast()"))
+
+
 def _inplace(name: str) -> Any:
     target = getattr(operator, name)
 
@@ -135,6 +180,7 @@ def _tracing(tracer: fx.Tracer) -> Iterator[None]:
     patches.append((fx.Proxy, "__setitem__", _setitem))
     patches.append((builtins, "len", _len))
     patches += [(torch, name, _factory(getattr(torch, name))) for name in _FACTORIES]
+    patches += [(cls, method, _unrecordable(cls.__dict__[method], what)) for cls, method, what in _GRAD_MODES]
     with _lock:
         saved = [(owner, name, owner.__dict__.get(name, _MISSING)) for owner, name, _ in patches]
         _active.tracer = tracer
@@ -247,7 +293,9 @@ def _user_frame(err: BaseException) -> str:
 
 def _explain(err: Exception, where: str, path: str) -> GraphConversionError:
     text = str(err).splitlines()[0] if str(err) else type(err).__name__
-    if "cannot be iterated" in text:
+    if isinstance(err, _Unsupported):
+        found = text
+    elif "cannot be iterated" in text:
         found = "iterates over a traced value (a Python loop over a tensor, or unpacking one of unknown length)"
     elif "inputs to control flow" in text:
         found = ("branches on a traced value (an `if`, `while`, `and`/`or` or assert on a tensor or on a number "

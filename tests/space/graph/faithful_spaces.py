@@ -228,6 +228,7 @@ class ShapeSpace(ModelSpace):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.fc(x)                                       # (batch, length, width)
+        assert h.dim() == 3 and h.shape[1] == x.shape[1], "a sequence"  # kept as a check
         grid = torch.zeros(x.shape[0], h.shape[-1]) + 0.5    # sizes from two tensors
         count = torch.tensor(x.shape[1])
         ranks = h.unsqueeze(len(h.shape))                    # len() of a shape

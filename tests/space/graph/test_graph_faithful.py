@@ -235,3 +235,33 @@ class CalledTwoWays(ModelSpace):
 def test_a_module_called_in_two_ways_is_refused() -> None:
     with pytest.raises(GraphConversionError, match=r"module 'fuse' \(Fuse\) is called in two ways.*'y': None"):
         GraphModelSpace.from_model(CalledTwoWays())
+
+
+class StopsGradients(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.teacher = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = self.teacher(x)
+        return x - target
+
+
+class GradModeSpace(ModelSpace):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = StopsGradients()
+        self.act = LayerChoice([nn.ReLU(), nn.Tanh()], label="grad/act")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.body(x))
+
+
+def test_grad_modes_in_forward_are_refused_and_asserts_kept() -> None:
+    with pytest.raises(GraphConversionError, match=r"module 'body' \(StopsGradients\).*uses torch.no_grad\(\)"):
+        GraphModelSpace.from_model(GradModeSpace())
+    shapes = GraphModelSpace.from_model(SPACES["shapes"][0]()).freeze({"shape/width": 6})
+    assert "torch._assert(" in shapes.code()
+    with pytest.raises(AssertionError, match="a sequence"):
+        shapes.executable_model()(torch.randn(2, 6))

@@ -23,7 +23,7 @@ import torch.fx as fx
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
-from nasflow.mutable import Constraint
+from nasflow.mutable import Constraint, Mutable
 from nasflow.nn import Cell as NasCell
 from nasflow.nn import ChosenInputs, InputChoice, LayerChoice, ModelSpace, ParametrizedModule, Repeat
 from nasflow.nn.base import MutableModule, module_leaf_mutables
@@ -66,6 +66,12 @@ def module_kind(module: nn.Module) -> str:
 
 def _describe(module: nn.Module, path: str) -> str:
     return f"module '{path}' ({type(module).__qualname__})" if path else f"the space ({type(module).__qualname__})"
+
+
+def _subject(module: nn.Module, path: str) -> str:
+    """``_describe`` starting a sentence."""
+    text = _describe(module, path)
+    return text[0].upper() + text[1:]
 
 
 class _StructureKeys:
@@ -126,7 +132,7 @@ class _Converter(BuiltGraphs):
         try:
             bound = inspect.Signature(params).bind(*args, **kwargs)
         except TypeError as err:
-            raise GraphConversionError(f"{_describe(module, path)} is called with arguments its forward() does "
+            raise GraphConversionError(f"{_subject(module, path)} is called with arguments its forward() does "
                                        f"not take: {err}.") from err
         fixed = {}
         for p in params:
@@ -159,7 +165,7 @@ class _Converter(BuiltGraphs):
             known = self.fixed_of.get(id(module), {})
             if _pattern(known) != _pattern(fixed):
                 raise GraphConversionError(
-                    f"{_describe(module, path)} is called in two ways, fixing the arguments {known} at one call and "
+                    f"{_subject(module, path)} is called in two ways, fixing the arguments {known} at one call and "
                     f"{fixed} at another (left out, or given as None, a bool or a string, which code may branch on); "
                     "one module is one graph, traced for one way of calling it. Pass the same arguments at every "
                     f"call, or {fix_for(path)}.")
@@ -215,7 +221,7 @@ class _Converter(BuiltGraphs):
         if plain:
             labels = sorted({leaf.label for m in plain for leaf in m.leaf_mutables()})
             raise GraphConversionError(
-                f"{_describe(module, path)} resolves the choices {labels} in plain Python (ensure_frozen), which "
+                f"{_subject(module, path)} resolves the choices {labels} in plain Python (ensure_frozen), which "
                 "the graph format cannot represent as graph mutations. Pass those mutables to a Mutable* layer, a "
                 "LayerChoice or a ParametrizedModule instead, or use the simplified format."
             )
@@ -484,16 +490,18 @@ def _check_labels(space: nn.Module, model: GraphModelSpace) -> None:
 
 
 def _check_own_freezing(space: nn.Module) -> None:
-    """A module class that freezes its own way (NNI's NDS rebuilds the space per sample) builds
-    models the graph, converted once from the space, cannot follow."""
+    """A module that freezes its own way (NNI's NDS spaces rebuild per sample, NAS-Bench-101's cell
+    exists only frozen) builds models that the graph, converted once from the space, cannot follow.
+    The converter knows how nasflow's own mutable modules freeze, and no other way."""
+    known = (Mutable, MutableModule, ModelSpace, LayerChoice, InputChoice, Repeat, NasCell, ParametrizedModule)
     for path, module in space.named_modules():
         for method in ("freeze", "freeze_shallow"):
             owner = next((c for c in type(module).__mro__ if method in c.__dict__), None)
-            if owner is not None and not owner.__module__.startswith("nasflow."):
+            if owner is not None and owner not in known:
                 raise GraphConversionError(
-                    f"{_describe(module, path)} overrides {method}() ({owner.__qualname__}): its models are built "
-                    "per sample in code the graph format, which converts the space once, cannot follow. Use the "
-                    "simplified model format for this space."
+                    f"{_subject(module, path)} overrides {method}() ({owner.__qualname__}): its models are built "
+                    "per sample by its own code, which the graph format, converting the space once, cannot follow. "
+                    "Use the simplified (or raw) model format for this space."
                 )
 
 
@@ -506,7 +514,7 @@ def _check_lazy(space: nn.Module, ran: bool) -> None:
                    "pass dummy_input=... to GraphModelSpace.from_model, which runs the space once so nasflow records "
                    "the materialized modules, or give it its input size")
             raise GraphConversionError(
-                f"{_describe(module, path)} is a lazy module: its parameter shapes are only known after a forward "
+                f"{_subject(module, path)} is a lazy module: its parameter shapes are only known after a forward "
                 f"pass. To fix it, {how} (for example {type(module).cls_to_become.__name__} instead of "  # type: ignore
                 f"{type(module).__name__})."
             )

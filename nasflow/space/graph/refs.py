@@ -124,16 +124,16 @@ def _library_object(path: str) -> Any:
         value = vars(_BY_NAME[module]).get(qualname, _NOT_FOUND)
         if value is not _NOT_FOUND and _allowed_in(module, qualname, value):
             return value
-    if any(p.startswith("_") for p in (*module.split("."), *parts)):
-        return _NOT_FOUND
     value = sys.modules.get(module, _NOT_FOUND)
     for part in parts:
         value = getattr(value, part, _NOT_FOUND)
-    if module.startswith(("torch.", "nasflow.nn")) and isinstance(value, type) and issubclass(value, nn.Module):
-        return value if value.__module__ == module else _NOT_FOUND  # a torch or nasflow module class
     if path == "nasflow.nn.choice:reduce_inputs" or (  # and the functions of nasflow's expressions
             module == "nasflow.mutable.expression" and inspect.isfunction(value) and value.__module__ == module):
         return value
+    if any(p.startswith("_") for p in (*module.split("."), *parts)):
+        return _NOT_FOUND
+    if module.startswith(("torch.", "nasflow.nn")) and isinstance(value, type) and issubclass(value, nn.Module):
+        return value if value.__module__ == module else _NOT_FOUND  # a torch or nasflow module class
     return _NOT_FOUND
 
 

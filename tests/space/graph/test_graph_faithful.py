@@ -111,7 +111,7 @@ def test_repeat_calls_each_factory_of_a_list_with_its_index() -> None:
 
 
 def test_lazy_modules_need_the_dummy_input() -> None:
-    with pytest.raises(GraphConversionError, match=r"module 'conv' \(LazyConv2d\) is a lazy module.*dummy_input"):
+    with pytest.raises(GraphConversionError, match=r"Module 'conv' \(LazyConv2d\) is a lazy module.*dummy_input"):
         GraphModelSpace.from_model(LazySpace())
 
 
@@ -218,7 +218,7 @@ class RebuiltPerSample(ModelSpace):
 
 
 def test_a_space_that_freezes_its_own_way_is_refused() -> None:
-    with pytest.raises(GraphConversionError, match=r"the space \(RebuiltPerSample\) overrides freeze\(\).*simplified"):
+    with pytest.raises(GraphConversionError, match=r"The space \(RebuiltPerSample\) overrides freeze\(\).*simplified"):
         GraphModelSpace.from_model(RebuiltPerSample())
 
 
@@ -233,7 +233,7 @@ class CalledTwoWays(ModelSpace):
 
 
 def test_a_module_called_in_two_ways_is_refused() -> None:
-    with pytest.raises(GraphConversionError, match=r"module 'fuse' \(Fuse\) is called in two ways.*'y': None"):
+    with pytest.raises(GraphConversionError, match=r"Module 'fuse' \(Fuse\) is called in two ways.*'y': None"):
         GraphModelSpace.from_model(CalledTwoWays())
 
 

@@ -57,8 +57,12 @@ class GraphModelSpace(ExecutableModelSpace):
     # ---- format API -------------------------------------------------------------------------
     @classmethod
     def from_model(cls, model_space: nn.Module, evaluator: Any = None, **kwargs: Any) -> GraphModelSpace:
-        """Convert ``model_space`` with torch.fx. ``dummy_input`` (a tensor or tuple of them) makes
-        LayerChoice candidates that disagree on output shape an error now rather than in a trial."""
+        """Convert ``model_space`` with torch.fx, or refuse it with a ``GraphConversionError`` naming the
+        module and a fix. ``dummy_input`` (a tensor, or a tuple of the positional arguments of the
+        space's forward) runs the space once (materializing lazy modules, checking that LayerChoice
+        candidates agree on shapes), fixes the call when forward() branches on an optional argument,
+        and verifies the conversion: the default sample and a few random ones must compute what the
+        simplified format's models compute under the same weights (see ``verify``)."""
         from .convert import convert_model_space
 
         unknown = set(kwargs) - {"dummy_input"}

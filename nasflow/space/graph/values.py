@@ -169,9 +169,11 @@ def to_ir_value(value: Any, where: str) -> Any:
         if ref is not None:
             return check_ref(ref, None, where)
     raise GraphFormatError(
-        f"{where}: the value {value!r} ({type(value).__qualname__}) cannot be written into the graph IR. "
-        "Use plain numbers, strings, tuples, lists, dicts, tensors, dtypes, mutables, or functions and "
-        "classes defined at module level."
+        f"{where}: the value {value!r} ({type(value).__qualname__}) cannot be written into the graph IR, which "
+        "holds plain numbers, strings, tuples, lists, dicts, tensors, dtypes, mutables, modules, and functions "
+        "and classes by their import path (never pickled). Pass such values instead, define the function or "
+        "class at module level in an importable module (not a lambda or a local one), or make the module that "
+        "takes it a basic unit with plain arguments."
     )
 
 

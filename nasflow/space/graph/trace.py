@@ -86,6 +86,13 @@ class _Tracer(fx.Tracer):
             return a
         return super().create_arg(a)
 
+    def iter(self, obj: fx.Proxy) -> Iterator[Any]:
+        """Iterating over ``x.chunk(3)`` or ``torch.split(x, [2, 4])``: their length is in the call."""
+        count = _known_length(obj.node)
+        if count is None:
+            return super().iter(obj)
+        return iter([obj[i] for i in range(count)])
+
     def to_bool(self, obj: fx.Proxy) -> bool:
         """``assert <traced condition>, message`` becomes ``torch._assert`` (fx's own detection of
         asserts does not know this Python's bytecode); any other branch on a traced value fails."""
@@ -106,6 +113,20 @@ class _Tracer(fx.Tracer):
                                   {})
                 return True
         return super().to_bool(obj)
+
+
+def _known_length(node: fx.Node) -> int | None:
+    """How many tensors ``chunk(n)`` or ``split([sizes])`` returns (a chunk count of n may give fewer:
+    then the generated model fails indexing the missing one rather than computing something else)."""
+    name = node.target if node.op == "call_method" else getattr(node.target, "__name__", None)
+    if node.op not in ("call_method", "call_function") or name not in ("chunk", "split", "tensor_split"):
+        return None
+    count = node.args[1] if len(node.args) > 1 else node.kwargs.get("chunks", node.kwargs.get("split_size_or_sections"))
+    if name == "chunk" and isinstance(count, int):
+        return count
+    if isinstance(count, (list, tuple)) and all(isinstance(c, int) for c in count):
+        return len(count) + (1 if name == "tensor_split" else 0)
+    return None
 
 
 def _find_proxy(value: Any) -> fx.Proxy | None:

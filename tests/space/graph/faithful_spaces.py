@@ -234,7 +234,8 @@ class ShapeSpace(ModelSpace):
         ranks = h.unsqueeze(len(h.shape))                    # len() of a shape
         half = h[..., : h.size(-1) // 2]                     # x.shape[-1] arithmetic
         positions = torch.arange(x.size(1), dtype=h.dtype)   # arange over the input length
-        out = ranks.squeeze(-1).sum(1) * grid / count + half.mean() + positions.sum()
+        pieces = sum(piece.mean() for piece in h.chunk(2, dim=1))  # a loop over chunks of known number
+        out = ranks.squeeze(-1).sum(1) * grid / count + half.mean() + positions.sum() + pieces
         return out * torch.randn(1).abs().add(1)             # a fresh random tensor at every call
 
 

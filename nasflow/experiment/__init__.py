@@ -11,12 +11,18 @@ from typing import Any
 
 __all__ = [
     "NasExperiment", "NasExperimentConfig", "ConfigError", "ExperimentStore", "StoreError", "RemoteConfig",
-    "RemoteMachineConfig",
+    "RemoteMachineConfig", "ExecutionEngineConfig", "TrainingServiceEngineConfig", "SequentialEngineConfig",
+    "CgoEngineConfig", "ModelFormatConfig", "RawModelFormatConfig", "SimplifiedModelFormatConfig",
+    "GraphModelFormatConfig", "TrainingServiceConfig", "LocalConfig", "RayConfig",
 ]
 
 _LAZY = {
     "NasExperiment": ".experiment", "NasExperimentConfig": ".config", "ConfigError": ".config",
     "ExperimentStore": ".store", "StoreError": ".store",
+    **{name: ".config" for name in (
+        "ExecutionEngineConfig", "TrainingServiceEngineConfig", "SequentialEngineConfig", "CgoEngineConfig",
+        "ModelFormatConfig", "RawModelFormatConfig", "SimplifiedModelFormatConfig", "GraphModelFormatConfig",
+        "TrainingServiceConfig", "LocalConfig", "RayConfig")},
     "RemoteConfig": "nasflow.training_service.remote", "RemoteMachineConfig": "nasflow.training_service.remote",
 }
 

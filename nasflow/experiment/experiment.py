@@ -84,7 +84,8 @@ def _dashboard_socket(port: int | None) -> socket.socket | None:
     return bind("127.0.0.1", port)
 
 
-def to_executable_space(model_space: Any, evaluator: Any, model_format: str) -> ExecutableModelSpace:
+def to_executable_space(model_space: Any, evaluator: Any, model_format: str,
+                        **dummy_input: Any) -> ExecutableModelSpace:
     """Wrap a user's space in the format the config names."""
     if isinstance(model_space, ExecutableModelSpace):
         return model_space
@@ -96,7 +97,7 @@ def to_executable_space(model_space: Any, evaluator: Any, model_format: str) -> 
         return SimplifiedModelSpace.from_model(model_space, evaluator)
     from nasflow.space.graph import GraphModelSpace
 
-    return GraphModelSpace.from_model(model_space, evaluator)
+    return GraphModelSpace.from_model(model_space, evaluator, **dummy_input)
 
 
 def _dump_state(state: Any) -> bytes:
@@ -121,7 +122,10 @@ class NasExperiment:
             raise TypeError("NasExperiment needs a strategy, e.g. nasflow.strategy.Random().")
         if evaluator is None and not isinstance(model_space, ExecutableModelSpace):
             raise TypeError("NasExperiment needs an evaluator, e.g. FunctionalEvaluator(train_and_test).")
-        self.model_space, self.evaluator, self.strategy, self.config = model_space, evaluator, strategy, config
+        self.model_space, self.evaluator, self.strategy = model_space, evaluator, strategy
+        # inferred now (NNI), so `exp.config.max_trial_number = 3` works before run(); unset fields are
+        # inferred again at start, after the user's edits
+        self.config = config if config is not None else NasExperimentConfig.default(model_space, evaluator, strategy)
         self.id = id or _new_id()
         self._store: ExperimentStore | None = None
         self._recorder: RecordingMiddleware | None = None
@@ -160,7 +164,8 @@ class NasExperiment:
         if self._thread is not None:
             raise RuntimeError(f"Experiment {self.id} was already started.")
         config = (self.config or NasExperimentConfig()).canonical(self.strategy)
-        space = to_executable_space(self.model_space, self.evaluator, config.model_format)  # type: ignore[arg-type]
+        extra = {"dummy_input": config.dummy_input} if config.dummy_input is not None else {}
+        space = to_executable_space(self.model_space, self.evaluator, config.model_format, **extra)  # type: ignore[arg-type]
         setup = dump_setup(space, self.strategy, config)
         path = experiment_dir(self.id, config.experiment_working_directory)
         existed = path.exists()

@@ -105,7 +105,7 @@ class BuiltGraphs:
             k = p + a
             outputs: list[NodeRef] = []
             for j, (op, selector) in enumerate(zip(node_ops, node_inputs, strict=True)):
-                chosen = default_of(selector.choice)
+                chosen = default_of(selector.choice)[0]  # an InputChoice's value is a list (NNI)
                 op_node = self.add_call(graph, op, f"ops.{a}.{j}", (Slot(0),), {}, [states[chosen]], f"op_{k}_{j}")
                 entries.append({"node": op_node.name, "mutable": selector.choice,
                                 "candidates": [[s[0].name, s[1]] for s in states[:k]]})
@@ -118,7 +118,7 @@ class BuiltGraphs:
                 graph.add_edge(out, (add, 1))
                 acc = (add, None)
             states.append(acc)
-        merged = module.output_node_indices()
+        merged = module.output_node_indices
         merge = graph.add_node("merge", FunctionOp(target=Ref("torch:cat")), ([Slot(i) for i in range(len(merged))],),
                                {"dim": module.concat_dim})
         for i, k in enumerate(merged):

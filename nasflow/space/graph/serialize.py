@@ -27,6 +27,7 @@ from nasflow.mutable import (
     MutableList,
     Numerical,
 )
+from nasflow.mutable import label as Label  # noqa: N812
 
 from .errors import GraphFormatError
 from .refs import DTYPES, TORCH_CONSTANTS, Ref, check_ref, is_library, ref_of, resolve
@@ -126,9 +127,9 @@ class IRWriter:
         elif isinstance(m, ExpressionConstraint):
             return {"type": "ExpressionConstraint", "label": m.label, "expression": self.value(m.expression)}
         elif isinstance(m, MutableList):
-            return {"type": "MutableList", "items": [self.value(v) for v in m.items]}
+            return {"type": "MutableList", "items": [self.value(v) for v in m.mutables]}
         elif isinstance(m, MutableDict):
-            return {"type": "MutableDict", "items": self.value(dict(m.items))}
+            return {"type": "MutableDict", "items": self.value(dict(m.mutables))}
         else:
             raise GraphFormatError(
                 f"The mutable {m!r} ({type(m).__qualname__}) cannot be written to graph IR JSON, which holds "
@@ -236,6 +237,7 @@ class IRReader:
     def mutable(self, data: dict[str, Any], where: str) -> Mutable:
         kind = data["type"]
         label = data.get("label")
+        label = Label(label) if isinstance(label, str) else label  # complete: never scoped again
         if label is not None and label in self.mutables:  # one object per label, as in the space
             return self.mutables[label]
         value = self.value

@@ -99,7 +99,7 @@ class RepeatSpace(ModelSpace):
         self.stem = nn.Linear(3, 6)
         self.blocks = Repeat(lambda i: ChoiceBlock(6, i), (1, 3), label="rep/depth")
         self.direct = Repeat(lambda i: LayerChoice([nn.Linear(6, 6), nn.ReLU()], label=f"rep/direct{i}"),
-                             nasflow.choice("rep/ddepth", [0, 1, 2]), label="rep/direct")
+                             nasflow.choice("rep/ddepth", [0, 1, 2]))
         self.listed = Repeat([block0, block1, block2], (1, 3), label="rep/listed")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,7 @@ from faithful_spaces import (
 from graph_support import run, run_standalone
 from torch import nn
 
-from nasflow.nn import LayerChoice, ModelSpace
+from nasflow.nn import Cell, LayerChoice, ModelSpace
 from nasflow.space import SimplifiedModelSpace
 from nasflow.space.graph import GraphConversionError, GraphModelSpace, load_weights_from
 
@@ -265,3 +265,21 @@ def test_grad_modes_in_forward_are_refused_and_asserts_kept() -> None:
     assert "torch._assert(" in shapes.code()
     with pytest.raises(AssertionError, match="a sequence"):
         shapes.executable_model()(torch.randn(2, 6))
+
+
+class InputDependentCell(ModelSpace):
+    """NNI's (node_index, op_index, input_index) factories: a stride that depends on the chosen input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        ops = {"pool": lambda node, op, inp: nn.AvgPool2d(3, 2 if inp is None or inp < 1 else 1, 1)}
+        self.cell = Cell(ops, num_nodes=2, num_ops_per_node=1, num_predecessors=1, label="c")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.cell([x])
+
+
+def test_a_cell_whose_operations_depend_on_the_chosen_input_is_refused() -> None:
+    with pytest.raises(GraphConversionError, match=r"Cell 'c' at 'cell' builds its operations with factories "
+                                                   r"taking the input index.*simplified format"):
+        GraphModelSpace.from_model(InputDependentCell())

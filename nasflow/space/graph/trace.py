@@ -10,12 +10,15 @@ the tracer here changes them at the root:
 - tensor factories (``torch.zeros``, ``torch.arange``, ``torch.randn``...) are recorded as calls, with
   traced arguments (``torch.zeros(x.shape[0])``) or without (a fresh random tensor on every call);
   ``len(x.shape)`` and ``math`` functions of traced values are recorded too;
+- ``assert`` on a traced value becomes a ``torch._assert`` check; a loop over ``x.chunk(n)`` or
+  ``torch.split(x, [sizes])`` is unrolled (its length is in the call);
 - ``self.training`` stays symbolic (branching on it is refused); a forward that changes a Python
-  attribute of its module is refused.
+  attribute of its module, or switches grad mode or autocast, is refused.
 
-Optional arguments a call does not pass are traced at their default (``concrete``), so
-``if y is not None:`` takes the branch the call takes. Failures are turned into a
-``GraphConversionError`` that says what was found, where in the user's code, and a fix for that module.
+Parameters a call fixes (see ``convert``: left out, or given None, a bool or a string) are traced at
+those values (fx's ``concrete_args``), so ``if y is not None:`` takes the branch the call takes.
+Failures become a ``GraphConversionError`` that says what was found, where in the user's code, and a
+fix for that module.
 """
 
 from __future__ import annotations

@@ -288,7 +288,8 @@ class Graph:
 
     @staticmethod
     def load(name: str, data: dict[str, Any], reader: IRReader) -> Graph:
-        """The graph of ``dump()`` output, every name and value checked (see ``Operation.check``)."""
+        """The graph of ``dump()`` output, every name and value checked (see ``Operation.check``).
+        Built directly (a new graph has no cache for the editing methods to drop)."""
         try:
             module_type = data.get("module_type")
             if module_type is not None:
@@ -308,20 +309,22 @@ class Graph:
                 if not isinstance(args, list):
                     raise GraphFormatError(f"{where}: node arguments must be a list.")
                 check_call(tuple(args), kwargs, where)
-                node = graph.add_node(node_name, Operation.load(entry["operation"], reader, where), tuple(args),
-                                      kwargs, entry.get("python_name"))
-                if node.name != node_name:
+                if node_name in graph.hidden_nodes or node_name in ("_inputs", "_outputs"):
                     raise GraphFormatError(f"Graph {name!r} has two nodes named {node_name!r}.")
+                node = graph._new_node(node_name, Operation.load(entry["operation"], reader, where), tuple(args),
+                                       kwargs, entry.get("python_name"))
+                graph.hidden_nodes[node_name] = node
                 check_node_call(node.operation, node.args, node.kwargs, where)
                 if "mutation" in entry:
-                    node.mutation = _load_annotation(entry["mutation"], reader, where)
+                    object.__setattr__(node, "mutation", _load_annotation(entry["mutation"], reader, where))
             for head, head_slot, tail, tail_slot in data["edges"]:
                 h, t = graph.get_node_by_name(head), graph.get_node_by_name(tail)
                 if h is None or t is None:
                     raise GraphFormatError(f"Graph {name!r}: edge {head!r} -> {tail!r} names an unknown node.")
-                if not (head_slot is None or _index(head_slot)) or not _index(tail_slot):
-                    raise GraphFormatError(f"Graph {name!r}: edge {head!r} -> {tail!r} has a bad slot.")
-                graph.add_edge((h, head_slot), (t, tail_slot))
+                if not (head_slot is None or _index(head_slot)) or not _index(tail_slot) \
+                        or h is graph.output_node or t is graph.input_node:
+                    raise GraphFormatError(f"Graph {name!r}: edge {head!r} -> {tail!r} is not a valid edge.")
+                graph.edges.append(Edge((h, head_slot), (t, tail_slot)))
             if "mutation" in data:
                 graph.mutation = _load_annotation(data["mutation"], reader, f"graph {name!r}")
         except (KeyError, TypeError, ValueError, AttributeError) as err:

@@ -35,6 +35,7 @@ from .values import ModuleSpec, Slot, TrainingFlag, is_missing
 
 __all__ = ["IRWriter", "IRReader", "dump_value", "load_value", "check_call"]
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 _INLINE_NUMEL = 64  # tensors up to this size are written as readable lists, larger ones as raw bytes
 
 
@@ -189,6 +190,8 @@ class IRReader:
         return self._refs[path]
 
     def value(self, data: Any, where: str = "graph IR") -> Any:
+        if type(data) in _SCALARS:
+            return data
         if isinstance(data, list):
             return [self.value(v, where) for v in data]
         if isinstance(data, dict):

@@ -13,7 +13,8 @@ the tracer here changes them at the root:
 - ``assert`` on a traced value becomes a ``torch._assert`` check; a loop over ``x.chunk(n)`` or
   ``torch.split(x, [sizes])`` is unrolled (its length is in the call);
 - ``self.training`` stays symbolic (branching on it is refused); a forward that changes a Python
-  attribute of its module, or switches grad mode or autocast, is refused.
+  attribute of its module, switches grad mode or autocast, or asks whether a traced value is a
+  tensor (``isinstance``, which tracing would answer wrongly) is refused.
 
 Parameters a call fixes (see ``convert``: left out, or given None, a bool or a string) are traced at
 those values (fx's ``concrete_args``), so ``if y is not None:`` takes the branch the call takes.
@@ -31,6 +32,7 @@ import inspect
 import linecache
 import math
 import operator
+import sys
 import threading
 import traceback
 import warnings
@@ -166,6 +168,23 @@ def _len(obj: Any) -> Any:
     return _builtin_len(obj)
 
 
+_builtin_isinstance = builtins.isinstance
+_PROXIES = frozenset(c for c in vars(fx.proxy).values() if _builtin_isinstance(c, type) and issubclass(c, fx.Proxy))
+_OWN_CODE = (torch.__file__.rpartition("/")[0] + "/", __file__.rpartition("/")[0] + "/")
+
+
+def _isinstance(obj: Any, cls: Any) -> bool:
+    """``isinstance`` that refuses to answer, for the user's code, whether a traced value is a tensor:
+    tracing says no (it is a proxy), while the code would see a tensor."""
+    if type(obj) in _PROXIES and getattr(_active, "tracer", None) is not None:
+        classes = cls if _builtin_isinstance(cls, tuple) else (cls,)
+        if any(_builtin_isinstance(c, type) and issubclass(c, torch.Tensor) for c in classes) \
+                and not sys._getframe(1).f_code.co_filename.startswith(_OWN_CODE):
+            raise _Unsupported("asks isinstance(<traced value>, Tensor), which tracing answers wrongly (the value is a "
+                               "placeholder there, a tensor when the model runs)")
+    return _builtin_isinstance(obj, cls)
+
+
 def _unrecordable(function: Any, what: str) -> Any:
     """``function`` failing while this thread traces: what it does cannot be recorded in a graph."""
 
@@ -203,6 +222,7 @@ def _tracing(tracer: fx.Tracer) -> Iterator[None]:
     patches: list[tuple[Any, str, Any]] = [(fx.Proxy, f"__{name}__", _inplace(name)) for name in _INPLACE]
     patches.append((fx.Proxy, "__setitem__", _setitem))
     patches.append((builtins, "len", _len))
+    patches.append((builtins, "isinstance", _isinstance))
     patches += [(torch, name, _factory(getattr(torch, name))) for name in _FACTORIES]
     patches += [(cls, method, _unrecordable(cls.__dict__[method], what)) for cls, method, what in _GRAD_MODES]
     with _lock:

@@ -258,9 +258,26 @@ class GradModeSpace(ModelSpace):
         return self.act(self.body(x))
 
 
-def test_grad_modes_in_forward_are_refused_and_asserts_kept() -> None:
+class AddsIfTensor(nn.Module):
+    def forward(self, x: torch.Tensor, y: Any) -> torch.Tensor:
+        return x + y if isinstance(y, torch.Tensor) else x  # a traced y is no tensor while tracing
+
+
+class TypeTestSpace(ModelSpace):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = AddsIfTensor()
+        self.act = LayerChoice([nn.ReLU(), nn.Tanh()], label="type/act")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.body(x, x * 2))
+
+
+def test_grad_modes_and_tensor_type_tests_in_forward_are_refused_and_asserts_kept() -> None:
     with pytest.raises(GraphConversionError, match=r"module 'body' \(StopsGradients\).*uses torch.no_grad\(\)"):
         GraphModelSpace.from_model(GradModeSpace())
+    with pytest.raises(GraphConversionError, match=r"module 'body' \(AddsIfTensor\).*isinstance\(<traced value>"):
+        GraphModelSpace.from_model(TypeTestSpace())
     shapes = GraphModelSpace.from_model(SPACES["shapes"][0]()).freeze({"shape/width": 6})
     assert "torch._assert(" in shapes.code()
     with pytest.raises(AssertionError, match="a sequence"):

@@ -7,7 +7,7 @@ also materializes lazy modules) and refuses candidates that disagree on output s
 the default sample and a few random ones, the model built from the IR and the simplified format's
 model of the same sample (the space's constructor run under that sample), given the same weights,
 must agree on the dummy input, module by module. The first module whose input or output differs
-is named in the refusal. It costs about two model builds and two forward passes per sample.
+is named in the refusal. It costs two model builds and two forward passes per sample.
 """
 
 from __future__ import annotations
@@ -179,8 +179,7 @@ def verify_conversion(space: nn.Module, model: GraphModelSpace, dummy_input: Any
     for index, sample in enumerate(_samples(model)):
         try:
             reference = _reference(space, sample)
-            with _evaluating(reference):
-                reference(*_clone(inputs))  # materializes lazy modules before weights are copied
+            expected = _run(reference, inputs, None)  # (this also materializes lazy modules)
         except Exception as err:  # noqa: BLE001 - the user's own model fails: not the conversion's fault
             if index == 0:
                 raise GraphConversionError(f"dummy_input does not run through the space's model for the default "
@@ -188,11 +187,12 @@ def verify_conversion(space: nn.Module, model: GraphModelSpace, dummy_input: Any
             _logger.warning("Skipping the check of sample %s: the space's own model fails on dummy_input (%s: %s).",
                             sample, type(err).__name__, err)
             continue
-        frozen = model.freeze(sample)
-        _compare(reference, frozen, inputs, sample)
+        _compare(reference, expected, model.freeze(sample), inputs, sample)
 
 
-def _compare(reference: nn.Module, frozen: GraphModelSpace, inputs: tuple[Any, ...], sample: dict[str, Any]) -> None:
+def _compare(reference: nn.Module, expected_run: tuple[Any, list[tuple[str, Any]]], frozen: GraphModelSpace,
+             inputs: tuple[Any, ...], sample: dict[str, Any]) -> None:
+    """The generated model of ``frozen``, given ``reference``'s weights, against ``reference``'s run."""
     what = f"Self-verification of the graph conversion failed for sample {sample}"
     try:
         generated = frozen.executable_model()
@@ -205,7 +205,7 @@ def _compare(reference: nn.Module, frozen: GraphModelSpace, inputs: tuple[Any, .
                                    f"than in the space's model. {_advice('')}")
     mapping = weight_name_mapping(frozen)
     to_reference = {gen: paths[1] for gen, paths in {**mapping.graphs, **mapping.modules}.items()}
-    expected, reference_calls = _run(reference, inputs, None)
+    expected, reference_calls = expected_run
     try:
         got, generated_calls = _run(generated, inputs, set(to_reference))
     except Exception as err:  # noqa: BLE001 - the space's model ran; the generated one must too

@@ -223,7 +223,7 @@ class LocalTrainingService(TrainingService):
             self._gpu_pool(self.trial_gpu_number)
         if self.log_dir is None:
             self.log_dir = tempfile.mkdtemp(prefix="nasflow-trials-")
-        os.makedirs(self.log_dir, exist_ok=True)
+        os.makedirs(self.log_dir, mode=0o700, exist_ok=True)
         self._thread_env = trial_thread_env(self.threads_per_trial, os.environ)
         server = ForkServer(self.preload, {**os.environ, **self._thread_env})  # read when torch loads: there
         server.start()

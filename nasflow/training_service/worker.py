@@ -132,8 +132,8 @@ def _flush_output() -> None:
 def _redirect_output(log_path: str) -> None:
     """Point file descriptors 1 and 2 at the trial's log, so C extensions' output lands there too."""
     _flush_output()
-    os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.makedirs(os.path.dirname(os.path.abspath(log_path)), mode=0o700, exist_ok=True)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # a trial's output may be private
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)

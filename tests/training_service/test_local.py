@@ -265,6 +265,7 @@ def test_stdout_and_fd2_go_to_the_log(service: LocalTrainingService, tmp_path: P
     assert events["logged"][0].value["log_path"] == str(log)
     text = log.read_text()
     assert "hello from print()" in text and "raw write to fd 2" in text and "printf from C" in text
+    assert log.stat().st_mode & 0o777 == 0o600 and log.parent.stat().st_mode & 0o777 == 0o700  # private
     default = run_all(service, [TrialSpec("default-log", payload(printing_trial))])
     assert Path(default["default-log"][0].value["log_path"]) == Path(service.log_dir) / "default-log.log"
     assert "raw write to fd 2" in (Path(service.log_dir) / "default-log.log").read_text()

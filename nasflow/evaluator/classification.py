@@ -50,8 +50,13 @@ class SupervisedLearningModule(LightningModule):
 
     ``metrics`` maps names to metric functions ``(preds, target) -> batch mean`` or stateful
     metric objects (see ``nasflow.evaluator.metrics``); the first is the reported default.
-    ``lr_scheduler`` (optional) builds a scheduler from the optimizer, stepped every epoch.
-    ``export_onnx`` (True or a path) exports the model once, at the first validation.
+    ``lr_scheduler`` (optional) builds a scheduler from the optimizer, stepped every epoch, or a
+    Lightning scheduler config dict (``{"scheduler": ..., "interval": "step"}``).
+    ``export_onnx`` (True or a path) exports the model once, at the first validation; a relative
+    path is taken in the trainer's ``default_root_dir`` (a trial's own folder, see ``Lightning``).
+
+    This module is the one training step of nasflow: a merged CGO trial runs one copy of it per
+    model (see ``MultiModelLightningModule``), so merged and solo training are the same code.
     """
 
     def __init__(self, criterion: Any, metrics: Mapping[str, Any] | None = None, learning_rate: float = 1e-3,
@@ -123,8 +128,9 @@ class SupervisedLearningModule(LightningModule):
         optimizer = build_optimizer(self.optimizer, self.parameters(), self.learning_rate, self.weight_decay)
         if self.lr_scheduler is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.lr_scheduler(optimizer),
-                                                         "interval": "epoch"}}
+        scheduler = self.lr_scheduler(optimizer)
+        config = scheduler if isinstance(scheduler, dict) else {"scheduler": scheduler, "interval": "epoch"}
+        return {"optimizer": optimizer, "lr_scheduler": config}
 
     def validation_metrics(self) -> MetricValue | None:
         if self._last_validation is None:
@@ -137,6 +143,7 @@ class SupervisedLearningModule(LightningModule):
     def _export(self, x: Any) -> None:
         path, self.export_onnx = self.export_onnx, None  # once, even if it fails
         assert path is not None
+        path = Path(self.trainer.default_root_dir) / path  # an absolute path stays as it is
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.to_onnx(path, x, export_params=True)

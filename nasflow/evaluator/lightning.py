@@ -30,6 +30,7 @@ import copy
 import inspect
 import logging
 import threading
+import warnings
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
@@ -98,7 +99,13 @@ class Trainer(Traced, lightning.Trainer):
             if any(True for _ in trace_mutables(value)):
                 raise TypeError(f"Trainer argument {name!r} is a mutable ({value!r}); trainer settings cannot be "
                                 "searched. Search the module's hyperparameters (e.g. learning_rate) instead.")
-        with contextlib.nullcontext() if _TRAINER_SPEAKS.get() else quiet_lightning():
+        if _TRAINER_SPEAKS.get():
+            super().__init__(*args, **kwargs)
+            return
+        # A recipe (or an in-process trainer): Lightning's banner and set-up warnings are noise here;
+        # the trainer that fits in a trial repeats them into the trial's log.
+        with quiet_lightning(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             super().__init__(*args, **kwargs)
 
     __init__.__signature__ = inspect.signature(lightning.Trainer.__init__)  # type: ignore[attr-defined]

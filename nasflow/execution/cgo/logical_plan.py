@@ -88,7 +88,7 @@ def _structure_signature(model: ExecutableModelSpace) -> str | None:
 class InputNode:
     """One data pipeline, the models (plan indices) it feeds, and which of them train batched."""
 
-    signature: Hashable | None
+    signature: Hashable | None = field(repr=False)
     consumers: list[int] = field(default_factory=list)
     batch_groups: list[list[int]] = field(default_factory=list)
 

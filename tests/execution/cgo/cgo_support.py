@@ -81,12 +81,19 @@ def digits() -> tuple[TensorDataset, TensorDataset]:
     return TensorDataset(features[train], labels[train]), TensorDataset(features[val], labels[val])
 
 
-def digits_evaluator(max_epochs: int = 4) -> Classification:
+def digits_evaluator(max_epochs: int = 4, learning_rate: Any = 0.01, **trainer: Any) -> Classification:
     """Classification on digits; no shuffling, so every run sees the same batches in the same order."""
     train, val = digits()
     return Classification(train_dataloaders=DataLoader(train, batch_size=50),
-                          val_dataloaders=DataLoader(val, batch_size=400), learning_rate=0.01, num_classes=10,
-                          max_epochs=max_epochs, **QUIET)
+                          val_dataloaders=DataLoader(val, batch_size=400), learning_rate=learning_rate,
+                          num_classes=10, max_epochs=max_epochs, **{**QUIET, **trainer})
+
+
+def with_learning_rate(evaluator: Classification, learning_rate: float) -> Classification:
+    """The same evaluator (same data, same trainer settings) with another learning rate, as a searched
+    learning rate gives: what operator batching merges into one vectorized module."""
+    kwargs = {**evaluator.trace_kwargs, "learning_rate": learning_rate}
+    return Classification(*evaluator.trace_args, **kwargs)
 
 
 class CountingDataset(Dataset):

@@ -17,8 +17,8 @@ Where a trial's files and messages go (Trainer arguments the user passes always 
   is a log file). Lightning's messages (device banner, tips, model summary) go to the trial log.
 - In process (``evaluate_model``, the sequential engine) nothing is written unless asked for: no
   logger and no checkpointing unless ``logger``, ``enable_checkpointing`` or ``default_root_dir``
-  is given. Lightning's informational messages are silenced while nasflow builds and fits
-  trainers (warnings still show); the progress bar keeps Lightning's default.
+  is given, and no model summary. Lightning's informational messages are silenced while nasflow
+  builds and fits trainers (warnings still show); the progress bar keeps Lightning's default.
 - The recipe trainer an evaluator is built with never prints Lightning's banner.
 """
 
@@ -154,10 +154,10 @@ def trainer_defaults(given: dict[str, Any]) -> dict[str, Any]:
     trial_dir = context.trial_dir if context is not None else None
     if trial_dir is not None:
         defaults: dict[str, Any] = {"default_root_dir": trial_dir, "enable_progress_bar": False}
-    elif "default_root_dir" in given:
-        defaults = {}
+    elif "default_root_dir" in given:  # files were asked for, somewhere
+        defaults = {"enable_model_summary": False}
     else:
-        defaults = {"logger": False, "enable_checkpointing": False}
+        defaults = {"logger": False, "enable_checkpointing": False, "enable_model_summary": False}
     return {name: value for name, value in defaults.items() if name not in given}
 
 
@@ -272,7 +272,9 @@ class Lightning(Traced, Evaluator):
         reporter = _ValidationReporter()
         trainer = self.fresh_trainer(reporter)
         try:
-            with contextlib.nullcontext() if _in_trial_folder() else quiet_lightning():
+            with contextlib.nullcontext() if _in_trial_folder() else quiet_lightning(), warnings.catch_warnings():
+                # Lightning's own use of a torch API that torch deprecated: nothing a user can act on.
+                warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
                 if self.datamodule is not None:
                     trainer.fit(module, datamodule=self.datamodule, **self.fit_kwargs)
                 else:

@@ -110,11 +110,11 @@ class LogicalPlan:
         return [group for node in self.inputs for group in node.batch_groups]
 
     def trials(self, limit: int) -> list[LogicalPlan]:
-        """One plan per trial: each input's consumers in chunks of at most ``limit`` models.
+        """One plan per trial: each input's consumers in trials of at most ``limit`` models.
 
-        Batch groups stay together (ordered by their earliest model); a group larger than a trial,
-        or cut by a chunk boundary, is batched within each chunk it lands in. A model that cannot
-        merge is a trial of its own.
+        Units (a batch group, or a lone model) are packed first-fit in order of their oldest model,
+        so a group stays in one trial when it fits and later small units fill the gaps; a group
+        larger than a trial is cut into full trials. A model that cannot merge is a trial alone.
         """
         plans = []
         for node in self.inputs:
@@ -122,10 +122,19 @@ class LogicalPlan:
                 plans.extend(LogicalPlan([self.models[i]], [InputNode(None, [0])]) for i in node.consumers)
                 continue
             grouped = {i for group in node.batch_groups for i in group}
-            units = sorted([*node.batch_groups, *([i] for i in node.consumers if i not in grouped)], key=min)
-            order = [i for unit in units for i in sorted(unit)]
-            for start in range(0, len(order), limit):
-                chunk = order[start:start + limit]
+            units = sorted([sorted(g) for g in node.batch_groups] + [[i] for i in node.consumers if i not in grouped],
+                           key=min)
+            chunks: list[list[int]] = []
+            for unit in units:
+                while len(unit) > limit:
+                    chunks.append(unit[:limit])
+                    unit = unit[limit:]
+                room = next((chunk for chunk in chunks if len(chunk) + len(unit) <= limit), None)
+                if room is None:
+                    chunks.append(list(unit))
+                else:
+                    room.extend(unit)
+            for chunk in chunks:
                 position = {model: k for k, model in enumerate(chunk)}
                 groups = [[position[i] for i in group if i in position] for group in node.batch_groups]
                 plans.append(LogicalPlan([self.models[i] for i in chunk],

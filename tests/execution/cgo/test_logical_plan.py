@@ -1,0 +1,78 @@
+"""The logical plan decides what merges and what batches; placement spreads a trial over its GPUs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from cgo_support import TinyNet, score_by_size, tiny_data, tiny_evaluator, with_learning_rate
+from torch import nn
+
+from nasflow.evaluator import FunctionalEvaluator
+from nasflow.execution.cgo import LogicalPlan, MergedTrial, optimize, place
+from nasflow.space import ExecutableModelSpace
+from nasflow.space.graph import GraphModelSpace
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*treespec")
+
+
+@pytest.fixture(scope="module")
+def space() -> GraphModelSpace:
+    return GraphModelSpace.from_model(TinyNet(), tiny_evaluator(tiny_data()))
+
+
+def models(space: GraphModelSpace, *choices: int) -> list[ExecutableModelSpace]:
+    made = [space.freeze({"mid": choice}) for choice in choices]
+    for index, model in enumerate(made):
+        model.model_id = index
+    return made
+
+
+def ids(plan: LogicalPlan) -> list[int]:
+    return [m.model_id for m in plan.models]
+
+
+def test_dedup_merges_inputs_and_batching_groups_same_architectures(space: GraphModelSpace) -> None:
+    queued = models(space, 0, 1, 0, 2, 0, 1)
+    queued[2].evaluator = with_learning_rate(space.evaluator, 0.5)  # another learning rate, same data
+    naive = LogicalPlan.from_models(queued)
+    assert len(naive.inputs) == 6 and naive.batch_groups == []
+    plan = optimize(naive)
+    assert len(plan.inputs) == 1 and plan.inputs[0].consumers == [0, 1, 2, 3, 4, 5]
+    assert plan.batch_groups == [[0, 2, 4], [1, 5]]  # mid=0 three times, mid=1 twice; mid=2 alone
+    assert optimize(naive, batching=False).batch_groups == []
+    trials = plan.trials(4)  # groups stay together, oldest first, small units fill the gaps
+    assert [ids(t) for t in trials] == [[0, 2, 4, 3], [1, 5]]
+    assert [t.batch_groups for t in trials] == [[[0, 1, 2]], [[0, 1]]]
+    assert [ids(t) for t in plan.trials(2)] == [[0, 2], [4, 3], [1, 5]]  # a group larger than a trial is cut
+
+
+def test_models_that_cannot_merge_keep_their_own_input(space: GraphModelSpace) -> None:
+    other_data = GraphModelSpace.from_model(TinyNet(), tiny_evaluator(tiny_data(seed=1)))
+    functional = GraphModelSpace.from_model(TinyNet(), FunctionalEvaluator(score_by_size))
+    queued = [*models(space, 0, 1), *models(other_data, 0, 1), *models(functional, 0, 0)]
+    for index, model in enumerate(queued):
+        model.model_id = index
+    plan = optimize(LogicalPlan.from_models(queued))
+    assert [node.consumers for node in plan.inputs] == [[0, 1], [2, 3], [4], [5]]
+    assert [ids(t) for t in plan.trials(8)] == [[0, 1], [2, 3], [4], [5]]
+    assert plan.batch_groups == []  # same architecture, but never sharing an input
+
+
+def test_merged_trial_is_named_after_its_models_and_takes_no_model_id(space: GraphModelSpace) -> None:
+    queued = models(space, 0, 1, 0, 1, 0, 1)
+    for model, model_id in zip(queued, (7, 8, 9, 10, 11, 12), strict=True):
+        model.model_id = model_id
+    small, large = (MergedTrial(t) for t in optimize(LogicalPlan.from_models(queued)).trials(3)[:1] +
+                    optimize(LogicalPlan.from_models(queued)).trials(6)[:1])
+    assert small.trial_name == "7+9+11" and small.model_id == 7 and small.batch_groups == [[0, 1, 2]]
+    assert large.trial_name == "7+9+11+3more"
+
+
+def test_placement_balances_gpus_and_keeps_batch_groups_together() -> None:
+    models = [nn.Linear(100, 100), nn.Linear(100, 100), nn.Linear(100, 100), nn.Linear(10, 10), nn.Linear(300, 300)]
+    assert set(place(models, [[0, 1, 2]], gpu_count=0).values()) == {torch.device("cpu")}
+    device_map = place(models, [[0, 1, 2]], gpu_count=2)
+    assert device_map[0] == device_map[1] == device_map[2]  # one batch group, one GPU
+    assert device_map[4] != device_map[0]  # the largest other model goes to the other GPU
+    spread = place(models, [], gpu_count=3)
+    assert len(set(spread.values())) == 3  # five models over all three GPUs

@@ -44,7 +44,7 @@ from nasflow.runtime import MetricValue, current_trial, report_final_result, rep
 from .base import Evaluator
 from .traced import Traced, rebuild_traced, trace_freeze, trace_key, trace_mutables
 
-__all__ = ["LightningModule", "Trainer", "Lightning", "quiet_lightning", "trainer_defaults"]
+__all__ = ["LightningModule", "Trainer", "Lightning", "ValidationReporter", "quiet_lightning", "trainer_defaults"]
 
 
 class LightningModule(Traced, lightning.LightningModule):
@@ -161,7 +161,7 @@ def trainer_defaults(given: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in defaults.items() if name not in given}
 
 
-class _ValidationReporter(lightning.Callback):
+class ValidationReporter(lightning.Callback):
     """Reports ``validation_metrics()`` after each real validation run and remembers the last one."""
 
     def __init__(self) -> None:
@@ -269,7 +269,7 @@ class Lightning(Traced, Evaluator):
             raise ValueError(f"{type(self).__name__} reports validation metrics, so it needs val_dataloaders "
                              "(or a datamodule with a val_dataloader).")
         module.set_model(model)
-        reporter = _ValidationReporter()
+        reporter = ValidationReporter()
         trainer = self.fresh_trainer(reporter)
         try:
             with contextlib.nullcontext() if _in_trial_folder() else quiet_lightning(), warnings.catch_warnings():

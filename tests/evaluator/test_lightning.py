@@ -235,7 +235,7 @@ def test_a_trials_files_and_messages_go_to_its_folder_and_log(
     work.mkdir()
     monkeypatch.chdir(work)
     caplog.set_level(logging.INFO)
-    evaluator = loud(digits)
+    evaluator = loud(digits, log_every_n_steps=1)
     assert lightning_chatter(caplog) == ""  # building the evaluator (its recipe trainer) says nothing
     capfd.readouterr()
     with trial_context(lambda kind, value: None, trial_dir=str(tmp_path / "trial-7")) as context:
@@ -243,6 +243,7 @@ def test_a_trials_files_and_messages_go_to_its_folder_and_log(
     assert context.final_reported
     assert list(work.iterdir()) == []
     assert list((tmp_path / "trial-7").glob("lightning_logs/version_0/checkpoints/*.ckpt"))
-    assert (tmp_path / "trial-7" / "lightning_logs" / "version_0" / "metrics.csv").exists()
+    header = (tmp_path / "trial-7" / "lightning_logs" / "version_0" / "metrics.csv").read_text().splitlines()[0]
+    assert "train_loss" in header and "val_acc" in header  # a logger reads per-step training metrics: logged
     assert "GPU available" in lightning_chatter(caplog)  # where a trial's output goes: its log
     assert "Epoch 0" not in "".join(capfd.readouterr())  # no progress bar

@@ -409,7 +409,8 @@ class MultiModelTrainer(Trainer):
         if kwargs.get("precision") not in _EXACT_PRECISIONS:
             raise ValueError(f"MultiModelTrainer supports precision 32 or 64, got {kwargs['precision']!r}.")
         root = torch.device(device)
-        super().__init__(*args, accelerator="cuda" if root.type == "cuda" else "cpu",
+        cuda = root.type == "cuda"
+        super().__init__(*args, accelerator="cuda" if cuda else "cpu", devices=[root.index or 0] if cuda else 1,
                          strategy=_KeepPlacementStrategy(device=root), **kwargs)
 
 

@@ -1,0 +1,141 @@
+"""Operator batching: N same-architecture models on digits, as separate trials, merged, and batched.
+
+N models share one architecture (an MLP, or a small CNN) and differ in their initial weights and
+learning rates, as when a search tunes training hyperparameters. Three ways to train them on the
+local training service, one trial at a time, one thread per trial, fresh workers (the defaults):
+
+- ``separate``: N trials, one per model (what runs without CGO);
+- ``dedup``: one merged trial, each batch made once, every model's forward pass on its own
+  (``CrossGraphOptimization(batching=False)``);
+- ``batched``: one merged trial whose models run one vectorized forward pass (``torch.func.vmap``
+  over stacked parameters; each model keeps its own optimizer and learning rate).
+
+Every run uses the same evaluator settings (Classification, two epochs, no logger or
+checkpoints). The last line is one JSON object: per architecture and N, the three wall times in
+seconds, e.g. ``{"mlp": {"4": {"separate_s": ..., "dedup_s": ..., "batched_s": ...}, ...}, "cnn": ...}``.
+
+    .venv/bin/python benchmarks/cgo_batching.py [--sizes 4 8 16] [--epochs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from sklearn.datasets import load_digits
+from torch import Tensor, nn
+from torch.utils.data import TensorDataset
+
+from nasflow.evaluator import Classification, DataLoader
+from nasflow.execution import ExecutionEngine, TrainingServiceExecutionEngine
+from nasflow.execution.cgo import CrossGraphOptimization
+from nasflow.experiment.engines import preload_for
+from nasflow.nn import ModelSpace
+from nasflow.space import ExecutableModelSpace, ModelStatus
+from nasflow.space.graph import GraphModelSpace
+from nasflow.training_service import LocalTrainingService
+
+
+class MLP(ModelSpace):
+    """64 -> 128 -> 128 -> 10 with ReLU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(64, 128), nn.Linear(128, 128), nn.Linear(128, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
+
+
+class SmallCNN(ModelSpace):
+    """Two 3x3 convolutions on the 8x8 image, then a linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.image = nn.Unflatten(1, (1, 8, 8))
+        self.conv1, self.conv2 = nn.Conv2d(1, 16, 3, padding=1), nn.Conv2d(16, 32, 3, padding=1)
+        self.pool, self.flat = nn.MaxPool2d(2), nn.Flatten()
+        self.head = nn.Linear(32 * 16, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.flat(self.pool(torch.relu(self.conv2(torch.relu(self.conv1(self.image(x))))))))
+
+
+def digits() -> tuple[TensorDataset, TensorDataset]:
+    x, y = load_digits(return_X_y=True)
+    features, labels = torch.tensor(x / 16.0, dtype=torch.float32), torch.tensor(y)
+    order = torch.randperm(len(features), generator=torch.Generator().manual_seed(0))
+    train, val = order[:1400], order[1400:]
+    return TensorDataset(features[train], labels[train]), TensorDataset(features[val], labels[val])
+
+
+def models(space: GraphModelSpace, n: int, options: dict[str, Any]) -> list[ExecutableModelSpace]:
+    """``n`` models of the space's one architecture, learning rates spread from 3e-4 to 3e-2."""
+    made = []
+    for index in range(n):
+        model = space.freeze({})
+        model.evaluator = Classification(learning_rate=3e-4 * 100 ** (index / max(1, n - 1)), **options)
+        made.append(model)
+    return made
+
+
+def train(engine: ExecutionEngine, batch: list[ExecutableModelSpace]) -> float:
+    start = time.perf_counter()
+    engine.submit_models(*batch)
+    engine.wait_models(*batch, wait_all=True)
+    wall = time.perf_counter() - start
+    bad = [(m.model_id, m.status.value) for m in batch if m.status != ModelStatus.Trained]
+    if bad:
+        raise RuntimeError(f"Models did not train: {bad}")
+    return wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[4, 8, 16], help="models per run")
+    parser.add_argument("--epochs", type=int, default=2)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore", ".*does not have many workers")
+    train_set, val_set = digits()
+    options = {"train_dataloaders": DataLoader(train_set, batch_size=64),
+               "val_dataloaders": DataLoader(val_set, batch_size=400), "max_epochs": args.epochs,
+               "num_classes": 10, "logger": False, "enable_checkpointing": False}
+    work_dir = Path(tempfile.mkdtemp(prefix="cgo-batching-"))
+    service = LocalTrainingService(trial_concurrency=1, threads_per_trial=1, log_dir=work_dir,
+                                   preload=preload_for(Classification(**options)))
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    try:
+        for name, net in (("mlp", MLP), ("cnn", SmallCNN)):
+            space = GraphModelSpace.from_model(net(), Classification(**options))
+            train(TrainingServiceExecutionEngine(service, trial_concurrency=1), models(space, 1, options))  # warm-up
+            for n in args.sizes:
+                engines = {
+                    "separate": TrainingServiceExecutionEngine(service, trial_concurrency=1),
+                    "dedup": CrossGraphOptimization(TrainingServiceExecutionEngine(service, trial_concurrency=1),
+                                                    max_concurrency_cgo=n, batch_waiting_time=60, batching=False),
+                    "batched": CrossGraphOptimization(TrainingServiceExecutionEngine(service, trial_concurrency=1),
+                                                      max_concurrency_cgo=n, batch_waiting_time=60),
+                }
+                walls, accuracy = {}, {}
+                for mode, engine in engines.items():
+                    trained = models(space, n, options)
+                    walls[f"{mode}_s"] = round(train(engine, trained), 3)
+                    accuracy[mode] = max(m.metrics.final["val_acc"] for m in trained)  # type: ignore[index]
+                results.setdefault(name, {})[str(n)] = walls
+                print(f"{name} N={n}: separate {walls['separate_s']:.2f} s, dedup {walls['dedup_s']:.2f} s "
+                      f"({walls['separate_s'] / walls['dedup_s']:.2f}x), batched {walls['batched_s']:.2f} s "
+                      f"({walls['separate_s'] / walls['batched_s']:.2f}x); best validation accuracy "
+                      + ", ".join(f"{mode} {value:.3f}" for mode, value in accuracy.items()))
+    finally:
+        service.shutdown()
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

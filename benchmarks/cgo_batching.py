@@ -20,6 +20,7 @@ seconds, e.g. ``{"mlp": {"4": {"separate_s": ..., "dedup_s": ..., "batched_s": .
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import tempfile
 import time
@@ -28,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from sklearn.datasets import load_digits
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
@@ -68,11 +68,14 @@ class SmallCNN(ModelSpace):
 
 
 def digits() -> tuple[TensorDataset, TensorDataset]:
-    x, y = load_digits(return_X_y=True)
-    features, labels = torch.tensor(x / 16.0, dtype=torch.float32), torch.tensor(y)
-    order = torch.randperm(len(features), generator=torch.Generator().manual_seed(0))
-    train, val = order[:1400], order[1400:]
-    return TensorDataset(features[train], labels[train]), TensorDataset(features[val], labels[val])
+    """The Quick start example's split of scikit-learn's digits (80% training)."""
+    path = Path(__file__).resolve().parents[1] / "examples" / "digits_search.py"
+    spec = importlib.util.spec_from_file_location("digits_search", path)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    x_train, y_train, x_val, y_val = example.digits_split()
+    return TensorDataset(x_train, y_train), TensorDataset(x_val, y_val)
 
 
 def models(space: GraphModelSpace, n: int, options: dict[str, Any]) -> list[ExecutableModelSpace]:

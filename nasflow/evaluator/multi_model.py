@@ -140,6 +140,8 @@ class MultiModelLightningModule(LightningModule):
         members = list(members)
         if not members or (n_models is not None and n_models != len(members)):
             raise ValueError(f"Got {len(members)} member modules for n_models={n_models}.")
+        if len({id(member) for member in members}) != len(members):
+            raise ValueError("Each model needs its own member module; pass copies (copy.deepcopy), not one object twice.")
         for index, member in enumerate(members):
             reason = merge_refusal(member)
             if reason is not None:
@@ -171,6 +173,7 @@ class MultiModelLightningModule(LightningModule):
         self.__dict__["merged"] = model  # not a child: the members hold the models
         for index, (member, sub) in enumerate(zip(self.members, model.models, strict=True)):
             member.set_model(sub)
+            member.to(device_of(sub))  # the member's own tensors (a weighted loss) and its `device` follow
             member.__dict__["_nasflow_host"] = (self, f"model_{index}/")
 
     def unset_model(self) -> None:

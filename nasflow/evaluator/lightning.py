@@ -29,6 +29,7 @@ import contextvars
 import copy
 import inspect
 import logging
+import os
 import threading
 import warnings
 from collections.abc import Callable, Hashable, Iterator
@@ -45,6 +46,8 @@ from .base import Evaluator
 from .traced import Traced, rebuild_traced, trace_freeze, trace_key, trace_mutables
 
 __all__ = ["LightningModule", "Trainer", "Lightning", "ValidationReporter", "quiet_lightning", "trainer_defaults"]
+
+_logger = logging.getLogger(__name__)
 
 
 class LightningModule(Traced, lightning.LightningModule):
@@ -150,8 +153,7 @@ def quiet_lightning() -> Iterator[None]:
 
 def trainer_defaults(given: dict[str, Any]) -> dict[str, Any]:
     """Trainer arguments nasflow sets where the user did not: the trial's folder, or no files in process."""
-    context = current_trial()
-    trial_dir = context.trial_dir if context is not None else None
+    trial_dir = _trial_folder()
     if trial_dir is not None:
         defaults: dict[str, Any] = {"default_root_dir": trial_dir, "enable_progress_bar": False}
     elif "default_root_dir" in given:  # files were asked for, somewhere
@@ -176,9 +178,24 @@ class ValidationReporter(lightning.Callback):
             report_intermediate_result(value)
 
 
-def _in_trial_folder() -> bool:
+def _trial_folder() -> str | None:
+    """The running trial's folder, created if needed; None in process or where it cannot be created
+    (a remote node without the experiment's path): that trial then writes nothing."""
     context = current_trial()
-    return context is not None and context.trial_dir is not None
+    if context is None or context.trial_dir is None:
+        return None
+    try:
+        os.makedirs(context.trial_dir, mode=0o700, exist_ok=True)
+    except OSError as err:
+        _logger.warning("Trial folder %s cannot be created (%s); Lightning writes no files for this trial.",
+                        context.trial_dir, err)
+        context.trial_dir = None
+        return None
+    return context.trial_dir
+
+
+def _in_trial_folder() -> bool:
+    return _trial_folder() is not None
 
 
 def _as_list(callbacks: Any) -> list[Any]:

@@ -141,7 +141,7 @@ class MultiModelLightningModule(LightningModule):
         if not members or (n_models is not None and n_models != len(members)):
             raise ValueError(f"Got {len(members)} member modules for n_models={n_models}.")
         if len({id(member) for member in members}) != len(members):
-            raise ValueError("Each model needs its own member module; pass copies (copy.deepcopy), not one object twice.")
+            raise ValueError("Each model needs its own member module: pass copies (copy.deepcopy), not one twice.")
         for index, member in enumerate(members):
             reason = merge_refusal(member)
             if reason is not None:

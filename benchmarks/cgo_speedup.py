@@ -18,10 +18,12 @@ most ``N(s + B(d+m)) / (s + B(d + Nm))`` (``s``, ``m``: means over the models), 
 - ``s_i`` is the rest of its separate trial (start-up, building, warm-up, validation, teardown):
   ``T_i - B(d + m_i)``.
 
-Per-batch times are two-point fits (B batches and 2) of warmed-up fits with the same evaluator,
-in this process on one thread as trials run. Runs alternate for ``--rounds`` rounds and the least
-time of each measurement counts (as ``timeit`` does: on a shared machine the fastest run is the
-least disturbed). Target: ``fraction_of_ideal`` (measured speedup / bound) between 0.8 and 1.
+Per-batch times are the median interval between training steps of a fit with the same evaluator,
+in this process on one thread as trials run (the median is robust to other load). Each of
+``--rounds`` rounds measures everything close together and computes its own speedup, bound and
+fraction; the figures printed are the medians over rounds (load on a shared machine drifts between
+rounds more than within one). Target: ``fraction_of_ideal`` (measured speedup / bound) between
+0.8 and 1.
 
     .venv/bin/python benchmarks/cgo_speedup.py [--batches 60] [--work 6] [--rounds 3]
 
@@ -155,20 +157,19 @@ def main() -> None:
                                    preload=preload_for(full))
     torch.set_num_threads(1)  # as each trial runs
     times: dict[str, list[float]] = {}
+    rounds: list[dict[str, float]] = []
 
     def timed(name: str, engine: ExecutionEngine, models: list[ExecutableModelSpace]) -> list[ExecutableModelSpace]:
         times.setdefault(name, []).append(train(engine, models))
         return models
 
     def fitted(name: str, model: ExecutableModelSpace) -> None:
-        """In-process fits of ``model`` over B batches and over 2: its per-batch time here."""
-        wall = {}
-        for limit, evaluation in ((batches, full), (2, short)):
-            module = model.executable_model()
-            start = time.perf_counter()
-            evaluate_model(module, evaluation)
-            wall[limit] = time.perf_counter() - start
-        times.setdefault(name, []).append((wall[batches] - wall[2]) / (batches - 2))
+        """An in-process fit of ``model``: its per-batch time, the median interval between training steps."""
+        module = model.executable_model()
+        stamps: list[float] = []
+        module.register_forward_pre_hook(lambda *_: stamps.append(time.perf_counter()) if module.training else None)
+        evaluate_model(module, full)
+        times.setdefault(name, []).append(statistics.median(b - a for a, b in itertools.pairwise(stamps)))
 
     try:
         solo = TrainingServiceExecutionEngine(service, trial_concurrency=1, log_dir=work_dir / "solo")
@@ -184,30 +185,35 @@ def main() -> None:
             fitted("floor", floor.freeze({}))
             for index, model in enumerate(four_models(spaces["full"])):
                 fitted(f"fit{index}", model)
-            separate = sum(times[f"trial{i}"][-1] for i in range(N_MODELS))
-            print(f"round {round_ + 1}: separate trials {separate:.2f} s, merged {times['merged'][-1]:.2f} s")
+            rounds.append(bound_of(times, batches))
+            print(f"round {round_ + 1}: " + ", ".join(f"{key} {value:.3f}" for key, value in rounds[-1].items()))
     finally:
         service.shutdown()
 
-    best = {name: min(values) for name, values in times.items()}
-    d = best["floor"]
-    m_each = [best[f"fit{i}"] - d for i in range(N_MODELS)]
-    s_each = [best[f"trial{i}"] - batches * best[f"fit{i}"] for i in range(N_MODELS)]
-    s, m = statistics.mean(s_each), statistics.mean(m_each)
-    separate = sum(best[f"trial{i}"] for i in range(N_MODELS))
-    speedup = separate / best["merged"]
-    bound = N_MODELS * (s + batches * (d + m)) / (s + batches * (d + N_MODELS * m))
+    median = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
     accuracy = [model.metrics.final["val_acc"] for model in merged]  # type: ignore[index]
-    print(f"shared per-batch cost d = {d * 1e3:.1f} ms; per-model per-batch cost m = {m * 1e3:.1f} ms "
-          f"({', '.join(f'{t * 1e3:.1f}' for t in m_each)}); rest of a trial s = {s:.2f} s "
-          f"({', '.join(f'{t:.2f}' for t in s_each)}); {batches} batches")
-    print(f"{N_MODELS} separate trials {separate:.2f} s, one merged trial {best['merged']:.2f} s "
-          f"(least of {args.rounds} rounds); validation accuracy {min(accuracy):.2f}-{max(accuracy):.2f}")
-    print(f"speedup {speedup:.2f}x; bound N(s+B(d+m))/(s+B(d+Nm)) = {bound:.2f}x: {speedup / bound:.0%} of it "
-          "(target 80-100%)")
-    print(json.dumps({"speedup": round(speedup, 3), "ideal_speedup": round(bound, 3),
-                      "fraction_of_ideal": round(speedup / bound, 3), "s": round(s, 3), "d": round(d, 5),
-                      "m": round(m, 5)}))
+    print(f"median of {args.rounds} rounds: shared per-batch cost d = {median['d'] * 1e3:.1f} ms, per-model per-batch "
+          f"cost m = {median['m'] * 1e3:.1f} ms, rest of a trial s = {median['s']:.2f} s ({batches} batches); "
+          f"{N_MODELS} separate trials {median['separate']:.2f} s, one merged trial {median['merged']:.2f} s; "
+          f"validation accuracy {min(accuracy):.2f}-{max(accuracy):.2f}")
+    print(f"speedup {median['speedup']:.2f}x; bound N(s+B(d+m))/(s+B(d+Nm)) = {median['bound']:.2f}x; "
+          f"{median['fraction']:.0%} of it (target 80-100%)")
+    print(json.dumps({"speedup": round(median["speedup"], 3), "ideal_speedup": round(median["bound"], 3),
+                      "fraction_of_ideal": round(median["fraction"], 3), "s": round(median["s"], 3),
+                      "d": round(median["d"], 5), "m": round(median["m"], 5)}))
+
+
+def bound_of(times: dict[str, list[float]], batches: int) -> dict[str, float]:
+    """The latest round's speedup, its bound from that round's measured costs, and their ratio."""
+    last = {name: values[-1] for name, values in times.items()}
+    d = last["floor"]
+    m = statistics.mean(last[f"fit{i}"] - d for i in range(N_MODELS))
+    s = statistics.mean(last[f"trial{i}"] - batches * last[f"fit{i}"] for i in range(N_MODELS))
+    separate = sum(last[f"trial{i}"] for i in range(N_MODELS))
+    speedup = separate / last["merged"]
+    bound = N_MODELS * (s + batches * (d + m)) / (s + batches * (d + N_MODELS * m))
+    return {"separate": separate, "merged": last["merged"], "s": s, "d": d, "m": m, "speedup": speedup,
+            "bound": bound, "fraction": speedup / bound}
 
 
 if __name__ == "__main__":

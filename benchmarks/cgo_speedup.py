@@ -10,16 +10,16 @@ reduced to log spectral band features). With ``B`` batches, a model's separate t
 ``T_i = s_i + B(d + m_i)`` and the merged trial at least ``s + B(d + N m)``, so the speedup is at
 most ``N(s + B(d+m)) / (s + B(d + Nm))`` (``s``, ``m``: means over the models), where
 
-- ``d`` is what a batch costs once however many models train on it (data, Lightning's batch
-  loop): the per-batch time of fitting a one-layer model in this process (its own small step
-  counts here too, which can only raise the bound);
-- ``m_i`` is model ``i``'s own per-batch cost (its step, optimizer, logging): the per-batch time of
-  fitting it in this process, less ``d``;
+- ``m_i`` is model ``i``'s own per-batch compute: its forward pass, its backward pass (both timed
+  by hooks during a fit) and its optimizer update (timed alone);
+- ``d`` is everything else a batch costs (the data pipeline, the loss, Lightning's batch loop and
+  step machinery), counted as paid once however many models train on the batch: per-model work
+  in there is counted as shared, which can only raise the bound;
 - ``s_i`` is the rest of its separate trial (start-up, building, warm-up, validation, teardown):
   ``T_i - B(d + m_i)``.
 
-Per-batch times are the median interval between training steps of a fit with the same evaluator,
-in this process on one thread as trials run (the median is robust to other load). Each of
+``m_i`` and ``d`` are medians over the steps of a fit with the same evaluator, in this process on
+one thread as trials run (medians are robust to other load). Each of
 ``--rounds`` rounds measures everything close together and computes its own speedup, bound and
 fraction; the figures printed are the medians over rounds (load on a shared machine drifts between
 rounds more than within one). Target: ``fraction_of_ideal`` (measured speedup / bound) between
@@ -106,15 +106,58 @@ class SpectrumNet(ModelSpace):
         return self.fc3(self.act(self.fc2(self.act(self.fc1(x)))))
 
 
-class OneLayer(ModelSpace):
-    """The cheapest model on this data: what a trial costs besides a model's own compute."""
+class StepClock:
+    """Times each training step of ``module``: its forward pass (pre and post hooks) and backward
+    pass (from the gradient of its output to the last parameter gradient)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(FEATURES, 10)
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+        self.events: list[tuple[str, float]] = []
+        now = time.perf_counter
+        self.handles = [
+            module.register_forward_pre_hook(lambda *_: self._mark("forward", now())),
+            module.register_forward_hook(lambda *_: self._mark("forward_end", now())),
+            module.register_full_backward_pre_hook(lambda *_: self._mark("backward", now())),
+            *(p.register_post_accumulate_grad_hook(lambda *_: self._mark("backward_end", now()))
+              for p in module.parameters()),
+        ]
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc(x)
+    def _mark(self, kind: str, at: float) -> None:
+        if self.module.training:
+            self.events.append((kind, at))
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+    def _steps(self) -> list[dict[str, float]]:
+        steps: list[dict[str, float]] = []
+        for kind, at in self.events:
+            if kind == "forward":
+                steps.append({"forward": at})
+            elif steps and (kind not in steps[-1] or kind == "backward_end"):
+                steps[-1][kind] = at  # the last parameter gradient ends the backward pass
+        return [step for step in steps if len(step) == 4]
+
+    def compute_times(self) -> list[float]:
+        return [(s["forward_end"] - s["forward"]) + (s["backward_end"] - s["backward"]) for s in self._steps()]
+
+    def intervals(self) -> list[float]:
+        starts = [step["forward"] for step in self._steps()]
+        return [b - a for a, b in itertools.pairwise(starts)]
+
+
+def update_time(module: nn.Module, repeats: int = 20) -> float:
+    """Median seconds of one optimizer update (the evaluator's Adam) of ``module`` with gradients set."""
+    optimizer = torch.optim.Adam(module.parameters(), lr=1e-3)
+    for p in module.parameters():
+        p.grad = torch.randn_like(p) * 1e-3
+    walls = []
+    for _ in range(repeats + 2):
+        start = time.perf_counter()
+        optimizer.step()
+        walls.append(time.perf_counter() - start)
+    return statistics.median(walls[2:])
 
 
 def evaluator(batches: int, work: int, limit: int | None = None) -> Classification:
@@ -147,11 +190,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of every measurement")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", ".*does not have many workers")
+    warnings.filterwarnings("ignore", "Full backward hook is firing")  # the step clock's hook, as intended
     batches = args.batches
     full, short = evaluator(batches, args.work), evaluator(batches, args.work, limit=2)
     spaces = {"full": GraphModelSpace.from_model(SpectrumNet(), full),
               "short": GraphModelSpace.from_model(SpectrumNet(), short)}
-    floor = GraphModelSpace.from_model(OneLayer(), full)
     work_dir = Path(tempfile.mkdtemp(prefix="cgo-speedup-"))
     service = LocalTrainingService(trial_concurrency=1, threads_per_trial=1, log_dir=work_dir,
                                    preload=preload_for(full))
@@ -163,13 +206,16 @@ def main() -> None:
         times.setdefault(name, []).append(train(engine, models))
         return models
 
-    def fitted(name: str, model: ExecutableModelSpace) -> None:
-        """An in-process fit of ``model``: its per-batch time, the median interval between training steps."""
+    def fitted(index: int, model: ExecutableModelSpace) -> None:
+        """An in-process fit of ``model`` with its steps timed: ``m`` is its forward and backward
+        passes plus an optimizer update; ``d`` is the rest of the interval between two training steps."""
         module = model.executable_model()
-        stamps: list[float] = []
-        module.register_forward_pre_hook(lambda *_: stamps.append(time.perf_counter()) if module.training else None)
+        clock = StepClock(module)
         evaluate_model(module, full)
-        times.setdefault(name, []).append(statistics.median(b - a for a, b in itertools.pairwise(stamps)))
+        clock.close()
+        m = statistics.median(clock.compute_times()) + update_time(module)
+        times.setdefault(f"m{index}", []).append(m)
+        times.setdefault(f"d{index}", []).append(statistics.median(clock.intervals()) - m)
 
     try:
         solo = TrainingServiceExecutionEngine(service, trial_concurrency=1, log_dir=work_dir / "solo")
@@ -182,9 +228,8 @@ def main() -> None:
             for index, model in enumerate(four_models(spaces["full"])):  # the baseline, model by model
                 timed(f"trial{index}", solo, [model])
             merged = timed("merged", cgo, four_models(spaces["full"]))
-            fitted("floor", floor.freeze({}))
             for index, model in enumerate(four_models(spaces["full"])):
-                fitted(f"fit{index}", model)
+                fitted(index, model)
             rounds.append(bound_of(times, batches))
             print(f"round {round_ + 1}: " + ", ".join(f"{key} {value:.3f}" for key, value in rounds[-1].items()))
     finally:
@@ -206,9 +251,9 @@ def main() -> None:
 def bound_of(times: dict[str, list[float]], batches: int) -> dict[str, float]:
     """The latest round's speedup, its bound from that round's measured costs, and their ratio."""
     last = {name: values[-1] for name, values in times.items()}
-    d = last["floor"]
-    m = statistics.mean(last[f"fit{i}"] - d for i in range(N_MODELS))
-    s = statistics.mean(last[f"trial{i}"] - batches * last[f"fit{i}"] for i in range(N_MODELS))
+    d = statistics.mean(last[f"d{i}"] for i in range(N_MODELS))
+    m = statistics.mean(last[f"m{i}"] for i in range(N_MODELS))
+    s = statistics.mean(last[f"trial{i}"] - batches * (d + last[f"m{i}"]) for i in range(N_MODELS))
     separate = sum(last[f"trial{i}"] for i in range(N_MODELS))
     speedup = separate / last["merged"]
     bound = N_MODELS * (s + batches * (d + m)) / (s + batches * (d + N_MODELS * m))

@@ -99,7 +99,7 @@ class DartsSpace(ModelSpace, label_prefix="darts"):
         for i in range(cells):
             self.cells.append(Cell(darts_candidates(channels), num_nodes=nodes, num_ops_per_node=2,
                                    num_predecessors=2, preprocessor=Preprocess(c_prev_prev, c_prev, channels),
-                                   label=f"darts/cell{i}"))
+                                   label=f"cell{i}"))
             c_prev_prev, c_prev = c_prev, channels * nodes
         self.classifier = nn.Linear(c_prev, classes)
 

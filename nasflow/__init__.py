@@ -1,11 +1,24 @@
-"""nasflow: neural architecture search on PyTorch."""
+"""nasflow: neural architecture search on PyTorch, with NNI 3.0's public names."""
 
-from nasflow.mutable import choice, loguniform, normal, qloguniform, qnormal, quniform, uniform
+from nasflow.common import dump, get_default_framework, is_traceable, load, set_default_framework, trace
+from nasflow.mutable import (
+    choice,
+    lognormal,
+    loguniform,
+    normal,
+    qlognormal,
+    qloguniform,
+    qnormal,
+    quniform,
+    randint,
+    uniform,
+)
 from nasflow.runtime import report_final_result, report_intermediate_result
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "choice", "uniform", "quniform", "loguniform", "qloguniform", "normal", "qnormal",
-    "report_intermediate_result", "report_final_result",
+    "choice", "uniform", "quniform", "loguniform", "qloguniform", "normal", "qnormal", "lognormal", "qlognormal",
+    "randint", "report_intermediate_result", "report_final_result", "trace", "is_traceable", "dump", "load",
+    "get_default_framework", "set_default_framework",
 ]

@@ -1,4 +1,7 @@
-"""The ``nasflow`` command: run a search script, list, show, resume and export experiments."""
+"""The ``nasflow`` command: run a search script, list, show, view, resume and export experiments.
+
+Torch loads only in the commands that need it (show, export, resume, run), so ``nasflow view``
+starts in a fraction of a second."""
 
 from __future__ import annotations
 
@@ -13,10 +16,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from nasflow.dashboard import DEFAULT_PORT
 from nasflow.experiment.config import NasExperimentConfig
-from nasflow.experiment.experiment import NasExperiment, experiment_dir, export_code, top_records
 from nasflow.experiment.store import ExperimentStore, ModelRecord, StoreError
-from nasflow.space import metric_number
 
 __all__ = ["main"]
 
@@ -32,12 +34,14 @@ def _when(timestamp: float) -> str:
 
 
 def _metric(record: ModelRecord) -> str:
+    from nasflow.space import metric_number
+
     value = metric_number(record.metrics.final)
     return "-" if value is None else f"{value:.6g}"
 
 
 def _open(experiment_id: str, directory: str | None) -> ExperimentStore:
-    path = experiment_dir(experiment_id, directory)
+    path = _base_dir(directory) / experiment_id
     if not (path / "nasflow.db").exists():
         raise SystemExit(f"No experiment {experiment_id!r} under {path.parent}. `nasflow list` shows the experiments.")
     return ExperimentStore.open(path, read_only=True)
@@ -76,15 +80,19 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def top_records_from(records: Sequence[ModelRecord]) -> ModelRecord | None:
     trained = [r for r in records if r.status == "trained" and r.metrics.final is not None]
+    from nasflow.space import metric_number
+
     return max(trained, key=lambda r: metric_number(r.metrics.final), default=None)  # type: ignore[arg-type, return-value]
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     with _open(args.id, args.dir) as store:
         exp, records = store.experiment(), store.models(include_payload=False)
+        from nasflow.experiment.experiment import top_records
+
         best = top_records(store, args.top_k)
     console.print(f"[bold]{exp.experiment_id}[/bold] {exp.name}: {exp.status}, {len(records)} models, "
-                  f"created {_when(exp.created)}, store {experiment_dir(args.id, args.dir)}")
+                  f"created {_when(exp.created)}, store {_base_dir(args.dir) / args.id}")
     table = Table(title="Trials")
     for column in ("model", "status", "metric", "intermediates", "sample", "trial", "error"):
         table.add_column(column, overflow="fold")
@@ -102,7 +110,24 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_view(args: argparse.Namespace) -> int:
+    """Serve the read-only dashboard of a stored experiment (running elsewhere, or ended) until Ctrl-C."""
+    from nasflow.dashboard import serve  # the web stack loads only for this command
+
+    _open(args.id, args.dir).close()  # a missing or foreign store is refused before binding anything
+    try:
+        dashboard = serve(_base_dir(args.dir) / args.id, host=args.host, port=args.port)
+    except (OSError, ImportError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        return 2
+    console.print(f"Dashboard of experiment {args.id}: {dashboard.url} (read-only; Ctrl-C to quit)", soft_wrap=True)
+    dashboard.wait()
+    return 0
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
+    from nasflow.experiment.experiment import NasExperiment
+
     experiment = NasExperiment.resume(args.id, experiment_working_directory=args.dir, wait_completion=True)
     console.print(f"Experiment {experiment.id} finished; best: {experiment.export_top_models(1)}")
     return 0
@@ -110,6 +135,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     with _open(args.id, args.dir) as store:
+        from nasflow.experiment.experiment import export_code, top_records
+
         records = top_records(store, args.top_k)
         if args.format == "dict":
             text = json.dumps([r.sample for r in records], indent=2)
@@ -132,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     for name, func, helptext in (("list", cmd_list, "list experiments"),
                                  ("show", cmd_show, "trials and best models of an experiment"),
+                                 ("view", cmd_view, "serve an experiment's dashboard in the browser"),
                                  ("resume", cmd_resume, "continue a stopped or killed experiment"),
                                  ("export", cmd_export, "export the best models")):
         p = sub.add_parser(name, help=helptext)
@@ -140,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dir", help="experiment working directory (default ~/.nasflow/experiments)")
         if name in ("show", "export"):
             p.add_argument("--top-k", type=int, default=5 if name == "show" else 1)
+        if name == "view":
+            p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0 picks a free one")
+            p.add_argument("--host", default="127.0.0.1",
+                           help="address to listen on (default 127.0.0.1; another exposes it, unauthenticated)")
         if name == "export":
             p.add_argument("--format", choices=("dict", "code"), default="dict")
             p.add_argument("--output", help="write to this file instead of stdout")

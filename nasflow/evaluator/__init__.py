@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .base import Evaluator, FunctionalEvaluator, evaluate_model
+from .base import Evaluator, FrozenEvaluator, FunctionalEvaluator, evaluate_model
 from .traced import DataLoader, Traced
 
 _LAZY = {
@@ -21,7 +21,7 @@ _LAZY = {
     "merge_evaluators": "multi_model", "check_mergeable": "multi_model", "split_multi_model_metric": "multi_model",
 }
 
-__all__ = ["Evaluator", "FunctionalEvaluator", "evaluate_model", "DataLoader", "Traced", *_LAZY]
+__all__ = ["Evaluator", "FunctionalEvaluator", "FrozenEvaluator", "evaluate_model", "DataLoader", "Traced", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

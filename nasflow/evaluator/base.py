@@ -9,12 +9,12 @@ from typing import Any
 
 from torch import nn
 
-from nasflow.mutable import LabeledMutable, Mutable, Sample
+from nasflow.mutable import LabeledMutable, Mutable, Sample, mutable_equal
 from nasflow.mutable.base import IsLeaf
 from nasflow.runtime import MetricValue, trial_context
 from nasflow.space.metrics import Metrics
 
-__all__ = ["Evaluator", "FunctionalEvaluator", "evaluate_model"]
+__all__ = ["Evaluator", "FunctionalEvaluator", "FrozenEvaluator", "evaluate_model"]
 
 _logger = logging.getLogger(__name__)
 
@@ -32,15 +32,29 @@ class Evaluator(Mutable, abc.ABC):
     def freeze(self, sample: Sample) -> Evaluator:
         return self
 
+    def get(self) -> Evaluator:
+        """The evaluator itself (NNI's frozen evaluators are lazy wrappers with ``get()``; nasflow's are
+        the evaluator)."""
+        return self
+
 
 class FunctionalEvaluator(Evaluator):
-    """``FunctionalEvaluator(fn, **kwargs)`` calls ``fn(model, **kwargs)``; kwargs may be mutables."""
+    """``FunctionalEvaluator(fn, **kwargs)`` calls ``fn(model, **kwargs)``.
+
+    Keyword arguments may be mutables (``learning_rate=nasflow.choice('lr', [0.1, 0.01])``): they
+    join the search space, the strategy samples them with the model, and each trial's evaluator is
+    frozen with the sample (``model.evaluator.arguments`` then holds plain values).
+    """
 
     def __init__(self, function: Callable[..., Any], **arguments: Any) -> None:
         if not callable(function):
             raise TypeError(f"FunctionalEvaluator needs a callable, got {function!r}.")
         self.function = function
         self.arguments = arguments
+
+    @property
+    def trace_kwargs(self) -> dict[str, Any]:
+        return {"function": self.function, **self.arguments}
 
     def leaf_mutables(self, is_leaf: IsLeaf = None) -> Iterator[LabeledMutable]:
         for value in self.arguments.values():
@@ -54,15 +68,28 @@ class FunctionalEvaluator(Evaluator):
     def evaluate(self, model: nn.Module) -> Any:
         return self.function(model, **self.arguments)
 
+    def check_contains(self, sample: Sample) -> Any:
+        for value in self.arguments.values():
+            if isinstance(value, Mutable):
+                err = value.check_contains(sample)
+                if err is not None:
+                    return err
+        return None
+
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, FunctionalEvaluator) and other.function is self.function
-                and other.arguments == self.arguments)
+                and mutable_equal(other.arguments, self.arguments))
+
+    def equals(self, other: Any) -> bool:
+        return self == other
 
     __hash__ = object.__hash__
 
     def __repr__(self) -> str:
-        name = getattr(self.function, "__qualname__", repr(self.function))
-        return f"FunctionalEvaluator({name}, {self.arguments})"
+        return f"FunctionalEvaluator({self.function!r}, arguments={self.arguments!r})"
+
+
+FrozenEvaluator = Evaluator  # NNI's frozen evaluators are evaluators here (``get()`` returns the evaluator)
 
 
 def evaluate_model(model: Any, evaluator: Evaluator | None = None) -> Metrics:
@@ -71,7 +98,7 @@ def evaluate_model(model: Any, evaluator: Evaluator | None = None) -> Metrics:
     ``model`` is a torch module or a frozen ``ExecutableModelSpace`` (whose evaluator is used when
     none is given). Meant for debugging an evaluator before launching a search.
     """
-    metrics = Metrics()
+    metrics = Metrics(strict=False)  # as reported: dict metrics stay whole
     if not isinstance(model, nn.Module):
         evaluator = evaluator or model.evaluator
         model = model.executable_model()

@@ -82,8 +82,11 @@ class SupervisedLearningModule(LightningModule):
                  export_onnx: bool | str | Path | None = False,
                  lr_scheduler: Callable[[torch.optim.Optimizer], Any] | None = None) -> None:
         super().__init__()
-        self.save_hyperparameters({"criterion": criterion, "optimizer": optimizer, "learning_rate": learning_rate,
-                                   "weight_decay": weight_decay})
+        hparams = {"criterion": criterion, "optimizer": optimizer, "learning_rate": learning_rate,
+                   "weight_decay": weight_decay}
+        # ignore: Lightning compares __init__'s arguments with ``hparams`` using ``==``, and on a mutable
+        # (a searched learning rate) ``==`` builds an expression rather than answering
+        self.save_hyperparameters(hparams, ignore=list(hparams))
         self.criterion_factory = criterion
         self.criterion = build_criterion(criterion)
         self.optimizer = optimizer

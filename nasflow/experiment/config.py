@@ -12,12 +12,32 @@ import difflib
 import functools
 import os
 import re
+from dataclasses import MISSING as MISSING_FIELD
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from nasflow.training_service import TrainingService
 
-__all__ = ["NasExperimentConfig", "ConfigError", "parse_duration"]
+from .config_objects import (
+    CgoEngineConfig,
+    ExecutionEngineConfig,
+    GraphModelFormatConfig,
+    LocalConfig,
+    ModelFormatConfig,
+    NamedConfig,
+    RawModelFormatConfig,
+    RayConfig,
+    SequentialEngineConfig,
+    SimplifiedModelFormatConfig,
+    TrainingServiceConfig,
+    TrainingServiceEngineConfig,
+    config_object,
+)
+
+__all__ = ["NasExperimentConfig", "ConfigError", "parse_duration", "ExecutionEngineConfig",
+           "TrainingServiceEngineConfig", "SequentialEngineConfig", "CgoEngineConfig", "ModelFormatConfig",
+           "RawModelFormatConfig", "SimplifiedModelFormatConfig", "GraphModelFormatConfig", "TrainingServiceConfig",
+           "LocalConfig", "RayConfig"]
 
 ENGINES = {"sequential": "sequential", "ts": "training_service", "training_service": "training_service", "cgo": "cgo"}
 FORMATS = ("raw", "simplified", "graph")
@@ -73,29 +93,98 @@ class NasExperimentConfig:
     progress: bool = True
 
     def __setattr__(self, name: str, value: Any) -> None:
+        name = _ALIASES.get(name, name)
         if name not in _FIELD_NAMES:
             raise _unknown_field(name)
+        if name in _OBJECT_FIELDS:
+            value = config_object(name, value)
+        self.__dict__.setdefault("_inferred", set()).discard(name)  # the user's choice now
         object.__setattr__(self, name, value)
 
+    def __getattr__(self, name: str) -> Any:
+        if name in _ALIASES:
+            return getattr(self, _ALIASES[name])
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
     # ---- inference ----------------------------------------------------------------------------
+    @classmethod
+    def default(cls, model_space: Any = None, evaluator: Any = None, strategy: Any = None) -> NasExperimentConfig:
+        """The config nasflow infers for this strategy (NNI's ``NasExperimentConfig.default``).
+
+        Edit it before running (``config.trial_concurrency = 4``); fields you leave alone are inferred
+        again at ``run()``, so changing the engine re-infers the format and service that go with it.
+        """
+        config = cls().canonical(strategy)
+        inferred = {name for name in ("execution_engine", "model_format", "training_service")
+                    if getattr(cls(), name) is None}
+        object.__setattr__(config, "_inferred", inferred)
+        return config
+
     def canonical(self, strategy: Any = None) -> NasExperimentConfig:
         """A copy with every inferable field filled (ARCHITECTURE.md's table), then validated."""
         config = NasExperimentConfig(**{f.name: getattr(self, f.name) for f in fields(self)})
+        for name in self.__dict__.get("_inferred", ()):  # inferred before: inferred again for the fields set now
+            object.__setattr__(config, name, None)
         one_shot = bool(getattr(strategy, "one_shot", False))
         engine = config.execution_engine
         if engine is None:
             engine = "sequential" if one_shot else "training_service"
         if engine not in ENGINES:
             raise ConfigError("execution_engine", f"unknown engine {engine!r}; use 'sequential', 'ts' or 'cgo'.")
+        config.execution_engine = config_object("execution_engine", ENGINES[engine]) \
+            if not isinstance(engine, NamedConfig) else engine
         engine = ENGINES[engine]
-        config.execution_engine = engine
         if config.model_format is None:
             config.model_format = {"sequential": "raw" if one_shot else "simplified",
                                    "training_service": "simplified", "cgo": "graph"}[engine]
         if engine != "sequential" and config.training_service is None:
             config.training_service = "local"
+        for name in self.__dict__.get("_inferred", ()):  # the same inference: keep the object (and its edits)
+            before, now = getattr(self, name), getattr(config, name)
+            if before is not None and now is not None and str(before) == str(now):
+                object.__setattr__(config, name, before)
+        config._absorb_objects()
         config.validate(strategy)
         return config
+
+    def _absorb_objects(self) -> None:
+        """Settings given on NNI's config objects become the experiment's (unless set there too)."""
+        engine, service = self.execution_engine, self.training_service
+        moves: list[tuple[str, Any]] = []
+        if isinstance(engine, SequentialEngineConfig):
+            moves += [("continue_on_failure", engine.continue_on_failure), ("max_trial_number", engine.max_model_count),
+                      ("max_experiment_duration", engine.max_duration)]
+        if isinstance(engine, CgoEngineConfig):
+            moves += [("max_concurrency_cgo", engine.max_concurrency_cgo),
+                      ("batch_waiting_time", engine.batch_waiting_time)]
+        if isinstance(service, LocalConfig):
+            moves += [("gpu_indices", service.gpu_indices), ("reuse_mode", service.reuse_mode),
+                      ("max_trial_number_per_gpu", service.max_trial_number_per_gpu),
+                      ("trial_gpu_number", service.trial_gpu_number)]
+        for name, value in moves:
+            if value is not None and getattr(self, name) == _DEFAULTS[name]:
+                object.__setattr__(self, name, value)
+
+    @property
+    def dummy_input(self) -> Any:
+        """The graph format's ``dummy_input`` (``GraphModelFormatConfig(dummy_input=...)``), if any."""
+        fmt = self.model_format
+        return fmt.dummy_input if isinstance(fmt, GraphModelFormatConfig) else None
+
+    def json(self) -> dict[str, Any]:
+        """NNI's JSON form of the config: camelCase keys, the engine, format and service as objects."""
+        data: dict[str, Any] = {"experimentType": "nas"}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, NamedConfig):
+                value = value.json()
+            elif f.name == "training_service" and value is not None and hasattr(value, "to_dict"):
+                value = value.to_dict()
+            elif f.name == "training_service" and value is not None and not isinstance(value, str):
+                value = repr(value)
+            if value is not None:
+                data[_camel(f.name)] = value
+        return data
 
     # ---- validation ---------------------------------------------------------------------------
     def validate(self, strategy: Any = None) -> None:
@@ -190,19 +279,48 @@ def _positive_int(config: NasExperimentConfig, name: str, allow_none: bool = Fal
         raise ConfigError(name, f"must be a positive integer, got {value!r}.")
 
 
+_NNI_ONLY = {  # NNI fields with no meaning here, and what to do instead
+    "tuner": "HPO tuners are not part of nasflow; search hyperparameters by giving the evaluator mutable arguments "
+             "(FunctionalEvaluator(fn, lr=nasflow.choice('lr', [...]))) and pick a strategy in NasExperiment",
+    "assessor": "assessors are strategy middlewares here: wrap the strategy, e.g. Chain(strategy, MedianStop())",
+    "advisor": "advisors are not part of nasflow; pass a strategy to NasExperiment",
+    "search_space": "the search space is the model space (and the evaluator's mutable arguments), not a config field",
+    "trial_command": "nasflow starts trials itself; nothing to configure",
+    "trial_code_directory": "trials import your code from where it is installed or from the script that runs",
+    "nni_manager_ip": "there is no NNI manager; `nasflow show ID` and the dashboard read the experiment's store",
+    "use_annotation": "NNI annotations are not supported; use nasflow.choice and the nasflow.nn modules",
+    "tuner_gpu_indices": "strategies run in this process; trial GPUs are gpu_indices",
+    "log_level": "set Python logging's level for 'nasflow' (logging.getLogger('nasflow').setLevel(...))",
+    "debug": "run NasExperimentConfig('sequential', 'simplified') to debug trials in this process",
+    "experiment_type": "every nasflow experiment is a NAS experiment",
+}
+
+
 def _unknown_field(name: str) -> ConfigError:
+    if name in _NNI_ONLY:
+        return ConfigError(name, f"NNI's {name!r} is not a nasflow setting: {_NNI_ONLY[name]}.")
     close = difflib.get_close_matches(name, _FIELD_NAMES, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else f" Known fields: {', '.join(sorted(_FIELD_NAMES))}."
     return ConfigError(name, f"no such field.{hint}")
 
 
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
 _FIELD_NAMES = {f.name for f in fields(NasExperimentConfig)}
+_OBJECT_FIELDS = ("execution_engine", "model_format", "training_service")
+_ALIASES = {"max_trial_duration": "trial_timeout", "training_service_platform": "training_service"}
+_DEFAULTS = {f.name: (f.default_factory() if f.default_factory is not MISSING_FIELD else f.default)  # type: ignore[misc]
+             for f in fields(NasExperimentConfig)}
 _dataclass_init = NasExperimentConfig.__init__
 
 
 @functools.wraps(_dataclass_init)
 def _init(self: NasExperimentConfig, *args: Any, **kwargs: Any) -> None:
     """The dataclass ``__init__``, with an unknown keyword reported as a ``ConfigError`` with a hint."""
+    kwargs = {_ALIASES.get(name, name): value for name, value in kwargs.items()}
     for name in kwargs:
         if name not in _FIELD_NAMES:
             raise _unknown_field(name)

@@ -11,6 +11,8 @@ import logging
 import os
 import pickle
 import shutil
+import socket
+import sys
 import threading
 import time
 import uuid
@@ -72,7 +74,18 @@ def _pid_alive(pid: int | None) -> bool:
     return True
 
 
-def to_executable_space(model_space: Any, evaluator: Any, model_format: str) -> ExecutableModelSpace:
+def _dashboard_socket(port: int | None) -> socket.socket | None:
+    """The dashboard's socket, bound before anything is created so a busy port fails first."""
+    if port is None:
+        return None
+    from nasflow.dashboard import bind, require_installed
+
+    require_installed()
+    return bind("127.0.0.1", port)
+
+
+def to_executable_space(model_space: Any, evaluator: Any, model_format: str,
+                        **dummy_input: Any) -> ExecutableModelSpace:
     """Wrap a user's space in the format the config names."""
     if isinstance(model_space, ExecutableModelSpace):
         return model_space
@@ -84,7 +97,7 @@ def to_executable_space(model_space: Any, evaluator: Any, model_format: str) -> 
         return SimplifiedModelSpace.from_model(model_space, evaluator)
     from nasflow.space.graph import GraphModelSpace
 
-    return GraphModelSpace.from_model(model_space, evaluator)
+    return GraphModelSpace.from_model(model_space, evaluator, **dummy_input)
 
 
 def _dump_state(state: Any) -> bytes:
@@ -109,7 +122,10 @@ class NasExperiment:
             raise TypeError("NasExperiment needs a strategy, e.g. nasflow.strategy.Random().")
         if evaluator is None and not isinstance(model_space, ExecutableModelSpace):
             raise TypeError("NasExperiment needs an evaluator, e.g. FunctionalEvaluator(train_and_test).")
-        self.model_space, self.evaluator, self.strategy, self.config = model_space, evaluator, strategy, config
+        self.model_space, self.evaluator, self.strategy = model_space, evaluator, strategy
+        # inferred now (NNI), so `exp.config.max_trial_number = 3` works before run(); unset fields are
+        # inferred again at start, after the user's edits
+        self.config = config if config is not None else NasExperimentConfig.default(model_space, evaluator, strategy)
         self.id = id or _new_id()
         self._store: ExperimentStore | None = None
         self._recorder: RecordingMiddleware | None = None
@@ -118,6 +134,7 @@ class NasExperiment:
         self._stopping = threading.Event()
         self._done = threading.Event()  # set when the search thread has recorded how it ended
         self._progress: ProgressDisplay | None = None
+        self.dashboard: Any = None  # the nasflow.dashboard.Dashboard that run(port=...) serves
         self._space: ExecutableModelSpace | None = None
         self._saved_strategy_state: bytes | None = None
         self._engine_state_saved_at = -float("inf")
@@ -127,8 +144,10 @@ class NasExperiment:
             wait_completion: bool = True) -> bool:
         """Run the search; with ``wait_completion`` block until it ends (Ctrl-C stops it cleanly).
 
-        Returns True when the search completed, False when it was stopped. ``port`` is accepted for
-        NNI compatibility; the web view is ``nasflow show``.
+        Returns True when the search completed, False when it was stopped. ``port`` serves the live
+        dashboard on http://127.0.0.1:port (0: a free port; see ``experiment.dashboard.url``), with a
+        button that stops the experiment; it serves until the process exits or
+        ``experiment.dashboard.close()``. Needs ``pip install 'nasflow[dashboard]'``.
         """
         if config is not None:
             self.config = config
@@ -138,34 +157,61 @@ class NasExperiment:
     def start(self, port: int | None = None) -> None:
         """Check everything, create the store, and run the search in a background thread.
 
-        Every refusal (config, space, engine, an unpicklable setup) happens before the experiment's
-        directory is created; should anything fail after that, the new directory is removed again.
+        Every refusal (config, space, engine, an unpicklable setup, a busy dashboard port) happens
+        before the experiment's directory is created; should anything fail after that, the new
+        directory is removed again.
         """
         if self._thread is not None:
             raise RuntimeError(f"Experiment {self.id} was already started.")
         config = (self.config or NasExperimentConfig()).canonical(self.strategy)
-        space = to_executable_space(self.model_space, self.evaluator, config.model_format)  # type: ignore[arg-type]
+        extra = {"dummy_input": config.dummy_input} if config.dummy_input is not None else {}
+        space = to_executable_space(self.model_space, self.evaluator, config.model_format, **extra)  # type: ignore[arg-type]
         setup = dump_setup(space, self.strategy, config)
         path = experiment_dir(self.id, config.experiment_working_directory)
         existed = path.exists()
-        engine = build_engine(config, path / "trials", space.evaluator)
+        sock = _dashboard_socket(port)
+        try:
+            engine = build_engine(config, path / "trials", space.evaluator)
+        except BaseException:
+            self._close_dashboard(sock)
+            raise
         try:
             store = ExperimentStore.create(path, self.id, config.experiment_name or self.id, config.to_dict())
         except BaseException:
             engine.shutdown()
+            self._close_dashboard(sock)
             raise
         try:
             store.set_meta(SETUP_KEY, setup)
             self.config = config
+            self._serve_dashboard(store, sock)
             self._launch(space, store, engine, restored=[], resubmit=[], strategy_state=None, engine_state=None)
         except BaseException:
             if self._progress is not None:
                 self._progress.stop()
+            self._close_dashboard(sock)
             store.close()
             engine.shutdown()
             _remove_new_experiment(path, existed)
             self._store = self._recorder = self._progress = None
             raise
+
+    def _serve_dashboard(self, store: ExperimentStore, sock: socket.socket | None, *, live: bool = True) -> None:
+        """The dashboard on the bound ``sock`` (if any): with this experiment's stop when ``live``."""
+        if sock is None:
+            return
+        from nasflow.dashboard import serve
+
+        self.dashboard = serve(store.path, sock=sock, stop=self.stop if live else None)
+        print(f"Dashboard of experiment {self.id}: {self.dashboard.url}{'' if live else ' (read-only)'}",
+              file=sys.stderr, flush=True)
+
+    def _close_dashboard(self, sock: socket.socket | None) -> None:
+        if self.dashboard is not None:
+            self.dashboard.close()
+            self.dashboard = None
+        elif sock is not None:
+            sock.close()
 
     def _launch(self, space: ExecutableModelSpace, store: ExperimentStore, engine: ExecutionEngine,
                 restored: list[ExecutableModelSpace], resubmit: list[ExecutableModelSpace], strategy_state: Any,
@@ -329,9 +375,10 @@ class NasExperiment:
 
     @classmethod
     def resume(cls, experiment_id: str, *, experiment_working_directory: str | None = None,
-               wait_completion: bool = True) -> NasExperiment:
+               wait_completion: bool = True, port: int | None = None) -> NasExperiment:
         """Continue a stopped or killed experiment: finished models are kept, unfinished ones re-run,
-        the strategy continues from its saved state, and old trials count against the budget."""
+        the strategy continues from its saved state, and old trials count against the budget.
+        ``port`` serves the live dashboard, as in :meth:`run`."""
         store = cls._open_store(experiment_id, experiment_working_directory, read_only=False)
         record = store.experiment()
         if record.status == "running" and _pid_alive(record.pid):
@@ -352,11 +399,15 @@ class NasExperiment:
         engine_state["model_count"] = sum(1 for m in restored if m.status != ModelStatus.Invalid)
         blob = store.load_strategy_state()
         experiment = cls(space, None, strategy, config, id=record.experiment_id)
+        sock = None
         try:
+            sock = _dashboard_socket(port)
             engine = build_engine(config, store.path.parent / "trials", space.evaluator)
+            experiment._serve_dashboard(store, sock)
             experiment._launch(space, store, engine, restored, resubmit, cloudpickle.loads(blob) if blob else None,
                                engine_state)
         except BaseException:
+            experiment._close_dashboard(sock)
             store.close()
             raise
         if wait_completion:
@@ -364,12 +415,25 @@ class NasExperiment:
         return experiment
 
     @classmethod
-    def view(cls, experiment_id: str, *, experiment_working_directory: str | None = None) -> NasExperiment:
-        """Open an experiment read-only to list and export its models."""
-        store = cls._open_store(experiment_id, experiment_working_directory, read_only=True)
-        space, strategy, config = load_setup(store)
+    def view(cls, experiment_id: str, port: int | None = None, non_blocking: bool = False, *,
+             experiment_working_directory: str | None = None) -> NasExperiment:
+        """Open an experiment read-only to list and export its models.
+
+        As in NNI, ``port`` also serves its read-only dashboard (as ``nasflow view``) and, unless
+        ``non_blocking``, serves until Ctrl-C; otherwise ``experiment.dashboard.close()`` ends it."""
+        sock = _dashboard_socket(port)
+        try:
+            store = cls._open_store(experiment_id, experiment_working_directory, read_only=True)
+            space, strategy, config = load_setup(store)
+        except BaseException:
+            if sock is not None:
+                sock.close()
+            raise
         experiment = cls(space, None, strategy, config, id=experiment_id)
         experiment._store = store
+        experiment._serve_dashboard(store, sock, live=False)
+        if experiment.dashboard is not None and not non_blocking:
+            experiment.dashboard.wait()
         return experiment
 
 

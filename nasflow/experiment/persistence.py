@@ -76,6 +76,7 @@ def restore_model(space: ExecutableModelSpace, record: ModelRecord) -> Executabl
     model = space.freeze(record.sample)
     model.model_id = record.model_id
     model.status = ModelStatus(record.status)
-    model.metrics.intermediates.extend(record.metrics.intermediates)
+    for value in record.metrics.intermediates:  # the store keeps dicts whole; Metrics keeps their numbers
+        model.metrics.add_intermediate(value)
     model.metrics.final = record.metrics.final
     return model

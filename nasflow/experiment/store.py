@@ -18,7 +18,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,12 +52,15 @@ _SCHEMA = (
         model_id INTEGER PRIMARY KEY, sample TEXT NOT NULL, payload BLOB, format TEXT NOT NULL,
         status TEXT NOT NULL, error TEXT, log_path TEXT, trial_id TEXT, final TEXT,
         created REAL NOT NULL, updated REAL NOT NULL)""",
-    "CREATE INDEX model_by_status ON model (status)",
+    # Covering: listings (CLI, dashboard) read these columns without visiting rows, whose payload may
+    # span overflow pages that SQLite walks to reach the columns stored after it.
+    "CREATE INDEX model_by_status ON model (status, final, updated, format, trial_id, sample)",
+    "CREATE INDEX model_by_updated ON model (updated)",  # the latest change, for change polling
     "CREATE INDEX model_by_trial ON model (trial_id)",
     """CREATE TABLE history (
         id INTEGER PRIMARY KEY, model_id INTEGER NOT NULL REFERENCES model (model_id),
         status TEXT NOT NULL, error TEXT, time REAL NOT NULL)""",
-    "CREATE INDEX history_by_model ON history (model_id, id)",
+    "CREATE INDEX history_by_model ON history (model_id, id, status, time)",  # covering: durations
     """CREATE TABLE metric (
         model_id INTEGER NOT NULL REFERENCES model (model_id), seq INTEGER NOT NULL,
         value TEXT NOT NULL, time REAL NOT NULL, PRIMARY KEY (model_id, seq)) WITHOUT ROWID""",
@@ -453,6 +456,11 @@ class ExperimentStore:
                 finally:
                     if conn.in_transaction:
                         conn.execute("COMMIT")
+
+    def snapshot(self) -> AbstractContextManager[sqlite3.Connection]:
+        """A read transaction on the store's connection for readers with their own SQL (the dashboard's
+        queries): one consistent snapshot while the writer runs."""
+        return self._read()
 
     def _touch(self, conn: sqlite3.Connection, model_id: int, now: float, **columns: Any) -> None:
         """Set ``columns`` (internal names only) and ``updated`` on a model row; unknown ids raise."""

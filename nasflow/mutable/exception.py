@@ -14,20 +14,23 @@ class SampleValidationError(ValueError):
         self.paths: list[str] = list(paths or [])
 
     def __str__(self) -> str:
-        where = " -> ".join(self.paths)
+        where = " -> ".join(str(p) for p in self.paths)
         return f"{self.msg} (at {where})" if where else self.msg
 
 
 class SampleMissingError(SampleValidationError):
     """The sample has no value for a label the space needs."""
 
-    def __init__(self, label: str, keys: list[str] | None = None) -> None:
-        known = ", ".join(repr(k) for k in (keys or [])) or "nothing"
+    def __init__(self, label_or_msg: str, keys: list[str] | None = None) -> None:
+        if keys is None:  # NNI's second form: a ready message
+            super().__init__(label_or_msg)
+            self.label = None
+            return
         super().__init__(
-            f"Label {label!r} is missing from the sample (it has {known}). "
-            f"Add a value for {label!r}, e.g. from space.simplify()[{label!r}].default()."
+            f"Label {label_or_msg} is missing from sample. Existing keys are: {list(keys)}. The value of "
+            f"{label_or_msg!r} is missing: add one, e.g. space.simplify()[{label_or_msg!r}].default()."
         )
-        self.label = label
+        self.label = label_or_msg
 
 
 class ConstraintViolation(SampleValidationError):

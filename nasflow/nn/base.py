@@ -18,15 +18,18 @@ from torch import nn
 from nasflow.mutable import LabeledMutable, Mutable, Sample
 from nasflow.mutable.base import IsLeaf
 from nasflow.mutable.frozen import frozen_context
+from nasflow.mutable.labels import strict_label_scope
 
 from .init_recording import _RECORD_KEY as INIT_RECORD_KEY
 
-__all__ = ["MutableModule", "freeze_module", "module_leaf_mutables", "current_sample"]
+__all__ = ["MutableModule", "freeze_module", "recursive_freeze", "module_leaf_mutables", "check_module_contains",
+           "current_sample",
+           "strict_label_scope"]
 
 
 def current_sample() -> Sample | None:
     """The sample in force while a space is being built as a frozen model, if any."""
-    return frozen_context.current()
+    return frozen_context.current_model()
 
 
 class MutableModule(Mutable, nn.Module):
@@ -38,6 +41,11 @@ class MutableModule(Mutable, nn.Module):
 
     def add_mutable(self, mutable: Mutable) -> Mutable:
         """Make ``mutable`` part of this module's space (it is not a submodule, just a decision)."""
+        if isinstance(mutable, MutableModule):
+            return mutable  # a submodule: registered by assigning it, as any module
+        if not isinstance(mutable, Mutable):
+            raise TypeError(f"add_mutable expects a mutable (e.g. nasflow.choice(...)), got {type(mutable)}: "
+                            f"{mutable!r}")
         if not any(m is mutable for m in self.mutables):
             self.mutables.append(mutable)
         return mutable
@@ -58,11 +66,29 @@ class MutableModule(Mutable, nn.Module):
             yield from module_leaf_mutables(child, is_leaf)
 
     def check_contains(self, sample: Sample) -> Any:
-        for leaf in self.simplify().values():
-            err = leaf.check_contains(sample)
+        """Check this module's own mutables, then its mutable descendants (a LayerChoice only checks
+        the chosen candidate, so a sample needs no value for what it does not pick, as in NNI)."""
+        for mutable in self.mutables:
+            err = mutable.check_contains(sample)
             if err is not None:
                 return err
-        return None
+        return check_module_contains(self, sample, own=False)
+
+    def mutable_descendants(self) -> Iterator[MutableModule]:
+        """The nearest ``MutableModule``s below this one (looking through plain modules)."""
+        for _, module in self.named_mutable_descendants():
+            yield module
+
+    def named_mutable_descendants(self) -> Iterator[tuple[str, MutableModule]]:
+        def walk(prefix: str, module: nn.Module) -> Iterator[tuple[str, MutableModule]]:
+            for name, child in module.named_children():
+                path = f"{prefix}.{name}" if prefix else name
+                if isinstance(child, MutableModule):
+                    yield path, child
+                else:
+                    yield from walk(path, child)
+
+        yield from walk("", self)
 
     def freeze(self, sample: Sample) -> nn.Module:
         """A plain module for ``sample``, with the weights of every kept part (copied)."""
@@ -77,6 +103,19 @@ class MutableModule(Mutable, nn.Module):
 
     def __repr__(self) -> str:  # nn.Module's repr, not Mutable's
         return nn.Module.__repr__(self)
+
+
+def check_module_contains(module: nn.Module, sample: Sample, own: bool = True) -> Any:
+    """The first error of ``module`` (itself when ``own`` and mutable) or its mutable descendants
+    under ``sample``, with the module path appended to the error's paths (NNI's convention)."""
+    if own and isinstance(module, MutableModule):
+        return module.check_contains(sample)
+    for path, child in MutableModule.named_mutable_descendants(module):  # type: ignore[arg-type]
+        err = child.check_contains(sample)
+        if err is not None:
+            err.paths.append(path)
+            return err
+    return None
 
 
 def module_leaf_mutables(module: nn.Module, is_leaf: IsLeaf = None) -> Iterator[LabeledMutable]:
@@ -101,6 +140,16 @@ def freeze_module(module: nn.Module, sample: Sample) -> nn.Module:
     if not has_mutables(module):
         return module
     return copy_with_children(module, sample)
+
+
+def recursive_freeze(module: nn.Module, sample: Sample, include_root: bool = True) -> tuple[nn.Module, bool]:
+    """NNI's helper: ``(frozen module, whether anything was replaced)``; ``include_root=False`` freezes
+    only the descendants of a mutable ``module``."""
+    if include_root or not isinstance(module, MutableModule):
+        if not has_mutables(module):
+            return module, False
+        return copy.deepcopy(freeze_module(module, sample)), True
+    return copy.deepcopy(copy_with_children(module, sample)), has_mutables(module)
 
 
 def copy_with_children(module: nn.Module, sample: Sample) -> nn.Module:

@@ -1,103 +1,52 @@
 """Torch layers whose arguments may be mutables: ``MutableLinear(16, choice([32, 64]))``.
 
-In a space each one is the torch layer built with its arguments' defaults (so the space runs);
-frozen, it is the plain torch layer built with the sampled arguments.
+As in NNI, every module class of ``torch.nn`` has a ``Mutable<Name>`` here (a ``ParametrizedModule``
+wrapping it): in a space it is the torch layer built with its arguments' defaults (so the space
+runs); frozen, the plain torch layer built with the sampled arguments. This module also mirrors
+``torch.nn`` (``import nasflow.nn.layers as nn`` works like NNI's ``nni.nas.nn.pytorch.layers``):
+``nn.Conv2d`` accepts mutables too, while ``nn.Sequential``, ``nn.Module``, ``nn.Parameter``,
+``nn.init`` and ``nn.functional`` are torch's own. ``nasflow.nn`` exports only the ``Mutable*`` names.
 """
 
 from __future__ import annotations
 
+import inspect
+import warnings
+from typing import Any
+
+import torch
 from torch import nn
 
 from .parametrized import ParametrizedModule
 
-__all__ = [
-    "MutableLinear", "MutableConv1d", "MutableConv2d", "MutableConv3d", "MutableConvTranspose2d",
-    "MutableBatchNorm1d", "MutableBatchNorm2d", "MutableBatchNorm3d", "MutableLayerNorm", "MutableGroupNorm",
-    "MutableDropout", "MutableDropout2d", "MutableMaxPool1d", "MutableMaxPool2d", "MutableAvgPool1d",
-    "MutableAvgPool2d", "MutableAdaptiveAvgPool2d", "MutableEmbedding", "MutableMultiheadAttention",
-    "MutableLSTM", "MutableGRU",
-]
+# Not wrapped: not modules, modules whose arguments are modules, containers and utilities (NNI's list).
+_PLAIN = {"Parameter", "ParameterList", "ParameterDict", "UninitializedBuffer", "UninitializedParameter", "Module",
+          "Sequential", "Container", "DataParallel", "ModuleList", "ModuleDict", "Buffer"}
 
 
-class MutableLinear(ParametrizedModule, nn.Linear, wraps=nn.Linear):
-    pass
+def _make(name: str, wrapped: type[nn.Module]) -> type:
+    with warnings.catch_warnings():  # deprecated torch classes warn when subclassed; only their use should
+        warnings.simplefilter("ignore")
+        cls = type(name, (ParametrizedModule, wrapped), {"__module__": __name__, "__qualname__": name}, wraps=wrapped)
+    cls.__doc__ = f"``torch.nn.{wrapped.__name__}`` whose arguments may be mutables."
+    return cls
 
 
-class MutableConv1d(ParametrizedModule, nn.Conv1d, wraps=nn.Conv1d):
-    pass
+def _build() -> tuple[dict[str, Any], list[str]]:
+    names: dict[str, Any] = {}
+    mutable_names: list[str] = []
+    for name, obj in inspect.getmembers(torch.nn):
+        if name.startswith("_"):
+            continue
+        if inspect.isclass(obj) and issubclass(obj, nn.Module) and name not in _PLAIN:
+            names[f"Mutable{name}"] = _make(f"Mutable{name}", obj)
+            mutable_names.append(f"Mutable{name}")
+            names[name] = _make(name, obj)
+        elif inspect.isclass(obj) or inspect.isfunction(obj) or inspect.ismodule(obj):
+            names[name] = obj
+    return names, mutable_names
 
 
-class MutableConv2d(ParametrizedModule, nn.Conv2d, wraps=nn.Conv2d):
-    pass
-
-
-class MutableConv3d(ParametrizedModule, nn.Conv3d, wraps=nn.Conv3d):
-    pass
-
-
-class MutableConvTranspose2d(ParametrizedModule, nn.ConvTranspose2d, wraps=nn.ConvTranspose2d):
-    pass
-
-
-class MutableBatchNorm1d(ParametrizedModule, nn.BatchNorm1d, wraps=nn.BatchNorm1d):
-    pass
-
-
-class MutableBatchNorm2d(ParametrizedModule, nn.BatchNorm2d, wraps=nn.BatchNorm2d):
-    pass
-
-
-class MutableBatchNorm3d(ParametrizedModule, nn.BatchNorm3d, wraps=nn.BatchNorm3d):
-    pass
-
-
-class MutableLayerNorm(ParametrizedModule, nn.LayerNorm, wraps=nn.LayerNorm):
-    pass
-
-
-class MutableGroupNorm(ParametrizedModule, nn.GroupNorm, wraps=nn.GroupNorm):
-    pass
-
-
-class MutableDropout(ParametrizedModule, nn.Dropout, wraps=nn.Dropout):
-    pass
-
-
-class MutableDropout2d(ParametrizedModule, nn.Dropout2d, wraps=nn.Dropout2d):
-    pass
-
-
-class MutableMaxPool1d(ParametrizedModule, nn.MaxPool1d, wraps=nn.MaxPool1d):
-    pass
-
-
-class MutableMaxPool2d(ParametrizedModule, nn.MaxPool2d, wraps=nn.MaxPool2d):
-    pass
-
-
-class MutableAvgPool1d(ParametrizedModule, nn.AvgPool1d, wraps=nn.AvgPool1d):
-    pass
-
-
-class MutableAvgPool2d(ParametrizedModule, nn.AvgPool2d, wraps=nn.AvgPool2d):
-    pass
-
-
-class MutableAdaptiveAvgPool2d(ParametrizedModule, nn.AdaptiveAvgPool2d, wraps=nn.AdaptiveAvgPool2d):
-    pass
-
-
-class MutableEmbedding(ParametrizedModule, nn.Embedding, wraps=nn.Embedding):
-    pass
-
-
-class MutableMultiheadAttention(ParametrizedModule, nn.MultiheadAttention, wraps=nn.MultiheadAttention):
-    pass
-
-
-class MutableLSTM(ParametrizedModule, nn.LSTM, wraps=nn.LSTM):
-    pass
-
-
-class MutableGRU(ParametrizedModule, nn.GRU, wraps=nn.GRU):
-    pass
+_names, __all__ = _build()
+globals().update(_names)
+del _names

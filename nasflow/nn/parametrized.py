@@ -8,6 +8,7 @@ the sampled values. ``MutableLinear`` and friends are such modules wrapping a ``
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +40,38 @@ def freeze_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], sample: Samp
         return x.freeze(sample) if isinstance(x, Mutable) else x
 
     return tuple(value(a) for a in args), {k: value(v) for k, v in kwargs.items()}
+
+
+def formulate_arguments(init: Callable[..., Any], args: tuple[Any, ...],
+                        kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Positional arguments turned into keywords where the signature names them (as NNI records them)."""
+    try:
+        params = list(inspect.signature(init).parameters.values())[1:]  # drop self
+    except (TypeError, ValueError):
+        return args, dict(kwargs)
+    named: dict[str, Any] = {}
+    for i, value in enumerate(args):
+        if i >= len(params) or params[i].kind not in (params[i].POSITIONAL_OR_KEYWORD,):
+            return args[i:], {**named, **kwargs}
+        named[params[i].name] = value
+    return (), {**named, **kwargs}
+
+
+def init_arguments_with_defaults(init: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                                 owner: str) -> dict[str, Any]:
+    """NNI's ``.args``: every keyword argument of the constructor call, defaults included."""
+    if args:
+        raise RuntimeError(f"args is not available when positional argument is not empty ({owner} was built with "
+                           f"the positional arguments {args!r}); use trace_args / trace_kwargs.")
+    result = dict(kwargs)
+    try:
+        params = list(inspect.signature(init).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return result
+    for param in params:
+        if param.default is not param.empty and param.name not in result:
+            result[param.name] = param.default
+    return result
 
 
 def _wrap_init(init: Callable[..., None]) -> Callable[..., None]:
@@ -74,11 +107,13 @@ class ParametrizedModule(MutableModule):
     _nni_basic_unit = True
     _nf_records_own_init = True  # its trace_args are the record; init_recording leaves it alone
     _wraps: type[nn.Module] | None = None
+    _init_wrapped: Callable[..., None] | None = None  # the constructor as written (its signature names arguments)
 
-    def __init_subclass__(cls, wraps: type[nn.Module] | None = None, **kwargs: Any) -> None:
+    def __init_subclass__(cls, wraps: type[nn.Module] | None = None, copy_wrapped: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if wraps is not None:
             cls._wraps = wraps
+            cls._init_wrapped = wraps.__init__
 
             def init(self: Any, *args: Any, **kwargs: Any) -> None:
                 wraps.__init__(self, *args, **kwargs)
@@ -86,6 +121,8 @@ class ParametrizedModule(MutableModule):
             init.__doc__ = f"Like ``{wraps.__module__}.{wraps.__qualname__}``; arguments may be mutables."
             cls.__init__ = init  # type: ignore[method-assign]
         if "__init__" in cls.__dict__:
+            if wraps is None:
+                cls._init_wrapped = cls.__dict__["__init__"]
             cls.__init__ = _wrap_init(cls.__dict__["__init__"])  # type: ignore[method-assign]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
@@ -103,15 +140,32 @@ class ParametrizedModule(MutableModule):
         """
         if not self.mutables and self._wraps is None:
             return super().freeze_shallow(sample)  # mutable children (if any) still need freezing
-        with frozen_context(sample):
+        with frozen_context(sample, model=True):
             new = type(self)(*self.trace_args, **self.trace_kwargs)
         old_state, new_state = self.state_dict(), new.state_dict()
         if old_state.keys() == new_state.keys() and all(old_state[k].shape == new_state[k].shape for k in old_state):
             new.load_state_dict(old_state)
         return new.train(self.training)
 
+    @property
+    def args(self) -> dict[str, Any]:
+        """The constructor's keyword arguments as given (mutables included), defaults filled in."""
+        init = type(self)._init_wrapped or type(self).__init__
+        args, kwargs = formulate_arguments(init, self.trace_args, self.trace_kwargs)
+        return init_arguments_with_defaults(init, args, kwargs, type(self).__name__)
+
+    @property
+    def trace_symbol(self) -> type:
+        return type(self)
+
     def __repr__(self) -> str:
-        return nn.Module.__repr__(self)
+        """``Class(arg=value, ...)`` with the arguments as given, as NNI prints it."""
+        if "trace_kwargs" not in self.__dict__:
+            return nn.Module.__repr__(self)
+        args, kwargs = formulate_arguments(type(self)._init_wrapped or type(self).__init__, self.trace_args,
+                                           self.trace_kwargs)
+        params = [repr(v) for v in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+        return f"{type(self).__name__}({', '.join(params)})"
 
 
 ParameterizedModule = ParametrizedModule

@@ -109,12 +109,12 @@ def explain_mutable_arguments(init: Callable[..., None]) -> Callable[..., None]:
             init(self, *args, **kwargs)
         except MutableArgumentError:
             raise
-        except (TypeError, ValueError) as err:  # torch may check a mutable argument and fail either way
+        except (TypeError, ValueError, RuntimeError) as err:  # torch may check a mutable argument and fail any way
             explained = _explain(type(self).__name__, err)
             if explained is None:
                 raise
             raise explained from err
-        if frozen_context.current() is None:  # a frozen model is built from values, never mutables
+        if frozen_context.current_model() is None:  # a frozen model is built from values, never mutables
             check_plain_modules(self)
 
     return wrapper

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 from torch import nn
 
-from nasflow.mutable import Categorical, Mutable, Sample, auto_label, label_scope
+from nasflow.mutable import Categorical, LabeledMutable, Mutable, Sample
+from nasflow.mutable.labels import numbering_scope
 
-from .base import MutableModule, current_sample, freeze_module
+from .base import MutableModule, check_module_contains, current_sample, freeze_module
 
 __all__ = ["Repeat"]
 
 BlockSpec = nn.Module | list[nn.Module] | Callable[[int], nn.Module]
 
 
-def _depth_mutable(depth: Any, label: str) -> tuple[Any, int]:
-    """The depth as a mutable (or int) and the largest depth it allows."""
+def _depth_mutable(depth: Any, label: str | None) -> tuple[Any, int]:
+    """The depth as a mutable (or int) and the largest depth it allows.
+
+    Only a ``(min, max)`` range makes a choice of its own (labelled ``label``, or automatically);
+    a mutable depth keeps its label, and a fixed depth has none (NNI's rules).
+    """
     if isinstance(depth, int) and not isinstance(depth, bool):
         if depth < 0:
             raise ValueError(f"Repeat {label!r}: depth must be >= 0, got {depth}.")
@@ -36,21 +43,31 @@ def _depth_mutable(depth: Any, label: str) -> tuple[Any, int]:
     raise TypeError(f"Repeat {label!r}: depth must be an int, a (min, max) tuple or a mutable, got {depth!r}.")
 
 
-def _make_blocks(blocks: BlockSpec, count: int, label: str) -> list[nn.Module]:
+def _block_scope(depth: Any) -> Any:
+    """Where the blocks' unlabelled choices are numbered: under a searched depth's label, so the
+    frozen model (which builds only the chosen blocks) numbers them as the space did."""
+    return numbering_scope(depth.label) if isinstance(depth, LabeledMutable) else nullcontext()
+
+
+def _make_blocks(blocks: BlockSpec, count: int, label: str | None) -> list[nn.Module]:
     if isinstance(blocks, (list, tuple, nn.ModuleList)):
         if len(blocks) < count:
             raise ValueError(f"Repeat {label!r}: {len(blocks)} blocks given, but the depth can reach {count}.")
         return list(blocks)[:count]
     made: list[nn.Module] = []
-    with label_scope(label, absolute=True):
-        for index in range(count):
-            if isinstance(blocks, nn.Module):
-                made.append(blocks if index == 0 else copy.deepcopy(blocks))
-            elif callable(blocks):
-                made.append(blocks(index))
-            else:
-                raise TypeError(f"Repeat {label!r}: blocks must be a module, a list of modules or a factory.")
+    for index in range(count):  # no scope of its own: the blocks' choices are labelled where Repeat is
+        if isinstance(blocks, nn.Module):
+            made.append(blocks if index == 0 else copy.deepcopy(blocks))
+        elif callable(blocks):
+            made.append(blocks(index))
+        else:
+            raise TypeError(f"Repeat {label!r}: blocks must be a module, a list of modules or a factory.")
     return made
+
+
+def _name(depth: Any, label: str | None) -> str | None:
+    """What error messages call this Repeat."""
+    return depth.label if isinstance(depth, LabeledMutable) else label
 
 
 class Repeat(MutableModule):
@@ -64,27 +81,49 @@ class Repeat(MutableModule):
         sample = current_sample()
         if sample is None:
             return super().__new__(cls)
-        label = auto_label(label)
-        depth_mutable, _ = _depth_mutable(depth, label)
+        depth_mutable, max_depth = _depth_mutable(depth, label)
         chosen = depth_mutable.freeze(sample) if isinstance(depth_mutable, Mutable) else depth_mutable
-        return nn.Sequential(*_make_blocks(blocks, chosen, label))  # type: ignore[arg-type]
+        # an unlabelled depth expression gives no numbering scope: build every block, as the space did
+        built = max_depth if isinstance(depth_mutable, Mutable) and not isinstance(depth_mutable, LabeledMutable) \
+            else chosen
+        with _block_scope(depth_mutable):
+            made = _make_blocks(blocks, built, _name(depth_mutable, label))  # type: ignore[arg-type]
+        return nn.Sequential(*made[:chosen])
 
     def __init__(self, blocks: BlockSpec, depth: Any, *, label: str | None = None) -> None:
         super().__init__()
-        self._label = auto_label(label)
-        self.depth_choice, self.max_depth = _depth_mutable(depth, self._label)
+        if isinstance(depth, Mutable) and label is not None:
+            warnings.warn(f"Repeat: depth is already the mutable {depth!r}, so label={label!r} is ignored.",
+                          RuntimeWarning, stacklevel=2)
+        self.depth_choice, self.max_depth = _depth_mutable(depth, label)
+        self._label = self.depth_choice.label if isinstance(self.depth_choice, LabeledMutable) else None
         if isinstance(self.depth_choice, Mutable):
             self.add_mutable(self.depth_choice)
-        self.blocks = nn.ModuleList(_make_blocks(blocks, self.max_depth, self._label))
+        with _block_scope(self.depth_choice):
+            self.blocks = nn.ModuleList(_make_blocks(blocks, self.max_depth, _name(self.depth_choice, label)))
 
     @property
-    def label(self) -> str:
+    def label(self) -> str | None:
+        """The depth choice's label; None for a fixed depth (or a depth expression)."""
         return self._label
 
     def depth(self, sample: Sample | None = None) -> int:
         if not isinstance(self.depth_choice, Mutable):
             return self.depth_choice
         return self.depth_choice.freeze(sample) if sample is not None else self.depth_choice.default()
+
+    def check_contains(self, sample: Sample) -> Any:
+        """The depth, then only the blocks that depth keeps (NNI: a sample needs nothing for the rest)."""
+        if isinstance(self.depth_choice, Mutable):
+            err = self.depth_choice.check_contains(sample)
+            if err is not None:
+                return err
+        for index, block in enumerate(self.blocks[: self.depth(sample)]):
+            err = check_module_contains(block, sample)
+            if err is not None:
+                err.paths.append(str(index))
+                return err
+        return None
 
     def freeze_shallow(self, sample: Sample) -> nn.Module:
         return nn.Sequential(*(freeze_module(block, sample) for block in self.blocks[: self.depth(sample)]))
@@ -93,6 +132,12 @@ class Repeat(MutableModule):
         for block in self.blocks[: self.depth()]:
             x = block(x)
         return x
+
+    def __getitem__(self, index: int) -> nn.Module:
+        return self.blocks[index]
+
+    def __len__(self) -> int:
+        return self.max_depth
 
     def extra_repr(self) -> str:
         return f"depth={self.depth_choice!r}, label={self.label!r}"

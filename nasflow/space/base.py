@@ -76,11 +76,30 @@ class ExecutableModelSpace(Mutable, abc.ABC):
 
     def freeze(self, sample: Sample) -> ExecutableModelSpace:
         if self.sample is not None:
-            raise RuntimeError("This model is already frozen; freeze the space it came from instead.")
+            raise RuntimeError(f"This model is already frozen (status {self.status.value}, not initialized); freeze "
+                               "the space it came from instead.")
         self.validate(sample)
         model = self._freeze_model(sample)
         model.status = ModelStatus.Frozen
         return model
+
+    def check_contains(self, sample: Sample) -> Any:
+        """The space's own check (a LayerChoice only checks what it picks), then the evaluator's."""
+        err = self._space_check_contains(sample)
+        if err is None and isinstance(self.evaluator, Mutable):
+            err = self.evaluator.check_contains(sample)
+        return err
+
+    def _space_check_contains(self, sample: Sample) -> Any:
+        for leaf in self._space_leaf_mutables(None):
+            err = leaf.check_contains(sample)
+            if err is not None:
+                return err
+        return None
+
+    def _dump(self) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} has no NNI-style dump; nasflow ships models with "
+                                  "SimplifiedModelSpace.to_payload() or GraphModelSpace.dump().")
 
     def frozen_evaluator(self, sample: Sample) -> Any:
         return self.evaluator.freeze(sample) if isinstance(self.evaluator, Mutable) else self.evaluator
@@ -92,9 +111,11 @@ class ExecutableModelSpace(Mutable, abc.ABC):
         self.evaluator.evaluate(self.executable_model())
 
     def __repr__(self) -> str:
-        head = f"{type(self).__name__}(status={self.status.value}"
+        parts = [f"model_space={self._space_repr()}", f"evaluator={self.evaluator!r}"]
         if self.sample is not None:
-            head += f", sample={self.sample}"
-        if self.metric is not None:
-            head += f", metric={self.metric}"
-        return head + ")"
+            parts += [f"sample={self.sample}", f"metrics={self.metrics!r}"]
+        parts.append(f"status=ModelStatus.{self.status.name}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    def _space_repr(self) -> str:
+        return type(self).__name__

@@ -8,10 +8,9 @@ from typing import Any
 
 from torch import nn
 
-from nasflow.mutable import LabeledMutable, Sample
+from nasflow.mutable import LabeledMutable, Mutable, Sample
 from nasflow.mutable.base import IsLeaf
-from nasflow.nn.base import module_leaf_mutables
-from nasflow.nn.space import ModelSpace
+from nasflow.nn.base import check_module_contains, module_leaf_mutables
 
 from .base import ExecutableModelSpace
 from .metrics import ModelStatus
@@ -26,7 +25,7 @@ class RawFormatModelSpace(ExecutableModelSpace):
     defeat it. Engines that ship models elsewhere refuse it.
     """
 
-    def __init__(self, model_space: nn.Module, evaluator: Any = None) -> None:
+    def __init__(self, model_space: Any, evaluator: Any = None) -> None:
         self.model_space = model_space
         self.evaluator = evaluator
         self.sample: Sample | None = None
@@ -34,16 +33,26 @@ class RawFormatModelSpace(ExecutableModelSpace):
         self.model_id: int | None = None
 
     @classmethod
-    def from_model(cls, model_space: nn.Module, evaluator: Any = None, **kwargs: Any) -> RawFormatModelSpace:
+    def from_model(cls, model_space: Any, evaluator: Any = None, **kwargs: Any) -> RawFormatModelSpace:
         if kwargs:
             raise TypeError(f"RawFormatModelSpace.from_model takes no options, got {sorted(kwargs)}.")
         return cls(model_space, evaluator)
 
     def _space_leaf_mutables(self, is_leaf: IsLeaf) -> Iterator[LabeledMutable]:
+        if isinstance(self.model_space, Mutable):
+            return iter(self.model_space.leaf_mutables(is_leaf))
         return module_leaf_mutables(self.model_space, is_leaf)
 
+    def _space_check_contains(self, sample: Sample) -> Any:
+        if isinstance(self.model_space, Mutable):
+            return self.model_space.check_contains(sample)
+        return check_module_contains(self.model_space, sample)
+
+    def _space_repr(self) -> str:
+        return repr(self.model_space)
+
     def _freeze_model(self, sample: Sample) -> RawFormatModelSpace:
-        if isinstance(self.model_space, ModelSpace):
+        if isinstance(self.model_space, Mutable):  # a ModelSpace, or any space that freezes itself
             frozen = self.model_space.freeze(sample)
         else:
             from nasflow.nn.base import freeze_module

@@ -82,7 +82,12 @@ class SimplifiedModelSpace(ExecutableModelSpace):
         if model_space.frozen_sample is not None:
             raise ValueError(f"{type(model_space).__name__} is already a frozen model, not a space.")
         args, init_kwargs = model_space.init_args
-        return cls(_Constructor(type(model_space), args, init_kwargs, model_space), evaluator)
+        constructor = _Constructor(type(model_space), args, init_kwargs, model_space)
+        constructor.simplify()  # two different choices under one label: refused now, not at the first trial
+        return cls(constructor, evaluator)
+
+    def _space_repr(self) -> str:
+        return f"{self.constructor.cls.__name__}(...)"
 
     @property
     def model_space(self) -> ModelSpace:

@@ -87,3 +87,7 @@ class Strategy(abc.ABC):
         while self.engine.budget_available() and not self.engine.idle_worker_available():
             self.engine.wait_models()
         return self.engine.budget_available()
+
+    def wait_for_resource(self) -> bool:
+        """NNI's name for ``wait_for_worker`` (custom strategies ported from NNI call it)."""
+        return self.wait_for_worker()

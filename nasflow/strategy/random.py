@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import warnings
 from typing import Any
 
 from .base import Strategy
@@ -17,8 +18,16 @@ _logger = logging.getLogger(__name__)
 class Random(Strategy):
     """Random search. ``dedup=True`` never submits the same sample twice; ``seed`` makes it reproducible."""
 
-    def __init__(self, dedup: bool = True, seed: int | None = None, max_retries: int = 1000) -> None:
+    def __init__(self, dedup: bool = True, seed: int | None = None, max_retries: int = 1000, **kwargs: Any) -> None:
         super().__init__()
+        legacy = set(kwargs) & {"variational", "model_filter"}
+        if legacy:  # NNI 2.x arguments that NNI 3.0 still accepts with a warning
+            warnings.warn(f"Random: {', '.join(sorted(legacy))} are no longer supported in random search (as in NNI "
+                          "3.0) and are ignored; filter models with the Filter middleware.", DeprecationWarning,
+                          stacklevel=2)
+        unknown = set(kwargs) - legacy
+        if unknown:
+            raise TypeError(f"Random got unexpected arguments {sorted(unknown)}; it takes dedup, seed and max_retries.")
         self.dedup = DedupFilter() if dedup else None
         self.seed = seed
         self.max_retries = max_retries

@@ -133,9 +133,13 @@ class _NumericalParam(_Param):
         super().__init__(leaf)
         self.numerical = leaf
         low, high = leaf.low, leaf.high
-        if leaf.is_normal:  # TPE has no normal prior: search the bulk of it uniformly
-            low = max(low, leaf.mu - _SIGMAS * leaf.sigma)  # type: ignore[operator]
-            high = min(high, leaf.mu + _SIGMAS * leaf.sigma)  # type: ignore[operator]
+        if leaf.distribution is not None:  # a scipy distribution: search the bulk of it uniformly
+            low, high = max(low, leaf._ppf(0.001)), min(high, leaf._ppf(0.999))
+        elif leaf.is_normal:  # TPE has no normal prior: search the bulk of it uniformly (in log space if log-normal)
+            lo, hi = leaf.mu - _SIGMAS * leaf.sigma, leaf.mu + _SIGMAS * leaf.sigma  # type: ignore[operator]
+            if leaf.log_distributed:
+                lo, hi = math.exp(lo), math.exp(hi)
+            low, high = max(low, lo), min(high, hi)
         self.step: float | None = None
         q = leaf.quantize
         if q is not None and not leaf.log_distributed:
@@ -154,15 +158,8 @@ class _NumericalParam(_Param):
         return self._fit(raw)
 
     def _fit(self, value: float) -> float:
-        """Quantize (the leaf's own rule: nearest multiple, kept inside [low, high])."""
-        q = self.numerical.quantize
-        if q is not None:
-            value = round(round(value / q) * q, 10)
-            if value < self.numerical.low:
-                value = round(value + q, 10)
-            if value > self.numerical.high:
-                value = round(value - q, 10)
-        return min(max(float(value), self.numerical.low), self.numerical.high)
+        """The leaf's own rule: round to a multiple of ``quantize``, then clip to [low, high]."""
+        return float(self.numerical.qclip(float(value)))
 
     def from_params(self, params: dict[str, Any]) -> Any:
         return self._fit(params[self.leaf.label])

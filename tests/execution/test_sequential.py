@@ -45,7 +45,7 @@ class Recorder:
     def on_event(self, event: ModelEvent) -> None:
         model = event.model
         self.log.append((event.event_type.value, model.model_id, model.status, model.metric,
-                         list(model.metrics.intermediates), getattr(event, "error", None)))
+                         list(model.metrics.reported_intermediates), getattr(event, "error", None)))
 
     def kinds(self, model_id: int) -> list[str]:
         return [entry[0] for entry in self.log if entry[1] == model_id]

@@ -31,17 +31,17 @@ def test_missing_label_in_every_freeze_path() -> None:
         with pytest.raises(SampleMissingError) as info:
             freeze({"width": 8})
         message = str(info.value)
-        assert "Label 'op' is missing from the sample (it has 'width')" in message
-        assert "Add a value for 'op'" in message
+        assert "Label op is missing from sample. Existing keys are: ['width']" in message
+        assert "The value of 'op' is missing" in message
 
 
 def test_value_outside_a_choice() -> None:
     space = Net()
     with pytest.raises(SampleValidationError) as info:
         space.freeze({"width": 12, "op": 0})
-    assert "12 is not one of [8, 16] for label 'width'" in str(info.value)
-    assert "give 'width' a value" in str(info.value)
-    with pytest.raises(SampleValidationError, match="5 is not one of \\[0, 1\\] for label 'op'"):
+    assert "12 not found in [8, 16] (label 'width'" in str(info.value)
+    assert "give it one of these values" in str(info.value)
+    with pytest.raises(SampleValidationError, match="5 not found in \\[0, 1\\] \\(label 'op'"):
         with model_context({"width": 8, "op": 5}):
             Net()
 
@@ -55,7 +55,7 @@ def test_duplicate_labels_with_conflicting_candidates() -> None:
 
     space = Clash()
     for call in (space.simplify, lambda: space.freeze({"act": 0})):
-        with pytest.raises(ValueError, match=r"Label 'act' is used by two different mutables.*distinct labels"):
+        with pytest.raises(ValueError, match=r"same label 'act' but are different.*distinct labels"):
             call()
 
     class Shared(ModelSpace):  # the same candidates under one label: one shared decision
@@ -110,7 +110,7 @@ def test_mutable_where_a_plain_value_is_required() -> None:
             super().__init__()
             self.layers = nn.ModuleList([nn.Linear(2, 2) for _ in range(nasflow.choice("depth", [1, 2]))])
 
-    with pytest.raises(TypeError, match=r"label='depth'\) was used as a plain value \(as an integer\).*ensure_frozen"):
+    with pytest.raises(RuntimeError, match=r"`__index__` is not allowed.*label='depth'\).*ensure_frozen"):
         RangeOfChoice()
 
     with pytest.raises(TypeError, match="Cell 'c': num_nodes must be a plain value"):
@@ -135,7 +135,7 @@ def test_plain_torch_module_with_a_mutable_argument() -> None:
             super().__init__()
             self.conv = nn.Conv2d(3, nasflow.choice("c", [4, 8]) * 2, 3)
 
-    with pytest.raises(TypeError, match=r"PlainConv: .*Conv2d got the mutable \(Categorical.*label='c'\) \* 2\).*"
+    with pytest.raises(TypeError, match=r"PlainConv: .*Conv2d got the mutable Categorical.*label='c'\) \* 2.*"
                                         r"argument 'out_channels'.*nasflow.nn.MutableConv2d"):
         PlainConv()
 
@@ -151,7 +151,7 @@ def test_plain_module_that_silently_kept_a_mutable() -> None:
     message = str(info.value)
     assert "KeptMutable: module 'seq.1' (torch.nn.modules.activation.ReLU)" in message
     assert "label='ip'" in message and "attribute 'inplace'" in message
-    assert "ParametrizedModule, nn.ReLU, wraps=nn.ReLU" in message
+    assert "use nasflow.nn.MutableReLU" in message
 
 
 def test_repeat_bad_inputs() -> None:

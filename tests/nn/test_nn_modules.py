@@ -112,7 +112,8 @@ XS = [torch.full((2, 4), 1.0), torch.full((2, 4), 10.0), torch.full((2, 4), 100.
 def test_input_choice_reductions(n_chosen: int | None, reduction: str, chosen: object, expected: torch.Tensor) -> None:
     space = Inputs(n_chosen, reduction)
     for model in both_paths(space, {"pick": chosen}):
-        assert isinstance(model.pick, ChosenInputs) and model.pick.chosen == chosen
+        assert isinstance(model.pick, ChosenInputs)
+        assert model.pick.chosen == (chosen if isinstance(chosen, list) else [chosen])
         assert torch.equal(model(XS), expected)
 
 
@@ -137,7 +138,7 @@ class Repeats(ModelSpace):
         elif kind == "range_module":
             self.body = Repeat(nn.Sequential(nn.Linear(4, 4), nn.ReLU()), (1, 4), label="rep")
         elif kind == "choice_factory":
-            self.body = Repeat(lambda i: nn.Linear(2**i, 2 ** (i + 1)), nasflow.choice("d", [0, 2, 3]), label="rep")
+            self.body = Repeat(lambda i: nn.Linear(2**i, 2 ** (i + 1)), nasflow.choice("d", [0, 2, 3]))
         elif kind == "range_list":
             self.body = Repeat([nn.Linear(4, 5), nn.Linear(5, 6), nn.Linear(6, 7)], (1, 3), label="rep")
 
@@ -230,7 +231,7 @@ def test_cell_loose_end_with_two_ops_per_node() -> None:
               "cell/input_4_0": 0, "cell/input_4_1": 1}
     a, b = torch.full((2, 4), 1.0), torch.full((2, 4), 2.0)
     for model in both_paths(space, _cell_sample("id", inputs)):
-        assert model.cell.output_node_indices() == [3, 4]
+        assert model.cell.output_node_indices == [3, 4]
         out = model(a, b)
         assert out.shape == (2, 8)
         assert out[0].tolist() == [6.0] * 4 + [3.0] * 4  # node 3 = 2 * (1 + 2); node 4 = 1 + 2

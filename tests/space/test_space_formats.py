@@ -59,7 +59,7 @@ def test_simplified_model_holds_only_its_sample() -> None:
     assert model.sample == {"width": 4, "act": 0}  # labels outside the space are dropped
     assert model.constructor is space.constructor  # shared, not copied per model
     assert not hasattr(model, "__dict__")
-    assert "status=frozen" in repr(model) and "'width': 4" in repr(model)
+    assert "status=ModelStatus.Frozen" in repr(model) and "'width': 4" in repr(model)
     first, second = model.executable_model(), model.executable_model()
     assert first is not second and first.fc.weight.shape == second.fc.weight.shape == (4, 3)
     model.metrics.set_final(0.5)

@@ -197,7 +197,7 @@ def rewire_input_choice(graph: Graph, node: Node, chosen: list[int], reduction: 
     for edge in incoming.values():
         graph.del_edge(edge)
     tensors = [r for r in refs if r[0] != "const"]
-    if len(tensors) == 1 and len(refs) == 1:  # bypass the node: consumers read the chosen input
+    if len(tensors) == 1 and len(refs) == 1 and reduction != "none":  # bypass: consumers read the chosen input
         for edge in graph.outgoing_edges(node):
             graph.add_edge(refs[0], (edge.tail, edge.tail_slot))
         graph.remove_node(node)
@@ -300,8 +300,10 @@ class CellMutator(_GraphTarget):
             return graph.get_node_by_name(name), slot  # type: ignore[return-value]
 
         chosen: list[int] = []
+        values: list[Any] = []
         for entry in spec["inputs"]:
-            index = entry["mutable"].freeze(sample)
+            values.append(entry["mutable"].freeze(sample))
+            index = values[-1][0]  # an InputChoice's value is a list (NNI)
             chosen.append(index)
             op_node = graph.hidden_nodes[entry["node"]]
             for edge in graph.incoming_edges(op_node):
@@ -315,7 +317,7 @@ class CellMutator(_GraphTarget):
                 graph.del_edge(edge)
             merge.args = (_connect(graph, merge, [ref(states[k]) for k in outputs], 0),)
         graph.mutation = None
-        return chosen
+        return values
 
 
 class MutatorSequence(Mutable):

@@ -34,6 +34,7 @@ from nasflow.mutable import (
     MutableList,
     Numerical,
 )
+from nasflow.mutable import label as Label  # noqa: N812
 
 from .errors import GraphFormatError
 
@@ -276,15 +277,16 @@ def _dump_mutable(m: Mutable) -> dict[str, Any]:
     if isinstance(m, ExpressionConstraint):
         return {"type": "ExpressionConstraint", "label": m.label, "expression": dump_value(m.expression)}
     if isinstance(m, MutableList):
-        return {"type": "MutableList", "items": [dump_value(v) for v in m.items]}
+        return {"type": "MutableList", "items": [dump_value(v) for v in m.mutables]}
     if isinstance(m, MutableDict):
-        return {"type": "MutableDict", "items": dump_value(dict(m.items))}
+        return {"type": "MutableDict", "items": dump_value(dict(m.mutables))}
     return {"type": "pickle", "data": base64.b64encode(cloudpickle.dumps(m)).decode("ascii")}
 
 
 def _load_mutable(data: dict[str, Any], memo: dict[str, LabeledMutable]) -> Mutable:
     kind = data["type"]
     label = data.get("label")
+    label = Label(label) if isinstance(label, str) else label  # complete: never scoped again
     if label is not None and label in memo:  # one object per label, as in the space
         return memo[label]
     default = load_value(data["default"], memo) if "default" in data else MISSING

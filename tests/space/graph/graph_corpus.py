@@ -88,10 +88,10 @@ class ResNetSpace(ModelSpace, label_prefix="resnet"):
     def __init__(self) -> None:
         super().__init__()
         self.stem = nn.Conv2d(3, 8, 3, padding=1)
-        self.stage1 = Repeat(lambda i: ResBlock(8), (1, 3), label="resnet/stage1")
+        self.stage1 = Repeat(lambda i: ResBlock(8), (1, 3), label="stage1")
         self.down = nn.Conv2d(8, 16, 3, stride=2, padding=1)
-        self.stage2 = Repeat(lambda i: ResBlock(16), nasflow.choice("resnet/depth2", [0, 1, 2]), label="resnet/stage2")
-        self.stage3 = Repeat([nn.Conv2d(16, 16, 1), nn.ReLU()], 2, label="resnet/stage3")
+        self.stage2 = Repeat(lambda i: ResBlock(16), nasflow.choice("depth2", [0, 1, 2]))
+        self.stage3 = Repeat([nn.Conv2d(16, 16, 1), nn.ReLU()], 2, label="stage3")
         self.fc = nn.Linear(16, 5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -177,7 +177,7 @@ def train(engine: ExecutionEngine, models: list[ExecutableModelSpace]) -> float:
     engine.submit_models(*models)
     engine.wait_models(*models, wait_all=True)
     wall = time.perf_counter() - start
-    bad = [(m.model_id, m.status.value, m.metrics.final) for m in models if m.status != ModelStatus.Trained]
+    bad = [(m.model_id, m.status.value) for m in models if m.status != ModelStatus.Trained]
     if bad:
         raise RuntimeError(f"Models did not train: {bad}")
     return wall
@@ -236,7 +236,7 @@ def main() -> None:
         service.shutdown()
 
     median = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
-    accuracy = [model.metrics.final["val_acc"] for model in merged]  # type: ignore[index]
+    accuracy = [model.metrics.reported_final["val_acc"] for model in merged]
     print(f"median of {args.rounds} rounds: shared per-batch cost d = {median['d'] * 1e3:.1f} ms, per-model per-batch "
           f"cost m = {median['m'] * 1e3:.1f} ms, rest of a trial s = {median['s']:.2f} s ({batches} batches); "
           f"{N_MODELS} separate trials {median['separate']:.2f} s, one merged trial {median['merged']:.2f} s; "

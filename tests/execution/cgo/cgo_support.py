@@ -89,13 +89,6 @@ def digits_evaluator(max_epochs: int = 4, learning_rate: Any = 0.01, **trainer: 
                           num_classes=10, max_epochs=max_epochs, **{**QUIET, **trainer})
 
 
-def with_learning_rate(evaluator: Classification, learning_rate: float) -> Classification:
-    """The same evaluator (same data, same trainer settings) with another learning rate, as a searched
-    learning rate gives: what operator batching merges into one vectorized module."""
-    kwargs = {**evaluator.trace_kwargs, "learning_rate": learning_rate}
-    return Classification(*evaluator.trace_args, **kwargs)
-
-
 class CountingDataset(Dataset):
     """Random 8-feature, 3-class data that appends one byte to ``counter`` per item produced.
 
@@ -132,11 +125,12 @@ def tiny_data(size: int = 64, seed: int = 0) -> TensorDataset:
     return TensorDataset(x, (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long())
 
 
-def tiny_evaluator(train: Dataset, val: Dataset | None = None, max_epochs: int = 1) -> Classification:
+def tiny_evaluator(train: Dataset, val: Dataset | None = None, max_epochs: int = 1,
+                   learning_rate: Any = 1e-3) -> Classification:
     """A quick classification evaluator over ``train`` (validated on ``val``, default ``train``)."""
     return Classification(train_dataloaders=DataLoader(train, batch_size=16),
                           val_dataloaders=DataLoader(val if val is not None else train, batch_size=64),
-                          max_epochs=max_epochs, num_sanity_val_steps=0, **QUIET)
+                          max_epochs=max_epochs, num_sanity_val_steps=0, learning_rate=learning_rate, **QUIET)
 
 
 def score_by_size(model: nn.Module) -> None:

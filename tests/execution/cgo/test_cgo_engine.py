@@ -27,9 +27,9 @@ from cgo_support import (
     score_by_size,
     tiny_data,
     tiny_evaluator,
-    with_learning_rate,
 )
 
+import nasflow
 from nasflow.evaluator import FunctionalEvaluator
 from nasflow.execution import TrainingServiceExecutionEngine
 from nasflow.execution.cgo import CrossGraphOptimization, MergedTrial, middleware
@@ -226,14 +226,13 @@ def test_same_architecture_models_train_batched_and_match_solo_runs(tmp_path: Pa
     """One architecture under three learning rates, plus another architecture: one merged trial in
     which the three train as one batched module, named after its models, with its files and
     Lightning's messages in its own folder and log; every metric matches the model's solo run."""
-    evaluator = digits_evaluator(max_epochs=1, logger=True, enable_checkpointing=True, limit_train_batches=6)
+    evaluator = digits_evaluator(max_epochs=1, learning_rate=nasflow.choice("lr", [0.01, 0.05, 0.002]), logger=True,
+                                 enable_checkpointing=True, limit_train_batches=6)
     space = GraphModelSpace.from_model(DigitsNet(), evaluator)
 
-    def models() -> list[ExecutableModelSpace]:
-        made = [space.freeze({"width": 32, "act": 0}) for _ in range(3)] + [space.freeze({"width": 64, "act": 1})]
-        for model, lr in zip(made[1:3], (0.05, 0.002), strict=True):
-            model.evaluator = with_learning_rate(evaluator, lr)
-        return made
+    def models() -> list[ExecutableModelSpace]:  # a searched learning rate: three models, one architecture
+        return ([space.freeze({"width": 32, "act": 0, "lr": lr}) for lr in (0.01, 0.05, 0.002)]
+                + [space.freeze({"width": 64, "act": 1, "lr": 0.01})])
 
     before = set(os.listdir(os.getcwd()))
     merged = Run(service, log_dir=tmp_path / "trials", max_concurrency_cgo=4, batch_waiting_time=30)
@@ -251,7 +250,7 @@ def test_same_architecture_models_train_batched_and_match_solo_runs(tmp_path: Pa
     assert "GPU available" in log and "Batching" not in log  # Lightning's banner in the log; batching stayed on
     assert set(os.listdir(os.getcwd())) == before  # nothing written to the working directory
     for merged_model, solo_model in zip(together, alone, strict=True):
-        mine, theirs = merged_model.metrics.final, solo_model.metrics.final
+        mine, theirs = merged_model.metrics.reported_final, solo_model.metrics.reported_final
         assert mine["val_acc"] == pytest.approx(theirs["val_acc"], abs=1 / 397 + 1e-9)  # at most one image flips
         assert mine["val_loss"] == pytest.approx(theirs["val_loss"], rel=1e-4)
-    assert together[3].metrics.final == alone[3].metrics.final  # not batched: exactly its solo run
+    assert together[3].metrics.reported_final == alone[3].metrics.reported_final  # not batched: exactly as alone

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from cgo_support import TinyNet, score_by_size, tiny_data, tiny_evaluator, with_learning_rate
+from cgo_support import TinyNet, score_by_size, tiny_data, tiny_evaluator
 from torch import nn
 
+import nasflow
 from nasflow.evaluator import FunctionalEvaluator
 from nasflow.execution.cgo import LogicalPlan, MergedTrial, optimize, place
 from nasflow.space import ExecutableModelSpace
@@ -17,11 +18,12 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*treespec")
 
 @pytest.fixture(scope="module")
 def space() -> GraphModelSpace:
-    return GraphModelSpace.from_model(TinyNet(), tiny_evaluator(tiny_data()))
+    searched = tiny_evaluator(tiny_data(), learning_rate=nasflow.choice("lr", [0.001, 0.5]))
+    return GraphModelSpace.from_model(TinyNet(), searched)
 
 
-def models(space: GraphModelSpace, *choices: int) -> list[ExecutableModelSpace]:
-    made = [space.freeze({"mid": choice}) for choice in choices]
+def models(space: GraphModelSpace, *choices: int, lr: float = 0.001) -> list[ExecutableModelSpace]:
+    made = [space.freeze({"mid": choice, "lr": lr}) for choice in choices]
     for index, model in enumerate(made):
         model.model_id = index
     return made
@@ -33,7 +35,8 @@ def ids(plan: LogicalPlan) -> list[int]:
 
 def test_dedup_merges_inputs_and_batching_groups_same_architectures(space: GraphModelSpace) -> None:
     queued = models(space, 0, 1, 0, 2, 0, 1)
-    queued[2].evaluator = with_learning_rate(space.evaluator, 0.5)  # another learning rate, same data
+    queued[2] = space.freeze({"mid": 0, "lr": 0.5})  # another learning rate, same data and architecture
+    queued[2].model_id = 2
     naive = LogicalPlan.from_models(queued)
     assert len(naive.inputs) == 6 and naive.batch_groups == []
     plan = optimize(naive)
@@ -49,7 +52,8 @@ def test_dedup_merges_inputs_and_batching_groups_same_architectures(space: Graph
 def test_models_that_cannot_merge_keep_their_own_input(space: GraphModelSpace) -> None:
     other_data = GraphModelSpace.from_model(TinyNet(), tiny_evaluator(tiny_data(seed=1)))
     functional = GraphModelSpace.from_model(TinyNet(), FunctionalEvaluator(score_by_size))
-    queued = [*models(space, 0, 1), *models(other_data, 0, 1), *models(functional, 0, 0)]
+    queued = [*models(space, 0, 1), *(other_data.freeze({"mid": c}) for c in (0, 1)),
+              *(functional.freeze({"mid": 0}) for _ in range(2))]
     for index, model in enumerate(queued):
         model.model_id = index
     plan = optimize(LogicalPlan.from_models(queued))

@@ -8,7 +8,8 @@ local training service, one trial at a time, one thread per trial, fresh workers
 - ``dedup``: one merged trial, each batch made once, every model's forward pass on its own
   (``CrossGraphOptimization(batching=False)``);
 - ``batched``: one merged trial whose models run one vectorized forward pass (``torch.func.vmap``
-  over stacked parameters; each model keeps its own optimizer and learning rate).
+  over stacked parameters; each model keeps its own optimizer and learning rate),
+  ``CrossGraphOptimization(batching="always")`` (by default CGO batches only on GPUs).
 
 Every run uses the same evaluator settings (Classification, two epochs, no logger or
 checkpoints). The last line is one JSON object: per architecture and N, the three wall times in
@@ -125,7 +126,8 @@ def main() -> None:
                     "dedup": CrossGraphOptimization(TrainingServiceExecutionEngine(service, trial_concurrency=1),
                                                     max_concurrency_cgo=n, batch_waiting_time=60, batching=False),
                     "batched": CrossGraphOptimization(TrainingServiceExecutionEngine(service, trial_concurrency=1),
-                                                      max_concurrency_cgo=n, batch_waiting_time=60),
+                                                      max_concurrency_cgo=n, batch_waiting_time=60,
+                                                      batching="always"),  # batched on CPU too
                 }
                 walls, accuracy = {}, {}
                 for mode, engine in engines.items():

@@ -47,15 +47,17 @@ class MergedTrial(ExecutableModelSpace):
 
     It travels to a worker like any model (graphs as JSON, evaluators as recipes, the plan's batch
     groups as indices); there ``execute`` runs the physical plan, reporting one entry per model.
+    Batch groups placed on CPU train merged without batching unless ``batch_on_cpu``.
     Its trial is named after its models (``3+4+5``), and it borrows its first model's id, so it
     takes no number from the models' sequence.
     """
 
-    def __init__(self, plan: LogicalPlan) -> None:
+    def __init__(self, plan: LogicalPlan, batch_on_cpu: bool = False) -> None:
         if len(plan.inputs) != 1:
             raise ValueError(f"A merged trial reads one shared input; this plan has {len(plan.inputs)}.")
         self.models = plan.models
         self.batch_groups = plan.batch_groups
+        self.batch_on_cpu = batch_on_cpu
         self.evaluator = None
         self.sample = {"merged_models": [m.model_id for m in self.models]}
         self.status = ModelStatus.Frozen
@@ -79,11 +81,14 @@ class MergedTrial(ExecutableModelSpace):
         raise TypeError("A MergedTrial is already a frozen group of models.")
 
     def executable_model(self) -> nn.Module:
-        """The physical module: every model built, placed on this process's GPUs, batch groups batched."""
+        """The physical module: every model built and placed on this process's GPUs; batch groups
+        batched where they land on a GPU (on CPU too with ``batch_on_cpu``)."""
         from nasflow.evaluator.merged_model import MergedModel
 
         models = [m.executable_model() for m in self.models]
-        return MergedModel(models, self.batch_groups, place(models, self.batch_groups))
+        device_map = place(models, self.batch_groups)
+        groups = [g for g in self.batch_groups if self.batch_on_cpu or device_map[g[0]].type != "cpu"]
+        return MergedModel(models, groups, device_map)
 
     def execute(self) -> None:
         from nasflow.evaluator.multi_model import merge_evaluators

@@ -6,7 +6,12 @@ trainer settings) share one input, same-architecture models among them form batc
 each input's models are cut into trials of up to ``max_concurrency_cgo``; each trial of several
 models runs as one ``MergedTrial``. Its per-model metrics fan out to the original models. If a
 merged trial fails, each of its models is re-run alone, and only a model that fails alone ends
-Failed. ``batching=False`` turns operator batching off (input deduplication only).
+Failed.
+
+``batching``: ``True`` (default) batches same-architecture models placed on a GPU; on CPU they
+train merged without batching, which measured as fast or faster there (``benchmarks/cgo_batching.py``:
+vmapped products and grouped convolutions gain nothing on CPU); ``"always"`` batches on CPU too;
+``False`` turns operator batching off (input deduplication only).
 """
 
 from __future__ import annotations
@@ -38,12 +43,15 @@ class CrossGraphOptimization(Middleware):
     """
 
     def __init__(self, engine: Any = None, *, max_concurrency_cgo: int | None = None,
-                 batch_waiting_time: float = 60.0, max_model_count: int | None = None, batching: bool = True) -> None:
+                 batch_waiting_time: float = 60.0, max_model_count: int | None = None,
+                 batching: bool | str = True) -> None:
         super().__init__(engine)
         if max_concurrency_cgo is not None and max_concurrency_cgo < 1:
             raise ValueError(f"max_concurrency_cgo must be at least 1, got {max_concurrency_cgo}.")
         self.max_concurrency_cgo = max_concurrency_cgo
         self.batch_waiting_time = batch_waiting_time
+        if batching not in (True, False, "always"):
+            raise ValueError(f"batching must be True, False or 'always', got {batching!r}.")
         self.batching = batching
         self.budget = Budget(max_model_count)  # counts models: a merged trial trains several
         self._models: list[ExecutableModelSpace] = []
@@ -81,7 +89,7 @@ class CrossGraphOptimization(Middleware):
         now = time.monotonic()
         queued = self._queue  # oldest first: plan index order is submission order
         self._queue = []
-        plan = optimize(LogicalPlan.from_models([model for _, model in queued]), batching=self.batching)
+        plan = optimize(LogicalPlan.from_models([model for _, model in queued]), batching=bool(self.batching))
         since = {id(model): at for at, model in queued}
         for trial in plan.trials(self._group_limit):
             oldest = min(since[id(m)] for m in trial.models)
@@ -97,7 +105,7 @@ class CrossGraphOptimization(Middleware):
         if len(plan.models) == 1:
             self.engine.submit_models(plan.models[0])
             return
-        trial = MergedTrial(plan)
+        trial = MergedTrial(plan, batch_on_cpu=self.batching == "always")
         self._merged[id(trial)] = trial
         _logger.info("CGO: models %s train as one merged trial%s.", [m.model_id for m in plan.models],
                      f" (batched: {[[plan.models[i].model_id for i in g] for g in trial.batch_groups]})"

@@ -235,7 +235,8 @@ def test_same_architecture_models_train_batched_and_match_solo_runs(tmp_path: Pa
                 + [space.freeze({"width": 64, "act": 1, "lr": 0.01})])
 
     before = set(os.listdir(os.getcwd()))
-    merged = Run(service, log_dir=tmp_path / "trials", max_concurrency_cgo=4, batch_waiting_time=30)
+    merged = Run(service, log_dir=tmp_path / "trials", max_concurrency_cgo=4, batch_waiting_time=30,
+                 batching="always")  # batched on CPU too (by default only on a GPU)
     solo = Run(service, log_dir=tmp_path / "solo", max_concurrency_cgo=1)
     runs.extend([merged, solo])
     together, alone = models(), models()

@@ -80,3 +80,15 @@ def test_placement_balances_gpus_and_keeps_batch_groups_together() -> None:
     assert device_map[4] != device_map[0]  # the largest other model goes to the other GPU
     spread = place(models, [], gpu_count=3)
     assert len(set(spread.values())) == 3  # five models over all three GPUs
+
+
+def test_batch_groups_batch_on_gpus_and_on_cpu_only_when_asked(space: GraphModelSpace) -> None:
+    """On CPU, batching measured no faster than merging (benchmarks/cgo_batching.py): CPU-placed
+    groups train merged unless ``batching='always'`` asked for them to be batched anyway."""
+    plan = optimize(LogicalPlan.from_models(models(space, 0, 0, 1))).trials(3)[0]
+    default, always = MergedTrial(plan), MergedTrial(plan, batch_on_cpu=True)
+    assert default.batch_groups == always.batch_groups == [[0, 1]]
+    assert default.executable_model().groups == []  # this machine has no GPU
+    batched = always.executable_model()
+    assert [group.models for group in batched.groups] == [[batched.models[0], batched.models[1]]]
+    batched.unbatch()

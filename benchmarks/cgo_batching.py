@@ -24,21 +24,21 @@ import argparse
 import importlib.util
 import json
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
 import torch
+from cgo_speedup import train  # the same submit-and-wait, timed
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
 import nasflow
 from nasflow.evaluator import Classification, DataLoader
-from nasflow.execution import ExecutionEngine, TrainingServiceExecutionEngine
+from nasflow.execution import TrainingServiceExecutionEngine
 from nasflow.execution.cgo import CrossGraphOptimization
 from nasflow.experiment.engines import preload_for
 from nasflow.nn import ModelSpace
-from nasflow.space import ExecutableModelSpace, ModelStatus
+from nasflow.space import ExecutableModelSpace
 from nasflow.space.graph import GraphModelSpace
 from nasflow.training_service import LocalTrainingService
 
@@ -87,17 +87,6 @@ def learning_rates(n: int) -> list[float]:
 def models(space: GraphModelSpace, n: int) -> list[ExecutableModelSpace]:
     """``n`` models of the space's one architecture, one per searched learning rate."""
     return [space.freeze({"lr": lr}) for lr in learning_rates(n)]
-
-
-def train(engine: ExecutionEngine, batch: list[ExecutableModelSpace]) -> float:
-    start = time.perf_counter()
-    engine.submit_models(*batch)
-    engine.wait_models(*batch, wait_all=True)
-    wall = time.perf_counter() - start
-    bad = [(m.model_id, m.status.value) for m in batch if m.status != ModelStatus.Trained]
-    if bad:
-        raise RuntimeError(f"Models did not train: {bad}")
-    return wall
 
 
 def main() -> None:

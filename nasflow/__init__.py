@@ -13,12 +13,12 @@ from nasflow.mutable import (
     randint,
     uniform,
 )
-from nasflow.runtime import report_final_result, report_intermediate_result
+from nasflow.runtime import report_final_result, report_intermediate_result, trial_budget
 
 __version__ = "0.1.0"
 
 __all__ = [
     "choice", "uniform", "quniform", "loguniform", "qloguniform", "normal", "qnormal", "lognormal", "qlognormal",
-    "randint", "report_intermediate_result", "report_final_result", "trace", "is_traceable", "dump", "load",
-    "get_default_framework", "set_default_framework",
+    "randint", "report_intermediate_result", "report_final_result", "trial_budget", "trace", "is_traceable", "dump",
+    "load", "get_default_framework", "set_default_framework",
 ]

@@ -10,6 +10,7 @@ import importlib
 from typing import Any
 
 from .base import Evaluator, FrozenEvaluator, FunctionalEvaluator, evaluate_model
+from .budget import Budgeted
 from .traced import DataLoader, Traced
 
 _LAZY = {
@@ -21,7 +22,8 @@ _LAZY = {
     "merge_evaluators": "multi_model", "check_mergeable": "multi_model", "split_multi_model_metric": "multi_model",
 }
 
-__all__ = ["Evaluator", "FunctionalEvaluator", "FrozenEvaluator", "evaluate_model", "DataLoader", "Traced", *_LAZY]
+__all__ = ["Evaluator", "FunctionalEvaluator", "FrozenEvaluator", "Budgeted", "evaluate_model", "DataLoader", "Traced",
+           *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

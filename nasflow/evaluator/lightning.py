@@ -40,7 +40,7 @@ from torch import nn
 
 from nasflow.mutable import LabeledMutable, Sample
 from nasflow.mutable.base import IsLeaf
-from nasflow.runtime import MetricValue, current_trial, report_final_result, report_intermediate_result
+from nasflow.runtime import MetricValue, current_trial, report_final_result, report_intermediate_result, trial_budget
 
 from .base import Evaluator
 from .traced import Traced, rebuild_traced, trace_freeze, trace_key, trace_mutables
@@ -266,7 +266,7 @@ class Lightning(Traced, Evaluator):
     def fresh_trainer(self, *extra_callbacks: lightning.Callback) -> Trainer:
         """A new trainer from the recorded arguments (plus :func:`trainer_defaults`); the user's
         callbacks are deep-copied so their state (best score, patience) does not leak from one model
-        to the next."""
+        to the next. Under a multi-fidelity strategy it trains for ``nasflow.trial_budget()`` epochs."""
         recipe = self.trainer
         kwargs = {**trainer_defaults(recipe.trace_kwargs), **recipe.trace_kwargs}
         token = _TRAINER_SPEAKS.set(_in_trial_folder())
@@ -277,6 +277,9 @@ class Lightning(Traced, Evaluator):
         given = _as_list(recipe.trace_kwargs.get("callbacks"))
         trainer.callbacks = [copy.deepcopy(cb) if any(cb is g for g in given) else cb for cb in trainer.callbacks]
         trainer.callbacks.extend(extra_callbacks)
+        budget = trial_budget()
+        if budget is not None:  # a multi-fidelity strategy's budget is the number of epochs
+            trainer.fit_loop.max_epochs = max(int(budget), 1)
         return trainer
 
     def evaluate(self, model: nn.Module) -> MetricValue | None:

@@ -1,5 +1,6 @@
 """The trial side: how an evaluator reports metrics, wherever the trial runs."""
 
+from .budget import budget_scope, trial_budget
 from .reporting import (
     MetricValue,
     TrialContext,
@@ -12,5 +13,5 @@ from .reporting import (
 
 __all__ = [
     "MetricValue", "TrialContext", "current_trial", "normalize_metric", "trial_context",
-    "report_intermediate_result", "report_final_result",
+    "report_intermediate_result", "report_final_result", "trial_budget", "budget_scope",
 ]

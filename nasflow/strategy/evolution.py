@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import warnings
 from collections import deque
 from typing import Any
 
@@ -21,6 +22,7 @@ from .utils import (
     check_int,
     check_probability,
     check_seed,
+    remaining_trials,
     rng_state,
     sample_key,
     set_rng_state,
@@ -90,6 +92,7 @@ class RegularizedEvolution(Strategy):
         self._hooks.clear()
 
     def _run(self) -> None:
+        self._warn_if_budget_too_small()
         while self.wait_for_worker():
             model = self._next_model()
             if model is None:
@@ -107,6 +110,26 @@ class RegularizedEvolution(Strategy):
         self._population.append((dict(model.sample), model.metric))
         while len(self._population) > self.population_size:  # type: ignore[operator]
             self._population.popleft()  # the oldest dies, however good it was
+
+    def _warn_if_budget_too_small(self) -> None:
+        """Aging evolution spends its first ``population_size`` models on random samples; with a trial
+        budget that leaves fewer mutations than that, it is (mostly) random search. Say so up front."""
+        left = remaining_trials(self.engine)
+        if left is None:
+            return
+        random_first = max(self.population_size - len(self._population), 0)  # type: ignore[operator]
+        mutants = max(left - random_first, 0)
+        if mutants >= self.population_size:  # type: ignore[operator]
+            return
+        population = max(left // 5, 2)
+        message = (
+            f"RegularizedEvolution: the budget leaves {left} models and population_size is {self.population_size}, "
+            f"so {min(random_first, left)} of them are random samples filling the population and only {mutants} "
+            "are mutations: this search is (mostly) random search. Lower population_size (and sample_size), e.g. "
+            f"population_size={population}, sample_size={max(population // 4, 1)}, or raise max_trial_number "
+            f"to at least {random_first + self.population_size}."  # type: ignore[operator]
+        )
+        warnings.warn(message, UserWarning, stacklevel=3)
 
     # ---- proposing ----------------------------------------------------------------------------
     def _next_model(self) -> ExecutableModelSpace | None:

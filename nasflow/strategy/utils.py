@@ -9,12 +9,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from nasflow.execution import ExecutionEngine, ModelEvent, ModelEventType
+from nasflow.execution.budget import Budget
 from nasflow.mutable import Categorical, CategoricalMultiple, Constraint, LabeledMutable, Numerical, Sample
 from nasflow.mutable.symbol import index_of
 
 __all__ = [
     "sample_key", "DedupFilter", "value_leaves", "SampleCodec", "EventHooks",
-    "check_seed", "check_int", "check_probability", "rng_state", "set_rng_state",
+    "check_seed", "check_int", "check_probability", "rng_state", "set_rng_state", "remaining_trials",
 ]
 
 
@@ -154,3 +155,17 @@ def rng_state(rng: random.Random) -> list[Any]:
 def set_rng_state(rng: random.Random, state: Any) -> None:
     version, internal, gauss = state
     rng.setstate((version, tuple(internal), gauss))
+
+
+def remaining_trials(engine: ExecutionEngine) -> int | None:
+    """How many more models the engine (or the first engine below its middlewares that counts them)
+    may run; None when no trial limit is set (a duration-only or unlimited budget)."""
+    seen: set[int] = set()
+    current: Any = engine
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        budget = getattr(current, "budget", None)
+        if isinstance(budget, Budget) and budget.max_trials is not None:
+            return max(budget.max_trials - budget.total_trials, 0)
+        current = getattr(current, "_engine", None)
+    return None

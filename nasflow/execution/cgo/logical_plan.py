@@ -4,8 +4,9 @@ A plan starts naive, :meth:`LogicalPlan.from_models`: every model reads its own 
 loaded its own data. Optimizers rewrite it:
 
 - :class:`DedupInputOptimizer` collapses input nodes that read the same data pipeline (equal
-  :func:`data_signature`) into one, so each batch is made once and fed to every consumer. A model
-  whose evaluator cannot train merged exactly has no signature and keeps its own input.
+  :func:`data_signature`, which includes a multi-fidelity strategy's training budget) into one, so
+  each batch is made once and fed to every consumer. A model whose evaluator cannot train merged
+  exactly has no signature and keeps its own input.
 - :class:`BatchingOptimizer` groups the consumers of an input that share their structure (equal
   :func:`structure_signature`: the same graph IR, whatever their weights or training
   hyperparameters) into batch groups, which train as one vectorized module.
@@ -29,7 +30,7 @@ from nasflow.space import ExecutableModelSpace
 
 __all__ = [
     "LogicalPlan", "InputNode", "DedupInputOptimizer", "BatchingOptimizer", "optimize", "data_signature",
-    "structure_signature",
+    "structure_signature", "unwrap_budget",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -58,8 +59,15 @@ def structure_signature(model: ExecutableModelSpace) -> str | None:
     return _memoized(model, "structure", _structure_signature)
 
 
+def unwrap_budget(evaluator: Any) -> tuple[Any, float | None]:
+    """A multi-fidelity strategy's ``Budgeted`` evaluator as (inner evaluator, budget); others as (it, None)."""
+    from nasflow.evaluator.budget import Budgeted
+
+    return (evaluator.evaluator, evaluator.budget) if isinstance(evaluator, Budgeted) else (evaluator, None)
+
+
 def _data_signature(model: ExecutableModelSpace) -> Hashable | None:
-    evaluator = model.evaluator
+    evaluator, budget = unwrap_budget(model.evaluator)  # models merge only under one training budget
     signature = getattr(evaluator, "data_signature", None)
     if not callable(signature):
         return None
@@ -71,7 +79,7 @@ def _data_signature(model: ExecutableModelSpace) -> Hashable | None:
             _told.add(reason)
             _logger.info("CGO: models are not merged because %s; each trains alone.", reason)
         return None
-    return signature()
+    return (signature(), budget)
 
 
 def _structure_signature(model: ExecutableModelSpace) -> str | None:

@@ -7,6 +7,7 @@ modules, and one merged evaluator trains them all (each model by its own evaluat
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ from torch import nn
 from nasflow.mutable import LabeledMutable, Sample
 from nasflow.space import ExecutableModelSpace, ModelStatus
 
-from .logical_plan import LogicalPlan
+from .logical_plan import LogicalPlan, unwrap_budget
 
 __all__ = ["MergedTrial", "place"]
 
@@ -92,10 +93,15 @@ class MergedTrial(ExecutableModelSpace):
 
     def execute(self) -> None:
         from nasflow.evaluator.multi_model import merge_evaluators
+        from nasflow.runtime import budget_scope
 
+        evaluators, budgets = zip(*(unwrap_budget(m.evaluator) for m in self.models), strict=True)
+        if len(set(budgets)) > 1:
+            raise ValueError(f"Models of one merged trial must share their training budget, got {list(budgets)}.")
         module = self.executable_model()
-        root = module.device_map.get(0, torch.device("cpu"))
-        merge_evaluators([m.evaluator for m in self.models], device=root).evaluate(module)
+        merged = merge_evaluators(list(evaluators), device=module.device_map.get(0, torch.device("cpu")))
+        with contextlib.nullcontext() if budgets[0] is None else budget_scope(budgets[0]):
+            merged.evaluate(module)
 
     def __repr__(self) -> str:
         return (f"MergedTrial(models={[m.model_id for m in self.models]}, batch_groups={self.batch_groups}, "

@@ -8,12 +8,14 @@ from cgo_support import TinyNet, score_by_size, tiny_data, tiny_evaluator
 from torch import nn
 
 import nasflow
-from nasflow.evaluator import FunctionalEvaluator
+from nasflow.evaluator import FunctionalEvaluator, split_multi_model_metric
+from nasflow.evaluator.budget import Budgeted
 from nasflow.execution.cgo import LogicalPlan, MergedTrial, optimize, place
+from nasflow.runtime import trial_context
 from nasflow.space import ExecutableModelSpace
 from nasflow.space.graph import GraphModelSpace
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*treespec")
+pytestmark = pytest.mark.filterwarnings("ignore:.*treespec", "ignore:.*does not have many workers")
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +94,17 @@ def test_batch_groups_batch_on_gpus_and_on_cpu_only_when_asked(space: GraphModel
     batched = always.executable_model()
     assert [group.models for group in batched.groups] == [[batched.models[0], batched.models[1]]]
     batched.unbatch()
+
+
+def test_models_merge_under_one_training_budget(space: GraphModelSpace) -> None:
+    """A multi-fidelity strategy's budgets: equal budgets merge, and the merged trial trains for it."""
+    queued = models(space, 0, 1, 0)
+    for model, budget in zip(queued, (2, 2, 1), strict=True):
+        model.evaluator = Budgeted(model.evaluator, budget)
+    plan = optimize(LogicalPlan.from_models(queued))
+    assert [node.consumers for node in plan.inputs] == [[0, 1], [2]]
+    reports: list[tuple[str, object]] = []
+    with trial_context(lambda kind, value: reports.append((kind, value))):
+        MergedTrial(plan.trials(2)[0]).execute()
+    assert [kind for kind, _ in reports] == ["intermediate", "intermediate", "final"]  # 2 epochs, not 1
+    assert split_multi_model_metric(reports[-1][1], 2)[1]["val_acc"] >= 0  # type: ignore[arg-type]

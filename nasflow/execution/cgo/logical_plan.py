@@ -19,7 +19,6 @@ plan (``MergedTrial``) builds the models, places them on the trial's devices and
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import weakref
 from collections.abc import Callable, Hashable, Sequence
@@ -87,9 +86,10 @@ def _structure_signature(model: ExecutableModelSpace) -> str | None:
 
     if not isinstance(model, GraphModelSpace) or model.sample is None:
         return None
-    graphs = {name: model.graphs[name].dump() for name in model.reachable_graphs()}
-    text = json.dumps({"root": model.root_name, "graphs": graphs}, sort_keys=True, default=repr)
-    return hashlib.sha256(text.encode()).hexdigest()
+    digest = hashlib.sha256(model.root_name.encode())
+    for name in model.reachable_graphs():  # each graph's JSON is cached by the IR
+        digest.update(f"\0{name}\0{model.graphs[name].dump_json()}".encode())
+    return digest.hexdigest()
 
 
 @dataclass

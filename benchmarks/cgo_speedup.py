@@ -1,22 +1,33 @@
-"""CGO benchmark: four models on a data-bound pipeline, trained independently and merged.
+"""CGO benchmark: four models on a data-bound pipeline, as separate trials and merged into one.
+
+The baseline is what a user runs instead of CGO: the same four models as four separate trials of
+the same evaluator, on the same local training service, at the same total concurrency (one trial
+at a time, one thread per trial, fresh worker per trial as by default, Lightning preloaded as an
+experiment preloads it). CGO trains the four as one merged trial: each batch is made once.
 
 Each training batch is made by real CPU work (noisy signals filtered ``--work`` times by FFT, then
-reduced to log spectral band features), which costs about as much as one model's training step.
-Trained independently, every model pays for every batch; merged by CGO, the batch is made once
-and fed to all four. With data cost ``d`` and model cost ``m`` per batch (measured here, in
-process, as CPU time on one thread, before every round) the ideal speedup is ``N(d+m) / (d+Nm)``.
+reduced to log spectral band features). With ``B`` batches, a model's separate trial takes
+``T_i = s_i + B(d + m_i)`` and the merged trial at least ``s + B(d + N m)``, so the speedup is at
+most ``N(s + B(d+m)) / (s + B(d + Nm))`` (``s``, ``m``: means over the models), where
 
-Both runs use the local training service at trial concurrency 1 with one thread per trial, and the
-same worker setup (Lightning preloaded by the fork server, so no run pays its import per trial).
-Independent and CGO runs alternate for ``--rounds`` rounds and the fastest run of each counts (as
-``timeit`` does: on a machine shared with other work, the fastest run is the least disturbed).
-Each trial also records the CPU time of its fit, a cross-check less sensitive to that load. The formula leaves
-out costs CGO also pays once instead of N times (Lightning's per-batch loop, trial start-up), so
-the measured speedup may exceed it slightly. Target: at least 80% of the ideal.
+- ``m_i`` is model ``i``'s own per-batch compute: its forward pass, its backward pass (both timed
+  by hooks during a fit) and its optimizer update (timed alone);
+- ``d`` is everything else a batch costs (the data pipeline, the loss, Lightning's batch loop and
+  step machinery), counted as paid once however many models train on the batch: per-model work
+  in there is counted as shared, which can only raise the bound;
+- ``s_i`` is the rest of its separate trial (start-up, building, warm-up, validation, teardown):
+  ``T_i - B(d + m_i)``.
 
-    /work/venv/bin/python benchmarks/cgo_speedup.py [--batches 100] [--work 6] [--rounds 3]
+``m_i`` and ``d`` are medians over the steps of a fit with the same evaluator, in this process on
+one thread as trials run (medians are robust to other load). Each of
+``--rounds`` rounds measures everything close together and computes its own speedup, bound and
+fraction; the figures printed are the medians over rounds (load on a shared machine drifts between
+rounds more than within one). Target: ``fraction_of_ideal`` (measured speedup / bound) between
+0.8 and 1.
 
-The last line is one JSON object: {"speedup": ..., "ideal_speedup": ..., "fraction_of_ideal": ...}.
+    .venv/bin/python benchmarks/cgo_speedup.py [--batches 60] [--work 6] [--rounds 3]
+
+The last line is one JSON object: {"speedup", "ideal_speedup", "fraction_of_ideal", "s", "d", "m"}.
 """
 
 from __future__ import annotations
@@ -24,22 +35,22 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import statistics
 import tempfile
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
-import lightning
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 import nasflow
-from nasflow.evaluator import Classification, DataLoader
+from nasflow.evaluator import Classification, DataLoader, evaluate_model
 from nasflow.execution import ExecutionEngine, TrainingServiceExecutionEngine
 from nasflow.execution.cgo import CrossGraphOptimization
+from nasflow.experiment.engines import preload_for
 from nasflow.nn import LayerChoice, ModelSpace, MutableLinear
 from nasflow.space import ExecutableModelSpace, ModelStatus
 from nasflow.space.graph import GraphModelSpace
@@ -47,10 +58,8 @@ from nasflow.training_service import LocalTrainingService
 
 N_MODELS = 4
 FEATURES = 120
-QUIET: dict[str, Any] = {
-    "logger": False, "enable_progress_bar": False, "enable_checkpointing": False, "enable_model_summary": False,
-    "num_sanity_val_steps": 0,
-}
+SETTINGS: dict[str, Any] = {"max_epochs": 1, "num_classes": 10, "logger": False, "enable_checkpointing": False,
+                            "enable_progress_bar": False}
 
 
 class SignalBatches(Dataset):
@@ -97,164 +106,159 @@ class SpectrumNet(ModelSpace):
         return self.fc3(self.act(self.fc2(self.act(self.fc1(x)))))
 
 
-class CpuClock(lightning.Callback):
-    """Appends the CPU seconds a trial's fit took (data, training, validation) to ``path``."""
+class StepClock:
+    """Times each training step of ``module``: its forward pass (pre and post hooks) and backward
+    pass (from the gradient of its output to the last parameter gradient)."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.started = 0.0
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+        self.events: list[tuple[str, float]] = []
+        now = time.perf_counter
+        self.handles = [
+            module.register_forward_pre_hook(lambda *_: self._mark("forward", now())),
+            module.register_forward_hook(lambda *_: self._mark("forward_end", now())),
+            module.register_full_backward_pre_hook(lambda *_: self._mark("backward", now())),
+            *(p.register_post_accumulate_grad_hook(lambda *_: self._mark("backward_end", now()))
+              for p in module.parameters()),
+        ]
 
-    def on_fit_start(self, trainer: lightning.Trainer, pl_module: lightning.LightningModule) -> None:
-        self.started = time.process_time()
+    def _mark(self, kind: str, at: float) -> None:
+        if self.module.training:
+            self.events.append((kind, at))
 
-    def on_fit_end(self, trainer: lightning.Trainer, pl_module: lightning.LightningModule) -> None:
-        with open(self.path, "a") as f:
-            f.write(f"{time.process_time() - self.started}\n")
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+    def _steps(self) -> list[dict[str, float]]:
+        steps: list[dict[str, float]] = []
+        for kind, at in self.events:
+            if kind == "forward":
+                steps.append({"forward": at})
+            elif steps and (kind not in steps[-1] or kind == "backward_end"):
+                steps[-1][kind] = at  # the last parameter gradient ends the backward pass
+        return [step for step in steps if len(step) == 4]
+
+    def compute_times(self) -> list[float]:
+        return [(s["forward_end"] - s["forward"]) + (s["backward_end"] - s["backward"]) for s in self._steps()]
+
+    def intervals(self) -> list[float]:
+        starts = [step["forward"] for step in self._steps()]
+        return [b - a for a, b in itertools.pairwise(starts)]
 
 
-def evaluator(batches: int, work: int, clock: str) -> Classification:
+def update_time(module: nn.Module, repeats: int = 20) -> float:
+    """Median seconds of one optimizer update (the evaluator's Adam) of ``module`` with gradients set."""
+    optimizer = torch.optim.Adam(module.parameters(), lr=1e-3)
+    for p in module.parameters():
+        p.grad = torch.randn_like(p) * 1e-3
+    walls = []
+    for _ in range(repeats + 2):
+        start = time.perf_counter()
+        optimizer.step()
+        walls.append(time.perf_counter() - start)
+    return statistics.median(walls[2:])
+
+
+def evaluator(batches: int, work: int, limit: int | None = None) -> Classification:
+    """The evaluator every run uses; ``limit`` caps the training batches (for two-point fits)."""
     return Classification(train_dataloaders=DataLoader(SignalBatches(batches, work=work), batch_size=None),
                           val_dataloaders=DataLoader(SignalBatches(2, work=work, seed=1), batch_size=None),
-                          num_classes=10, max_epochs=1, callbacks=[CpuClock(clock)], **QUIET)
+                          limit_train_batches=limit, **SETTINGS)
 
 
-def clock_total(path: str, since: int) -> tuple[float, int]:
-    """CPU seconds recorded after the first ``since`` entries, and the new entry count."""
-    with open(path) as f:
-        values = [float(line) for line in f if line.strip()]
-    return sum(values[since:]), len(values)
+def four_models(space: GraphModelSpace) -> list[ExecutableModelSpace]:
+    return [space.freeze({"hidden": hidden, "act": act}) for hidden, act in itertools.product([768, 1024], [0, 1])]
 
 
-def models(space: GraphModelSpace) -> list[ExecutableModelSpace]:
-    samples = itertools.product([768, 1024], [0, 1])
-    return [space.freeze({"hidden": hidden, "act": act}) for hidden, act in samples]
-
-
-def measure_data(work: int, repeats: int) -> float:
-    """CPU seconds to produce one batch through the loader."""
-    loader = DataLoader(SignalBatches(repeats + 1, work=work, seed=7), batch_size=None)
-    iterator = iter(loader)
-    next(iterator)  # warm up
-    start = time.process_time()
-    for _ in range(repeats):
-        next(iterator)
-    return (time.process_time() - start) / repeats
-
-
-def measure_model(model: nn.Module, batch: tuple[Tensor, Tensor], repeats: int) -> float:
-    """CPU seconds of one training step (forward, loss, backward, Adam step) on one batch."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    criterion = nn.CrossEntropyLoss()
-    x, y = batch
-
-    def step() -> None:
-        optimizer.zero_grad()
-        criterion(model(x), y).backward()
-        optimizer.step()
-
-    for _ in range(3):
-        step()
-    start = time.process_time()
-    for _ in range(repeats):
-        step()
-    return (time.process_time() - start) / repeats
-
-
-def train(engine: ExecutionEngine, batch: list[ExecutableModelSpace]) -> float:
-    """Wall seconds from submitting ``batch`` until every model has ended."""
+def train(engine: ExecutionEngine, models: list[ExecutableModelSpace]) -> float:
+    """Wall seconds from submitting ``models`` until every one has ended."""
     start = time.perf_counter()
-    engine.submit_models(*batch)
-    engine.wait_models(*batch, wait_all=True)
+    engine.submit_models(*models)
+    engine.wait_models(*models, wait_all=True)
     wall = time.perf_counter() - start
-    bad = [(m.model_id, m.status.value) for m in batch if m.status != ModelStatus.Trained]
+    bad = [(m.model_id, m.status.value) for m in models if m.status != ModelStatus.Trained]
     if bad:
         raise RuntimeError(f"Models did not train: {bad}")
     return wall
 
 
-class Costs:
-    """In-process CPU cost per batch of the data pipeline and of each model's training step.
-
-    Measured again before every round; the least of each counts (the least disturbed by other load).
-    """
-
-    def __init__(self, space: GraphModelSpace, work: int, repeats: int) -> None:
-        self.work, self.repeats = work, repeats
-        self.batch = SignalBatches(1, work=work, seed=3)[0]
-        self.built = [m.executable_model() for m in models(space)]
-        self.data: list[float] = []
-        self.per_model: list[list[float]] = []
-
-    def measure(self) -> None:
-        self.data.append(measure_data(self.work, self.repeats))
-        self.per_model.append([measure_model(model, self.batch, self.repeats) for model in self.built])
-
-    def result(self) -> tuple[float, list[float]]:
-        return min(self.data), [min(column) for column in zip(*self.per_model, strict=True)]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batches", type=int, default=100, help="training batches per model (one epoch)")
+    parser.add_argument("--batches", type=int, default=60, help="training batches per model (one epoch)")
     parser.add_argument("--work", type=int, default=6, help="FFT filter passes per batch (the data cost)")
-    parser.add_argument("--repeats", type=int, default=20, help="batches / steps timed per measurement of d and m")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating independent + CGO runs")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of every measurement")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", ".*does not have many workers")
-    torch.set_num_threads(1)  # as each trial runs
-    work_dir = tempfile.mkdtemp(prefix="cgo-speedup-")
-    clock = os.path.join(work_dir, "cpu.txt")
-    open(clock, "w").close()
-
-    space = GraphModelSpace.from_model(SpectrumNet(), evaluator(args.batches, args.work, clock))
-    costs = Costs(space, args.work, args.repeats)
-    costs.measure()
-
+    warnings.filterwarnings("ignore", "Full backward hook is firing")  # the step clock's hook, as intended
+    batches = args.batches
+    full, short = evaluator(batches, args.work), evaluator(batches, args.work, limit=2)
+    spaces = {"full": GraphModelSpace.from_model(SpectrumNet(), full),
+              "short": GraphModelSpace.from_model(SpectrumNet(), short)}
+    work_dir = Path(tempfile.mkdtemp(prefix="cgo-speedup-"))
     service = LocalTrainingService(trial_concurrency=1, threads_per_trial=1, log_dir=work_dir,
-                                   preload=("torch", "lightning", "nasflow", "nasflow.evaluator",
-                                            "nasflow.evaluator.multi_model", "nasflow.space.graph"))
-    rounds: list[tuple[float, float, float, float]] = []  # solo wall, merged wall, solo CPU, merged CPU
+                                   preload=preload_for(full))
+    torch.set_num_threads(1)  # as each trial runs
+    times: dict[str, list[float]] = {}
+    rounds: list[dict[str, float]] = []
+
+    def timed(name: str, engine: ExecutionEngine, models: list[ExecutableModelSpace]) -> list[ExecutableModelSpace]:
+        times.setdefault(name, []).append(train(engine, models))
+        return models
+
+    def fitted(index: int, model: ExecutableModelSpace) -> None:
+        """An in-process fit of ``model`` with its steps timed: ``m`` is its forward and backward
+        passes plus an optimizer update; ``d`` is the rest of the interval between two training steps."""
+        module = model.executable_model()
+        clock = StepClock(module)
+        evaluate_model(module, full)
+        clock.close()
+        m = statistics.median(clock.compute_times()) + update_time(module)
+        times.setdefault(f"m{index}", []).append(m)
+        times.setdefault(f"d{index}", []).append(statistics.median(clock.intervals()) - m)
+
     try:
-        solo_engine = TrainingServiceExecutionEngine(service, trial_concurrency=1)
-        cgo_engine = CrossGraphOptimization(TrainingServiceExecutionEngine(service, trial_concurrency=1),
-                                            max_concurrency_cgo=N_MODELS, batch_waiting_time=60)
-        # Warm-up, and the fixed cost of a trial: a model trained on two batches.
-        short = GraphModelSpace.from_model(SpectrumNet(), evaluator(2, args.work, clock))
-        train(solo_engine, models(short)[:1])
-        overhead = train(solo_engine, models(short)[:1])
-        seen = clock_total(clock, 0)[1]
-        for _ in range(args.rounds):
-            costs.measure()
-            solo_wall = train(solo_engine, models(space))
-            solo_cpu, seen = clock_total(clock, seen)
-            merged_models = models(space)
-            merged_wall = train(cgo_engine, merged_models)
-            merged_cpu, seen = clock_total(clock, seen)
-            rounds.append((solo_wall, merged_wall, solo_cpu, merged_cpu))
-            print(f"  independent {solo_wall:.2f} s, with CGO {merged_wall:.2f} s: {solo_wall / merged_wall:.2f}x "
-                  f"(CPU in fit {solo_cpu:.2f} s vs {merged_cpu:.2f} s: {solo_cpu / merged_cpu:.2f}x)")
+        solo = TrainingServiceExecutionEngine(service, trial_concurrency=1, log_dir=work_dir / "solo")
+        cgo = CrossGraphOptimization(TrainingServiceExecutionEngine(service, trial_concurrency=1,
+                                                                    log_dir=work_dir / "cgo"),
+                                     max_concurrency_cgo=N_MODELS, batch_waiting_time=60)
+        train(solo, four_models(spaces["short"])[:1])  # warm-up: the fork server's first trial
+        evaluate_model(four_models(spaces["short"])[0].executable_model(), short)  # and this process
+        for round_ in range(args.rounds):
+            for index, model in enumerate(four_models(spaces["full"])):  # the baseline, model by model
+                timed(f"trial{index}", solo, [model])
+            merged = timed("merged", cgo, four_models(spaces["full"]))
+            for index, model in enumerate(four_models(spaces["full"])):
+                fitted(index, model)
+            rounds.append(bound_of(times, batches))
+            print(f"round {round_ + 1}: " + ", ".join(f"{key} {value:.3f}" for key, value in rounds[-1].items()))
     finally:
         service.shutdown()
-    accuracy = [model.metrics.final["val_acc"] for model in merged_models]  # type: ignore[index]
 
-    d, per_model = costs.result()
-    m = statistics.mean(per_model)
-    print(f"data cost d = {d * 1e3:.2f} ms/batch; model cost m = {m * 1e3:.2f} ms/batch "
-          f"(per model: {', '.join(f'{t * 1e3:.2f}' for t in per_model)}); CPU time on one thread, "
-          f"least of {len(costs.data)} measurements")
-    solo, merged = min(r[0] for r in rounds), min(r[1] for r in rounds)
-    speedup = solo / merged
-    cpu_speedup = min(r[2] for r in rounds) / min(r[3] for r in rounds)
-    ideal = N_MODELS * (d + m) / (d + N_MODELS * m)
-    print(f"one trial on 2 batches: {overhead:.2f} s (fixed per-trial cost, about)")
-    print(f"{N_MODELS} models x {args.batches} batches, best of {args.rounds} rounds: independent {solo:.2f} s "
-          f"({solo / N_MODELS / args.batches * 1e3:.1f} ms per model-batch), with CGO {merged:.2f} s "
-          f"({merged / args.batches * 1e3:.1f} ms per batch); validation accuracy "
-          f"{min(accuracy):.2f}-{max(accuracy):.2f}")
-    print(f"speedup {speedup:.2f}x (CPU time in fit: {cpu_speedup:.2f}x), ideal N(d+m)/(d+Nm) = {ideal:.2f}x: "
-          f"{speedup / ideal:.0%} of ideal (target 80%)")
-    print(json.dumps({"speedup": round(speedup, 3), "ideal_speedup": round(ideal, 3),
-                      "fraction_of_ideal": round(speedup / ideal, 3)}))
+    median = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+    accuracy = [model.metrics.reported_final["val_acc"] for model in merged]
+    print(f"median of {args.rounds} rounds: shared per-batch cost d = {median['d'] * 1e3:.1f} ms, per-model per-batch "
+          f"cost m = {median['m'] * 1e3:.1f} ms, rest of a trial s = {median['s']:.2f} s ({batches} batches); "
+          f"{N_MODELS} separate trials {median['separate']:.2f} s, one merged trial {median['merged']:.2f} s; "
+          f"validation accuracy {min(accuracy):.2f}-{max(accuracy):.2f}")
+    print(f"speedup {median['speedup']:.2f}x; bound N(s+B(d+m))/(s+B(d+Nm)) = {median['bound']:.2f}x; "
+          f"{median['fraction']:.0%} of it (target 80-100%)")
+    print(json.dumps({"speedup": round(median["speedup"], 3), "ideal_speedup": round(median["bound"], 3),
+                      "fraction_of_ideal": round(median["fraction"], 3), "s": round(median["s"], 3),
+                      "d": round(median["d"], 5), "m": round(median["m"], 5)}))
+
+
+def bound_of(times: dict[str, list[float]], batches: int) -> dict[str, float]:
+    """The latest round's speedup, its bound from that round's measured costs, and their ratio."""
+    last = {name: values[-1] for name, values in times.items()}
+    d = statistics.mean(last[f"d{i}"] for i in range(N_MODELS))
+    m = statistics.mean(last[f"m{i}"] for i in range(N_MODELS))
+    s = statistics.mean(last[f"trial{i}"] - batches * (d + last[f"m{i}"]) for i in range(N_MODELS))
+    separate = sum(last[f"trial{i}"] for i in range(N_MODELS))
+    speedup = separate / last["merged"]
+    bound = N_MODELS * (s + batches * (d + m)) / (s + batches * (d + N_MODELS * m))
+    return {"separate": separate, "merged": last["merged"], "s": s, "d": d, "m": m, "speedup": speedup,
+            "bound": bound, "fraction": speedup / bound}
 
 
 if __name__ == "__main__":

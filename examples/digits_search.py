@@ -1,6 +1,6 @@
 """A real search, end to end: an MLP space on scikit-learn's digits, trials in local workers.
 
-    python examples/digits_search.py [--trials 20] [--concurrency 2]
+    python examples/digits_search.py [--trials 20] [--concurrency 2] [--reuse]
 
 Every trial trains a candidate for a few epochs and reports its validation accuracy; the store
 (SQLite) keeps everything, so `nasflow show <id>` and `nasflow export <id>` work afterwards.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 
 import torch
 from sklearn.datasets import load_digits
@@ -76,18 +77,23 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--dir", default=None, help="experiment working directory")
+    parser.add_argument("--reuse", action="store_true",
+                        help="run trials one after another in long-lived workers instead of a fresh process each")
     args = parser.parse_args()
 
-    config = NasExperimentConfig(max_trial_number=args.trials, trial_concurrency=args.concurrency)
+    config = NasExperimentConfig(max_trial_number=args.trials, trial_concurrency=args.concurrency,
+                                 reuse_mode=args.reuse)
     if args.dir:
         config.experiment_working_directory = args.dir
     strategy = RegularizedEvolution(population_size=8, sample_size=4, seed=0)
     experiment = NasExperiment(DigitsMLP(), FunctionalEvaluator(train_and_evaluate), strategy, config)
+    start = time.perf_counter()
     experiment.run()
+    seconds = time.perf_counter() - start
 
     models = experiment.list_models()
     trained = [m for m in models if m.metric is not None]
-    print(f"\nExperiment {experiment.id}: {len(models)} models, {len(trained)} trained")
+    print(f"\nExperiment {experiment.id}: {len(models)} models, {len(trained)} trained in {seconds:.2f} s")
     trained.sort(key=lambda m: -m.metric)
     print("Top models (validation accuracy, sample):")
     for model in trained[:3]:

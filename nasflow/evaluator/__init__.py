@@ -17,8 +17,8 @@ _LAZY = {
     "LightningModule": "lightning", "Trainer": "lightning", "Lightning": "lightning",
     "SupervisedLearningModule": "classification", "ClassificationModule": "classification",
     "RegressionModule": "classification", "Classification": "classification", "Regression": "classification",
-    "TrainingConfig": "multi_model", "MergedModel": "multi_model", "MultiOptimizer": "multi_model",
-    "MultiModelLightningModule": "multi_model", "MultiModelTrainer": "multi_model",
+    "MergedModel": "merged_model", "MultiOptimizer": "multi_model",
+    "MultiModelLightningModule": "multi_model", "MultiModelTrainer": "multi_model", "merge_refusal": "multi_model",
     "merge_evaluators": "multi_model", "check_mergeable": "multi_model", "split_multi_model_metric": "multi_model",
 }
 

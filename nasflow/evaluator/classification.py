@@ -18,12 +18,12 @@ from torch import Tensor, nn
 
 from nasflow.runtime import MetricValue
 
-from .lightning import Lightning, LightningModule, Trainer
+from .lightning import Lightning, LightningModule, Trainer, ValidationReporter
 from .metrics import EpochMetrics, accuracy, mean_squared_error
 
 __all__ = [
     "SupervisedLearningModule", "ClassificationModule", "RegressionModule", "Classification", "Regression",
-    "build_criterion", "build_optimizer",
+    "build_criterion", "build_optimizer", "reads_training_metrics",
 ]
 
 OptimizerFactory = type[torch.optim.Optimizer] | Callable[..., torch.optim.Optimizer]
@@ -45,13 +45,36 @@ def metric_value(values: Mapping[str, float], metric_names: list[str], prefix: s
     return {"default": default, **{prefix + name: value for name, value in values.items()}}
 
 
+def reads_training_metrics(trainer: Any) -> bool:
+    """Whether anything reads per-step training metrics: a logger, a progress bar, or a callback
+    that may look at them (checkpoints without a monitor and model summaries do not)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary, ProgressBar
+
+    if trainer.loggers or trainer.progress_bar_callback is not None:
+        return True
+    for callback in trainer.callbacks:
+        if isinstance(callback, (ModelSummary, ProgressBar, ValidationReporter)):
+            continue
+        if isinstance(callback, ModelCheckpoint) and callback.monitor is None:
+            continue
+        return True
+    return False
+
+
 class SupervisedLearningModule(LightningModule):
     """Trains ``model`` on ``(x, y)`` batches with ``criterion`` and one optimizer.
 
     ``metrics`` maps names to metric functions ``(preds, target) -> batch mean`` or stateful
     metric objects (see ``nasflow.evaluator.metrics``); the first is the reported default.
-    ``lr_scheduler`` (optional) builds a scheduler from the optimizer, stepped every epoch.
-    ``export_onnx`` (True or a path) exports the model once, at the first validation.
+    Training loss and metrics are logged every step (``train_loss``, ``train_<metric>``) when a
+    logger, progress bar or monitoring callback reads them (see :func:`reads_training_metrics`).
+    ``lr_scheduler`` (optional) builds a scheduler from the optimizer, stepped every epoch, or a
+    Lightning scheduler config dict (``{"scheduler": ..., "interval": "step"}``).
+    ``export_onnx`` (True or a path) exports the model once, at the first validation; a relative
+    path is taken in the trainer's ``default_root_dir`` (a trial's own folder, see ``Lightning``).
+
+    This module is the one training step of nasflow: a merged CGO trial runs one copy of it per
+    model (see ``MultiModelLightningModule``), so merged and solo training are the same code.
     """
 
     def __init__(self, criterion: Any, metrics: Mapping[str, Any] | None = None, learning_rate: float = 1e-3,
@@ -76,6 +99,7 @@ class SupervisedLearningModule(LightningModule):
         self._test = EpochMetrics(self.metric_specs)
         self._train_metrics = EpochMetrics(self.metric_specs)
         self._last_validation: dict[str, float] | None = None
+        self._log_training = True
         self.export_onnx = Path("model.onnx") if export_onnx is True else Path(export_onnx) if export_onnx else None
 
     def forward(self, x: Any) -> Any:
@@ -85,13 +109,18 @@ class SupervisedLearningModule(LightningModule):
         x, y = batch
         y_hat = self(x)
         loss = self.criterion(y_hat, y)
-        self.log("train_loss", loss, prog_bar=True)
-        for name, value in self._train_metrics.batch_values(y_hat, y).items():
-            self.log("train_" + name, value)
+        if self._log_training:
+            self.log("train_loss", loss, prog_bar=True)
+            for name, value in self._train_metrics.batch_values(y_hat, y).items():
+                self.log("train_" + name, value)
         return loss
 
     def on_fit_start(self) -> None:
         self._last_validation = None  # a metric of the previous model must never be reported for this one
+        # Per-step training metrics cost more than a small model's step (Lightning's log): they are
+        # computed only when something reads them. The decision depends on the trainer alone, so a
+        # model decides the same way trained alone and merged.
+        self._log_training = reads_training_metrics(self.trainer)
 
     def on_validation_epoch_start(self) -> None:
         self._val.reset()
@@ -126,8 +155,9 @@ class SupervisedLearningModule(LightningModule):
         optimizer = build_optimizer(self.optimizer, self.parameters(), self.learning_rate, self.weight_decay)
         if self.lr_scheduler is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.lr_scheduler(optimizer),
-                                                         "interval": "epoch"}}
+        scheduler = self.lr_scheduler(optimizer)
+        config = scheduler if isinstance(scheduler, dict) else {"scheduler": scheduler, "interval": "epoch"}
+        return {"optimizer": optimizer, "lr_scheduler": config}
 
     def validation_metrics(self) -> MetricValue | None:
         if self._last_validation is None:
@@ -140,6 +170,7 @@ class SupervisedLearningModule(LightningModule):
     def _export(self, x: Any) -> None:
         path, self.export_onnx = self.export_onnx, None  # once, even if it fails
         assert path is not None
+        path = Path(self.trainer.default_root_dir) / path  # an absolute path stays as it is
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.to_onnx(path, x, export_params=True)

@@ -8,12 +8,30 @@ by a callback the evaluator adds: after every validation run (sanity checks excl
 ``module.validation_metrics()`` as an intermediate result, and after fitting the last one as the
 final result. A module that reports for itself (as NNI users write them) returns ``None`` there
 and is left alone.
+
+Where a trial's files and messages go (Trainer arguments the user passes always win):
+
+- In a trial that has a folder (the training-service engines give each trial
+  ``<experiment>/trials/trial-<id>/``, next to its log): ``default_root_dir`` is that folder, so
+  ``lightning_logs/`` and checkpoints land there, and the progress bar is off (the trial's output
+  is a log file). Lightning's messages (device banner, tips, model summary) go to the trial log.
+- In process (``evaluate_model``, the sequential engine) nothing is written unless asked for: no
+  logger and no checkpointing unless ``logger``, ``enable_checkpointing`` or ``default_root_dir``
+  is given, and no model summary. Lightning's informational messages are silenced while nasflow
+  builds and fits trainers (warnings still show); the progress bar keeps Lightning's default.
+- The recipe trainer an evaluator is built with never prints Lightning's banner.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import inspect
+import logging
+import os
+import threading
+import warnings
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
@@ -27,7 +45,9 @@ from nasflow.runtime import MetricValue, current_trial, report_final_result, rep
 from .base import Evaluator
 from .traced import Traced, rebuild_traced, trace_freeze, trace_key, trace_mutables
 
-__all__ = ["LightningModule", "Trainer", "Lightning"]
+__all__ = ["LightningModule", "Trainer", "Lightning", "ValidationReporter", "quiet_lightning", "trainer_defaults"]
+
+_logger = logging.getLogger(__name__)
 
 
 class LightningModule(Traced, lightning.LightningModule):
@@ -60,6 +80,15 @@ class LightningModule(Traced, lightning.LightningModule):
         """Whether fitting without validation is an error (True where ``validation_metrics`` is used)."""
         return False
 
+    def log(self, name: str, value: Any, *args: Any, **kwargs: Any) -> None:
+        """Lightning's ``log``; inside a merged module (CGO) the name gets the model's prefix
+        (``model_2/val_acc``) and the value goes to the merged module, which the trainer drives."""
+        host = self.__dict__.get("_nasflow_host")
+        if host is None:
+            super().log(name, value, *args, **kwargs)
+        else:
+            host[0].log(host[1] + name, value, *args, **kwargs)
+
 
 class Trainer(Traced, lightning.Trainer):
     """``lightning.Trainer`` that remembers its arguments (NNI's traced ``Trainer``).
@@ -73,7 +102,14 @@ class Trainer(Traced, lightning.Trainer):
             if any(True for _ in trace_mutables(value)):
                 raise TypeError(f"Trainer argument {name!r} is a mutable ({value!r}); trainer settings cannot be "
                                 "searched. Search the module's hyperparameters (e.g. learning_rate) instead.")
-        super().__init__(*args, **kwargs)
+        if _TRAINER_SPEAKS.get():
+            super().__init__(*args, **kwargs)
+            return
+        # A recipe (or an in-process trainer): Lightning's banner and set-up warnings are noise here;
+        # the trainer that fits in a trial repeats them into the trial's log.
+        with quiet_lightning(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            super().__init__(*args, **kwargs)
 
     __init__.__signature__ = inspect.signature(lightning.Trainer.__init__)  # type: ignore[attr-defined]
 
@@ -81,7 +117,53 @@ class Trainer(Traced, lightning.Trainer):
         return (rebuild_traced, (type(self), self.trace_args, self.trace_kwargs))
 
 
-class _ValidationReporter(lightning.Callback):
+# Set while building a trainer that runs in a trial: its banner belongs in the trial log.
+_TRAINER_SPEAKS: contextvars.ContextVar[bool] = contextvars.ContextVar("nasflow_trainer_speaks", default=False)
+_LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric")
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_quiet_saved: list[tuple[logging.Logger, int]] = []
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Hold Lightning's informational messages (banner, tips, summaries) back; warnings still show.
+
+    Only loggers at Lightning's own default level (INFO) are raised to WARNING, so a level the user
+    set is kept. Nestable and thread-safe: the first entry raises, the last exit restores.
+    """
+    global _quiet_depth
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            _quiet_saved[:] = [(logger, logger.level) for logger in map(logging.getLogger, _LIGHTNING_LOGGERS)
+                               if logger.level == logging.INFO]
+            for logger, _ in _quiet_saved:
+                logger.setLevel(logging.WARNING)
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                for logger, level in _quiet_saved:
+                    logger.setLevel(level)
+                _quiet_saved.clear()
+
+
+def trainer_defaults(given: dict[str, Any]) -> dict[str, Any]:
+    """Trainer arguments nasflow sets where the user did not: the trial's folder, or no files in process."""
+    trial_dir = _trial_folder()
+    if trial_dir is not None:
+        defaults: dict[str, Any] = {"default_root_dir": trial_dir, "enable_progress_bar": False}
+    elif "default_root_dir" in given:  # files were asked for, somewhere
+        defaults = {"enable_model_summary": False}
+    else:
+        defaults = {"logger": False, "enable_checkpointing": False, "enable_model_summary": False}
+    return {name: value for name, value in defaults.items() if name not in given}
+
+
+class ValidationReporter(lightning.Callback):
     """Reports ``validation_metrics()`` after each real validation run and remembers the last one."""
 
     def __init__(self) -> None:
@@ -94,6 +176,26 @@ class _ValidationReporter(lightning.Callback):
         if value is not None:
             self.last = value
             report_intermediate_result(value)
+
+
+def _trial_folder() -> str | None:
+    """The running trial's folder, created if needed; None in process or where it cannot be created
+    (a remote node without the experiment's path): that trial then writes nothing."""
+    context = current_trial()
+    if context is None or context.trial_dir is None:
+        return None
+    try:
+        os.makedirs(context.trial_dir, mode=0o700, exist_ok=True)
+    except OSError as err:
+        _logger.warning("Trial folder %s cannot be created (%s); Lightning writes no files for this trial.",
+                        context.trial_dir, err)
+        context.trial_dir = None
+        return None
+    return context.trial_dir
+
+
+def _in_trial_folder() -> bool:
+    return _trial_folder() is not None
 
 
 def _as_list(callbacks: Any) -> list[Any]:
@@ -162,11 +264,17 @@ class Lightning(Traced, Evaluator):
 
     # ---- running ----------------------------------------------------------------------------
     def fresh_trainer(self, *extra_callbacks: lightning.Callback) -> Trainer:
-        """A new trainer from the recorded arguments; the user's callbacks are deep-copied so their
-        state (best score, patience) does not leak from one model to the next. Under a
-        multi-fidelity strategy it trains for ``nasflow.trial_budget()`` epochs."""
-        trainer = self.trainer.trace_copy()
-        given = _as_list(self.trainer.trace_kwargs.get("callbacks"))
+        """A new trainer from the recorded arguments (plus :func:`trainer_defaults`); the user's
+        callbacks are deep-copied so their state (best score, patience) does not leak from one model
+        to the next. Under a multi-fidelity strategy it trains for ``nasflow.trial_budget()`` epochs."""
+        recipe = self.trainer
+        kwargs = {**trainer_defaults(recipe.trace_kwargs), **recipe.trace_kwargs}
+        token = _TRAINER_SPEAKS.set(_in_trial_folder())
+        try:
+            trainer = type(recipe)(*recipe.trace_args, **kwargs)
+        finally:
+            _TRAINER_SPEAKS.reset(token)
+        given = _as_list(recipe.trace_kwargs.get("callbacks"))
         trainer.callbacks = [copy.deepcopy(cb) if any(cb is g for g in given) else cb for cb in trainer.callbacks]
         trainer.callbacks.extend(extra_callbacks)
         budget = trial_budget()
@@ -181,13 +289,16 @@ class Lightning(Traced, Evaluator):
             raise ValueError(f"{type(self).__name__} reports validation metrics, so it needs val_dataloaders "
                              "(or a datamodule with a val_dataloader).")
         module.set_model(model)
-        reporter = _ValidationReporter()
+        reporter = ValidationReporter()
         trainer = self.fresh_trainer(reporter)
         try:
-            if self.datamodule is not None:
-                trainer.fit(module, datamodule=self.datamodule, **self.fit_kwargs)
-            else:
-                trainer.fit(module, self.train_dataloaders, self.val_dataloaders, **self.fit_kwargs)
+            with contextlib.nullcontext() if _in_trial_folder() else quiet_lightning(), warnings.catch_warnings():
+                # Lightning's own use of a torch API that torch deprecated: nothing a user can act on.
+                warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+                if self.datamodule is not None:
+                    trainer.fit(module, datamodule=self.datamodule, **self.fit_kwargs)
+                else:
+                    trainer.fit(module, self.train_dataloaders, self.val_dataloaders, **self.fit_kwargs)
         finally:
             module.unset_model()  # the caller holds the trained model; the evaluator stays light
         if trainer.interrupted:

@@ -1,167 +1,84 @@
 """Training several models as one merged module (CGO): ``MultiModelLightningModule`` and ``MultiModelTrainer``.
 
-Exactness: merged training gives every model the weights it would get trained alone from the same
-initial weights on the same batches. This holds because
+One training stack. A merged module holds one *member* per model: a copy of that model's own
+evaluator module (a ``ClassificationModule``, a user's ``LightningModule``, ...) with the model set
+into it. The trainer drives the merged module, which runs every member's own hooks, in Lightning's
+order for automatic optimization: each member's ``training_step`` on the shared batch, then one
+backward pass of the summed losses (the gradient of a sum is exactly 1 for each loss, and the
+models share no parameter, so each gets exactly the gradient it gets alone), then per member its
+``on_before_optimizer_step``, ``configure_gradient_clipping`` (the trainer's
+``gradient_clip_val``) and ``optimizer_step`` with its own optimizer. Its learning-rate schedulers
+are stepped by Lightning's own loop (interval, frequency, monitor). A model trained merged thus
+ends with the same weights, bit for bit, as trained alone on the same batches from the same
+weights (batched models: to rounding, see ``merged_model``); its metrics are the same numbers.
 
-- each model has its own criterion, optimizer (class, learning rate, weight decay, kwargs),
-  learning-rate scheduler and gradient clipping, applied to its own parameter group only;
-- parameter groups must be disjoint and cover every trainable parameter (checked in ``set_model``),
-  so gradients cannot mix;
-- one backward pass of the summed losses seeds every model's loss with exactly 1.0, as
-  ``loss.backward()`` alone does, and the graphs share nothing that requires grad;
-- Lightning's manual optimization runs one zero_grad / backward / step per batch through a
-  :class:`MultiOptimizer`, so ``global_step`` and ``max_steps`` count batches, as for one model.
+Each member logs under its model's prefix (``self.log("val_acc", ...)`` in member 2 becomes
+``model_2/val_acc``), so training costs and logs are the same per model as alone. After each
+validation run the evaluator reports ``{'default': <model 0's default>, 'model_0': <model 0's
+metric>, 'model_1': ..., ...}``, each per-model entry being what that model's evaluator reports
+alone; :func:`split_multi_model_metric` turns it back into one value per model.
 
-Dropout or other randomness consumes the global RNG in a different order when models are merged,
-so models using it match only in distribution.
-
-Metric shape: after each validation run the evaluator reports
-``{'default': <model 0's default>, 'model_0': <model 0's metric>, 'model_1': ..., ...}`` where each
-per-model metric is what that model's evaluator reports alone (``{'default', 'val_acc', 'val_loss'}``
-for Classification). :func:`split_multi_model_metric` turns it back into one value per model.
-
-Placement: ``device_map`` (model index -> device) places sub-models of a list-built merged model;
-the batch is copied once to each distinct device, and targets follow each output's device.
-``MultiModelTrainer`` keeps that placement (its strategy never moves the module).
+What cannot be merged exactly is refused by :func:`merge_refusal` (a model then trains alone):
+manual optimization, a module that transforms batches itself (batch-transfer hooks) or overrides
+``backward``, a module that reports through ``nasflow.report_*`` itself, ONNX export (one file per
+model), trainer callbacks (they would see the merged module, not each model), distributed
+strategies and mixed precision. Dropout and other randomness consume the random number generator
+in another order when models are merged, so such models match only in distribution.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from lightning.pytorch.core.optimizer import _init_optimizers_and_lr_schedulers
 from lightning.pytorch.strategies import SingleDeviceStrategy
-from lightning.pytorch.utilities import move_data_to_device
-from torch import Tensor, nn
+from torch import Tensor
 
-from nasflow.runtime import MetricValue
+from nasflow.runtime import MetricValue, trial_context
 
-from .classification import OptimizerFactory, SupervisedLearningModule, build_criterion, build_optimizer, metric_value
 from .lightning import Lightning, LightningModule, Trainer
-from .metrics import EpochMetrics
+from .merged_model import MergedModel, device_of, move_once
 
 __all__ = [
-    "TrainingConfig", "MergedModel", "MultiOptimizer", "MultiModelLightningModule", "MultiModelTrainer",
+    "MultiOptimizer", "MultiModelLightningModule", "MultiModelTrainer", "merge_refusal", "evaluator_merge_refusal",
     "check_mergeable", "merge_evaluators", "split_multi_model_metric",
 ]
 
 _logger = logging.getLogger(__name__)
 
-DeviceMap = Mapping[int, torch.device | str]
-
-
-@dataclass
-class TrainingConfig:
-    """How one model of a merged module is trained: its own loss, metrics, optimizer and schedule."""
-
-    criterion: Any = nn.CrossEntropyLoss
-    metrics: Mapping[str, Any] = field(default_factory=dict)
-    optimizer: OptimizerFactory = torch.optim.Adam
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
-    optimizer_kwargs: dict[str, Any] = field(default_factory=dict)
-    lr_scheduler: Callable[[torch.optim.Optimizer], Any] | None = None
-    lr_scheduler_interval: str = "epoch"  # or "step"
-
-    def __post_init__(self) -> None:
-        if self.lr_scheduler_interval not in ("epoch", "step"):
-            raise ValueError(f"lr_scheduler_interval must be 'epoch' or 'step', got {self.lr_scheduler_interval!r}.")
-
-    @classmethod
-    def from_module(cls, module: SupervisedLearningModule) -> TrainingConfig:
-        """The config that trains like ``module`` (e.g. a Classification evaluator's module) does alone."""
-        if not isinstance(module, SupervisedLearningModule):
-            raise TypeError(f"Only a SupervisedLearningModule (Classification, Regression, ...) can be merged; "
-                            f"got {type(module).__name__}.")
-        return cls(criterion=module.criterion_factory, metrics=module.metric_specs, optimizer=module.optimizer,
-                   learning_rate=module.learning_rate, weight_decay=module.weight_decay,
-                   lr_scheduler=module.lr_scheduler)
-
-
-class MergedModel(nn.Module):
-    """Runs ``models`` side by side on one input and returns their outputs as a tuple.
-
-    With ``device_map`` each model lives on its own device; the input is copied once per device.
-    """
-
-    def __init__(self, models: Sequence[nn.Module], device_map: DeviceMap | None = None) -> None:
-        super().__init__()
-        self.models = nn.ModuleList(models)
-        self.device_map: dict[int, torch.device] = {}
-        self.place(device_map or {})
-
-    def place(self, device_map: DeviceMap) -> None:
-        for index, device in device_map.items():
-            if not 0 <= index < len(self.models):
-                raise ValueError(f"device_map names model {index}, but there are {len(self.models)} models.")
-            self.models[index].to(device)
-            self.device_map[index] = torch.device(device)
-
-    def _device_of(self, index: int, fallback: torch.device) -> torch.device:
-        for tensor in (*self.models[index].parameters(), *self.models[index].buffers()):
-            return tensor.device
-        return self.device_map.get(index, fallback)
-
-    def forward(self, x: Any) -> tuple[Any, ...]:
-        fallback = _first_tensor(x).device if _first_tensor(x) is not None else torch.device("cpu")
-        copies: dict[torch.device, Any] = {}
-        outputs = []
-        for index, model in enumerate(self.models):
-            device = self._device_of(index, fallback)
-            if device not in copies:
-                copies[device] = move_data_to_device(x, device)
-            outputs.append(model(copies[device]))
-        return tuple(outputs)
-
-    def parameter_groups(self) -> list[list[nn.Parameter]]:
-        return [list(model.parameters()) for model in self.models]
-
-
-def _first_tensor(value: Any) -> Tensor | None:
-    if isinstance(value, Tensor):
-        return value
-    items = value.values() if isinstance(value, Mapping) else value if isinstance(value, (list, tuple)) else ()
-    for item in items:
-        found = _first_tensor(item)
-        if found is not None:
-            return found
-    return None
-
-
-class _OnDevices:
-    """A value copied lazily, at most once, to each device that asks for it."""
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-        self.copies: dict[torch.device, Any] = {}
-
-    def on(self, device: torch.device) -> Any:
-        if device not in self.copies:
-            self.copies[device] = move_data_to_device(self.value, device)
-        return self.copies[device]
+# Lightning hooks the merged module runs on every member, with the same arguments.
+_FORWARDED = (
+    "on_fit_start", "on_fit_end", "on_train_start", "on_train_end", "on_train_epoch_start", "on_train_epoch_end",
+    "on_validation_start", "on_validation_end", "on_validation_epoch_start", "on_validation_epoch_end",
+    "on_test_start", "on_test_end", "on_test_epoch_start", "on_test_epoch_end", "on_after_backward",
+)
+# Member hooks that must keep Lightning's default for merging to be exact.
+_MUST_NOT_OVERRIDE = {
+    "backward": "overrides backward() (merged models share one backward pass)",
+    "on_before_batch_transfer": "transforms its batches (merged models share each batch)",
+    "transfer_batch_to_device": "transforms its batches (merged models share each batch)",
+    "on_after_batch_transfer": "transforms its batches (merged models share each batch)",
+}
+_PLACEMENT_ARGS = ("accelerator", "strategy", "devices", "num_nodes")
+_EXACT_PRECISIONS = (None, 32, "32", "32-true", 64, "64", "64-true")
 
 
 class MultiOptimizer(torch.optim.Optimizer):
-    """One optimizer object over the per-model optimizers (and their schedulers).
+    """One optimizer object over the members' optimizers.
 
-    Lightning sees a single optimizer, so a batch is one optimizer step (``max_steps`` counts
-    batches) and checkpoints save every model's optimizer and scheduler state.
+    Lightning sees a single optimizer, so a batch is one optimizer step (``max_steps`` and
+    ``global_step`` count batches, as for one model) and checkpoints hold every model's state.
     """
 
-    def __init__(self, optimizers: Sequence[torch.optim.Optimizer | None],
-                 schedulers: Sequence[tuple[Any, str] | None] = ()) -> None:
+    def __init__(self, optimizers: Sequence[torch.optim.Optimizer]) -> None:
         self.optimizers = list(optimizers)
-        self.schedulers = list(schedulers) or [None] * len(self.optimizers)
-        present = [opt for opt in self.optimizers if opt is not None]
-        if not present:
-            raise ValueError("None of the merged models has trainable parameters; there is nothing to optimize.")
-        params = [p for opt in present for group in opt.param_groups for p in group["params"]]
+        params = [p for opt in self.optimizers for group in opt.param_groups for p in group["params"]]
         super().__init__(params, {})
-        self.param_groups = [group for opt in present for group in opt.param_groups]  # the real ones: lr is live
+        self.param_groups = [group for opt in self.optimizers for group in opt.param_groups]  # live: lr is real
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
         loss = None
@@ -169,265 +86,350 @@ class MultiOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for optimizer in self.optimizers:
-            if optimizer is not None:
-                optimizer.step()
+            optimizer.step()
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for optimizer in self.optimizers:
-            if optimizer is not None:
-                optimizer.zero_grad(set_to_none=set_to_none)
-
-    def step_schedulers(self, interval: str) -> None:
-        for entry in self.schedulers:
-            if entry is not None and entry[1] == interval:
-                entry[0].step()
+            optimizer.zero_grad(set_to_none=set_to_none)
 
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
-        return {"optimizers": [opt.state_dict() if opt is not None else None for opt in self.optimizers],
-                "schedulers": [entry[0].state_dict() if entry is not None else None for entry in self.schedulers]}
+        return {"optimizers": [opt.state_dict() for opt in self.optimizers]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
         for optimizer, state in zip(self.optimizers, state_dict["optimizers"], strict=True):
-            if optimizer is not None:
-                optimizer.load_state_dict(state)
-        for entry, state in zip(self.schedulers, state_dict["schedulers"], strict=True):
-            if entry is not None:
-                entry[0].load_state_dict(state)
+            optimizer.load_state_dict(state)
+
+
+def _overrides(module: Any, name: str, base: type) -> bool:
+    return getattr(type(module), name, None) is not getattr(base, name, None)
+
+
+def merge_refusal(module: Any) -> str | None:
+    """Why models trained by evaluator module ``module`` cannot be merged exactly, or None."""
+    if not isinstance(module, LightningModule):
+        return f"{type(module).__name__} is not a nasflow.evaluator.LightningModule"
+    name = type(module).__name__
+    if not module.automatic_optimization:
+        return f"{name} uses manual optimization"
+    for hook, why in _MUST_NOT_OVERRIDE.items():
+        if _overrides(module, hook, LightningModule):
+            return f"{name} {why}"
+    if not _overrides(module, "validation_metrics", LightningModule):
+        return f"{name} reports its metrics itself (it does not implement validation_metrics())"
+    if getattr(module, "export_onnx", None):
+        return f"{name} exports the model to ONNX (one file per model)"
+    return None
 
 
 class MultiModelLightningModule(LightningModule):
-    """Trains a merged module with N outputs, each model with its own :class:`TrainingConfig`.
+    """Trains N models at once, each by its own evaluator module (a *member*).
 
-    ``models`` is a list of modules (wrapped into a :class:`MergedModel`, placed by ``device_map``)
-    or one merged module whose ``forward`` returns N outputs and whose ``parameter_groups()``
-    returns N parameter lists (model i's parameters). It may also be given later with ``set_model``.
-    ``configs`` is one config per model, or one config shared by all (``n_models`` then says how
-    many when no model is given yet). Batches are ``(x, y)``; ``x`` goes to the merged module.
+    ``members`` is one module per model, or one module copied for ``n_models`` models. Give the
+    models with ``set_model``: a :class:`~nasflow.evaluator.merged_model.MergedModel` (its
+    placement and batch groups are kept) or a list of modules. Members are children
+    ``model_0``, ``model_1``, ... (checkpoint keys read ``model_0.model.<layer>``).
     """
 
-    def __init__(self, models: Sequence[nn.Module] | nn.Module | None = None,
-                 configs: TrainingConfig | Sequence[TrainingConfig] | None = None, *,
-                 n_models: int | None = None, device_map: DeviceMap | None = None) -> None:
+    def __init__(self, members: LightningModule | Sequence[LightningModule], n_models: int | None = None) -> None:
         super().__init__()
-        self.automatic_optimization = False
-        self.device_map = dict(device_map or {})
-        self.configs_given = configs if configs is not None else TrainingConfig()
-        self.n_models = n_models
-        self.configs: list[TrainingConfig] = []
-        self.groups: list[list[nn.Parameter]] = []
-        if not isinstance(self.configs_given, TrainingConfig):
-            self._set_count(len(self.configs_given), "configs")
-        if models is not None:
-            self.set_model(models)
+        if isinstance(members, LightningModule):
+            if n_models is None:
+                raise ValueError("Give n_models with a single module (one copy of it trains each model).")
+            members = [copy.deepcopy(members) for _ in range(n_models)]
+        members = list(members)
+        if not members or (n_models is not None and n_models != len(members)):
+            raise ValueError(f"Got {len(members)} member modules for n_models={n_models}.")
+        if len({id(member) for member in members}) != len(members):
+            raise ValueError("Each model needs its own member module: pass copies (copy.deepcopy), not one twice.")
+        for index, member in enumerate(members):
+            reason = merge_refusal(member)
+            if reason is not None:
+                raise ValueError(f"Model {index} cannot be trained merged: {reason}. Train it alone.")
+            self.add_module(f"model_{index}", member)
+        self.n_models = len(members)
+        self.merged: MergedModel | None = None
+        self._devices: list[torch.device] = []
+        self._optimizers: list[torch.optim.Optimizer] = []
+        self._scheduler_owner: dict[int, int] = {}
+        self._scheduler_configs: list[Any] = []
+        self._losses: list[Tensor | None] = []
+        self._outputs: list[Any] = []
 
-    def _set_count(self, n: int, source: str) -> None:
-        if self.n_models is not None and self.n_models != n:
-            raise ValueError(f"The {source} say there are {n} models, but n_models / configs say {self.n_models}.")
-        self.n_models = n
+    @property
+    def members(self) -> list[LightningModule]:
+        return [getattr(self, f"model_{index}") for index in range(self.n_models)]
 
+    # ---- models -----------------------------------------------------------------------------
     def set_model(self, model: Any) -> None:
+        """Put model ``i`` into member ``i``: a list of modules or a :class:`MergedModel`."""
         if isinstance(model, (list, tuple)):
-            model = MergedModel(model, self.device_map)
-        elif isinstance(model, MergedModel) and self.device_map:
-            model.place(self.device_map)
-        if not callable(getattr(model, "parameter_groups", None)):
-            raise TypeError(f"{type(model).__name__} cannot be trained as several models: pass a list of modules, "
-                            "or a merged module with parameter_groups() returning each model's parameters.")
-        groups = [list(group) for group in model.parameter_groups()]
-        self._set_count(len(groups), "parameter groups of the merged model")
-        _check_groups(model, groups)
-        self.model = model
-        self.groups = groups
-        shared = isinstance(self.configs_given, TrainingConfig)
-        self.configs = [copy.copy(self.configs_given) for _ in groups] if shared else list(self.configs_given)
-        self.criteria = [_own_criterion(config.criterion) for config in self.configs]
-        self._train_metrics = [EpochMetrics(config.metrics) for config in self.configs]
-        self._val = [EpochMetrics(config.metrics) for config in self.configs]
-        self._test = [EpochMetrics(config.metrics) for config in self.configs]
-        self._last_validation: list[dict[str, float]] | None = None
+            model = MergedModel(model)
+        if not isinstance(model, MergedModel):
+            raise TypeError(f"A merged module trains a MergedModel or a list of models, got {type(model).__name__}.")
+        if len(model.models) != self.n_models:
+            raise ValueError(f"{len(model.models)} models for {self.n_models} member modules.")
+        _check_disjoint(model)
+        self.__dict__["merged"] = model  # not a child: the members hold the models
+        for index, (member, sub) in enumerate(zip(self.members, model.models, strict=True)):
+            member.set_model(sub)
+            member.to(device_of(sub))  # the member's own tensors (a weighted loss) and its `device` follow
+            member.__dict__["_nasflow_host"] = (self, f"model_{index}/")
 
     def unset_model(self) -> None:
-        super().unset_model()
-        self.groups = [[] for _ in self.groups]  # they reference the parameters too
+        for member in self.members:
+            member.unset_model()
+            member.__dict__.pop("_nasflow_host", None)
+        if self.merged is not None:
+            self.merged.unbatch()
+        self.__dict__["merged"] = None
+        self._optimizers, self._losses, self._outputs = [], [], []
 
-    # ---- steps ------------------------------------------------------------------------------
-    def forward(self, x: Any) -> tuple[Any, ...]:
-        outputs = self.model(x)
-        if not isinstance(outputs, (tuple, list)) or len(outputs) != self.n_models:
-            raise ValueError(f"The merged module must return {self.n_models} outputs (one per model), got "
-                             f"{len(outputs) if isinstance(outputs, (tuple, list)) else type(outputs).__name__}.")
+    def forward(self, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        outputs = []
+        for index, member in enumerate(self.members):
+            inputs = self._inputs_for(index, (args, kwargs))
+            outputs.append(member(*inputs[0], **inputs[1]))
         return tuple(outputs)
 
-    def _losses(self, batch: Any) -> tuple[list[Tensor], tuple[Any, ...], list[Any]]:
-        x, y = batch
-        outputs = self(x)
-        targets = _OnDevices(y)
-        target_list = [targets.on(_device(out)) for out in outputs]
-        losses = [criterion(out, target) for criterion, out, target in zip(self.criteria, outputs, target_list,
-                                                                            strict=True)]
-        return losses, outputs, target_list
+    # ---- running members' hooks -------------------------------------------------------------
+    def _hook(self, member: LightningModule, name: str, *args: Any) -> Any:
+        """``member.<name>(*args)`` with this module's current hook set to ``name``, so the member's
+        ``self.log`` calls are checked against the hook it runs in."""
+        previous = self._current_fx_name
+        self._current_fx_name = name
+        try:
+            return getattr(member, name)(*args)
+        finally:
+            self._current_fx_name = previous
 
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        optimizer = self.optimizers()
-        optimizer.zero_grad()
-        losses, outputs, targets = self._losses(batch)
-        total = losses[0]
-        for loss in losses[1:]:  # d total / d loss_i is exactly 1, as for loss_i.backward() alone
-            total = total + loss.to(total.device)
-        self.manual_backward(total)
-        self._clip_gradients()
-        optimizer.step()
-        self._multi_optimizer().step_schedulers("step")
-        if self.logger is not None:  # per-model training curves cost 2N log calls a batch: only for a logger
-            logged: dict[str, Any] = {}
-            for index, (loss, out, target) in enumerate(zip(losses, outputs, targets, strict=True)):
-                logged[f"train_{index}_loss"] = loss.detach()
-                for name, value in self._train_metrics[index].batch_values(out, target).items():
-                    logged[f"train_{index}_{name}"] = value
-            self.log_dict(logged)
-        return total.detach()
+    def _each(self, name: str, *args: Any) -> None:
+        for member in self.members:
+            self._hook(member, name, *args)
 
-    def _multi_optimizer(self) -> MultiOptimizer:
-        optimizer = self.optimizers()
-        return getattr(optimizer, "optimizer", optimizer)
+    def _inputs_for(self, index: int, batch: Any) -> Any:
+        copies = self.__dict__.setdefault("_copies", (None, {}))
+        if copies[0] is not batch:
+            copies = self.__dict__["_copies"] = (batch, {})
+        device = self._devices[index] if self._devices else device_of(self.members[index])
+        return move_once(batch, device, copies[1])
 
-    def _clip_gradients(self) -> None:
-        value, algorithm = getattr(self.trainer, "multi_model_gradient_clip", (None, None))
-        if not value:
-            return
-        for group in self.groups:  # per model, as Lightning clips one model's optimizer alone
-            if algorithm == "value":
-                nn.utils.clip_grad_value_(group, value)
-            else:
-                nn.utils.clip_grad_norm_(group, value)
+    # ---- fit --------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        self._each("setup", stage)
 
-    def on_train_epoch_end(self) -> None:
-        self._multi_optimizer().step_schedulers("epoch")
-
-    def on_fit_start(self) -> None:
-        self._last_validation = None
-        for criterion, group in zip(self.criteria, self.groups, strict=True):
-            if isinstance(criterion, nn.Module) and group:
-                criterion.to(group[0].device)  # e.g. class weights follow the model's device
-
-    def on_validation_epoch_start(self) -> None:
-        for tracker in self._val:
-            tracker.reset()
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        losses, outputs, targets = self._losses(batch)
-        for tracker, loss, out, target in zip(self._val, losses, outputs, targets, strict=True):
-            tracker.update(loss, out, target)
-
-    def on_validation_epoch_end(self) -> None:
-        values = [tracker.compute() for tracker in self._val]
-        if all(values):
-            self._last_validation = values
-            self.log_dict({f"val_{index}_{name}": value for index, per_model in enumerate(values)
-                           for name, value in per_model.items()})
-
-    def on_test_epoch_start(self) -> None:
-        for tracker in self._test:
-            tracker.reset()
-
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        losses, outputs, targets = self._losses(batch)
-        for tracker, loss, out, target in zip(self._test, losses, outputs, targets, strict=True):
-            tracker.update(loss, out, target)
-
-    def on_test_epoch_end(self) -> None:
-        values = [tracker.compute() for tracker in self._test]
-        if all(values):
-            self.log_dict({f"test_{index}_{name}": value for index, per_model in enumerate(values)
-                           for name, value in per_model.items()})
+    def teardown(self, stage: str) -> None:
+        self._each("teardown", stage)
+        self.__dict__.pop("_copies", None)
 
     def configure_optimizers(self) -> MultiOptimizer:
-        optimizers: list[torch.optim.Optimizer | None] = []
-        schedulers: list[tuple[Any, str] | None] = []
-        for index, (config, group) in enumerate(zip(self.configs, self.groups, strict=True)):
-            if not group:
-                _logger.warning("Model %d of the merged module has no trainable parameters; it is not optimized.",
-                                index)
-                optimizers.append(None)
-                schedulers.append(None)
-                continue
-            optimizer = build_optimizer(config.optimizer, group, config.learning_rate, config.weight_decay,
-                                        **config.optimizer_kwargs)
-            optimizers.append(optimizer)
-            schedulers.append((config.lr_scheduler(optimizer), config.lr_scheduler_interval)
-                              if config.lr_scheduler is not None else None)
-        return MultiOptimizer(optimizers, schedulers)
+        """Each member's own ``configure_optimizers``, parsed by Lightning as for a solo run."""
+        self._optimizers, self._scheduler_configs, self._scheduler_owner = [], [], {}
+        for index, member in enumerate(self.members):
+            optimizers, schedulers = _init_optimizers_and_lr_schedulers(member)
+            if len(optimizers) != 1:
+                raise ValueError(f"Model {index}'s module returns {len(optimizers)} optimizers; a merged model "
+                                 "needs exactly one (automatic optimization).")
+            self._optimizers.append(optimizers[0])
+            for config in schedulers:
+                if config.monitor is not None:
+                    config.monitor = f"model_{index}/{config.monitor}"
+                self._scheduler_owner[id(config.scheduler)] = index
+                self._scheduler_configs.append(config)
+        return MultiOptimizer(self._optimizers)
 
-    # ---- metrics ----------------------------------------------------------------------------
-    def validation_metrics(self) -> MetricValue | None:
-        if self._last_validation is None:
+    def on_fit_start(self) -> None:
+        """Lightning steps the members' schedulers as a solo run's: register them with the trainer."""
+        self._devices = [device_of(member) for member in self.members]
+        self.trainer.strategy.lr_scheduler_configs = [*self.trainer.strategy.lr_scheduler_configs,
+                                                      *self._scheduler_configs]
+        _FORWARDING["on_fit_start"](self)
+
+    def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
+        self._hook(self.members[self._scheduler_owner[id(scheduler)]], "lr_scheduler_step", scheduler, metric)
+
+    # ---- training ---------------------------------------------------------------------------
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        for index, member in enumerate(self.members):
+            if self._hook(member, "on_train_batch_start", self._inputs_for(index, batch), batch_idx) == -1:
+                raise RuntimeError(f"Model {index}'s module skips the rest of the epoch (on_train_batch_start "
+                                   "returned -1); merged models share their epochs, so it must train alone.")
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor | None:
+        self._losses, self._outputs = [], []
+        for index, member in enumerate(self.members):
+            output = self._hook(member, "training_step", self._inputs_for(index, batch), batch_idx)
+            self._outputs.append(output)
+            self._losses.append(_loss_of(output, index))
+        present = [loss for loss in self._losses if loss is not None]
+        if not present:
             return None
-        per_model = [metric_value(values, list(config.metrics))
-                     for values, config in zip(self._last_validation, self.configs, strict=True)]
-        return {"default": per_model[0]["default"], **{f"model_{i}": value for i, value in enumerate(per_model)}}
+        total = present[0]
+        for loss in present[1:]:  # d total / d loss_i is exactly 1, as for loss_i.backward() alone
+            total = total + loss.to(total.device)
+        return total
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        for index, member in enumerate(self.members):
+            self._hook(member, "on_train_batch_end", self._outputs[index], self._inputs_for(index, batch), batch_idx)
+
+    def on_before_backward(self, loss: Tensor) -> None:
+        for member, own in zip(self.members, self._losses, strict=True):
+            if own is not None:
+                self._hook(member, "on_before_backward", own)
+
+    def on_before_zero_grad(self, optimizer: Any) -> None:
+        for member, own in zip(self.members, self._optimizers, strict=True):
+            self._hook(member, "on_before_zero_grad", own)
+
+    def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: Any) -> None:
+        for member, own in zip(self.members, self._optimizers, strict=True):
+            self._hook(member, "optimizer_zero_grad", epoch, batch_idx, own)
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any,
+                       optimizer_closure: Callable[[], Any] | None = None) -> None:
+        """Run Lightning's closure (every member's step and the backward pass), then each member's
+        own ``optimizer_step`` with its optimizer and a closure that clips its gradients."""
+        if optimizer_closure is not None:
+            optimizer_closure()
+        for index, (member, own) in enumerate(zip(self.members, self._optimizers, strict=True)):
+            closure = _MemberClosure(self, index, member, own)
+            self._hook(member, "optimizer_step", epoch, batch_idx, own, closure)
+
+    # ---- evaluation -------------------------------------------------------------------------
+    def validation_step(self, batch: Any, batch_idx: int, *rest: Any) -> None:
+        for index, member in enumerate(self.members):
+            self._hook(member, "validation_step", self._inputs_for(index, batch), batch_idx, *rest)
+
+    def test_step(self, batch: Any, batch_idx: int, *rest: Any) -> None:
+        for index, member in enumerate(self.members):
+            self._hook(member, "test_step", self._inputs_for(index, batch), batch_idx, *rest)
+
+    def validation_metrics(self) -> MetricValue | None:
+        values = []
+        for member in self.members:
+            with _no_reports(member):
+                values.append(member.validation_metrics())
+        if any(value is None for value in values):
+            return None
+        default = values[0]["default"] if isinstance(values[0], dict) else values[0]
+        return {"default": default, **{f"model_{index}": value for index, value in enumerate(values)}}
 
     def requires_validation(self) -> bool:
-        return True
+        return any(member.requires_validation() for member in self.members)
 
 
-def _device(output: Any) -> torch.device:
-    tensor = _first_tensor(output)
-    return tensor.device if tensor is not None else torch.device("cpu")
+def _forwarding(name: str) -> Callable[..., None]:
+    def hook(self: MultiModelLightningModule, *args: Any) -> None:
+        for member in self.members:
+            with _no_reports(member):
+                self._hook(member, name, *args)
+
+    hook.__name__ = hook.__qualname__ = name
+    hook.__doc__ = f"Every member's ``{name}``."
+    return hook
 
 
-def _own_criterion(criterion: Any) -> Any:
-    built = build_criterion(criterion)
-    return copy.deepcopy(built) if built is criterion and isinstance(built, nn.Module) else built
+_FORWARDING = {name: _forwarding(name) for name in _FORWARDED}
+for _name, _hook in _FORWARDING.items():
+    if _name not in vars(MultiModelLightningModule):
+        setattr(MultiModelLightningModule, _name, _hook)
 
 
-def _check_groups(model: nn.Module, groups: list[list[nn.Parameter]]) -> None:
-    """Groups must be disjoint and cover every trainable parameter, or merged training is not exact."""
-    names = {id(p): name for name, p in model.named_parameters(remove_duplicate=False)}
+class _MemberClosure:
+    """What a member's ``optimizer_step`` calls: its ``on_before_optimizer_step`` and gradient
+    clipping (the loss and gradients are already computed); returns its loss, once."""
+
+    def __init__(self, owner: MultiModelLightningModule, index: int, member: LightningModule,
+                 optimizer: torch.optim.Optimizer) -> None:
+        self.owner, self.index, self.member, self.optimizer = owner, index, member, optimizer
+        self.called = False
+
+    def __call__(self) -> Tensor | None:
+        if self.called:
+            raise RuntimeError(f"Model {self.index}'s optimizer calls its closure more than once a step (e.g. "
+                               "LBFGS); merged models compute each step once, so it must train alone.")
+        self.called = True
+        trainer = self.owner.trainer
+        self.owner._hook(self.member, "on_before_optimizer_step", self.optimizer)
+        self.owner._hook(self.member, "configure_gradient_clipping", self.optimizer, trainer.gradient_clip_val,
+                         trainer.gradient_clip_algorithm)
+        return self.owner._losses[self.index]
+
+
+class _RefuseReports:
+    def __init__(self, member: LightningModule) -> None:
+        self.name = type(member).__name__
+
+    def __call__(self, kind: str, value: Any) -> None:
+        raise RuntimeError(f"{self.name} reported a metric through nasflow.report_* inside a merged trial; merged "
+                           "models report what validation_metrics() returns. Train this model alone.")
+
+
+def _no_reports(member: LightningModule) -> Any:
+    """Inside a member's epoch hooks, ``nasflow.report_*`` is an error (it would report for all models)."""
+    return trial_context(_RefuseReports(member))
+
+
+def _loss_of(output: Any, index: int) -> Tensor | None:
+    if output is None or isinstance(output, Tensor):
+        return output
+    if isinstance(output, dict) and "loss" in output:
+        return output["loss"]
+    raise TypeError(f"Model {index}'s training_step returned {type(output).__name__}; return the loss tensor, "
+                    "a dict with 'loss', or None.")
+
+
+def _check_disjoint(model: MergedModel) -> None:
+    """Models of a merged module must not share parameters, or merged training is not exact."""
     owner: dict[int, int] = {}
-    for index, group in enumerate(groups):
-        for param in group:
+    for index, sub in enumerate(model.models):
+        for name, param in sub.named_parameters():
             if owner.setdefault(id(param), index) != index:
-                raise ValueError(f"Parameter {names.get(id(param), '?')!r} belongs to models {owner[id(param)]} and "
-                                 f"{index}; merged models must not share parameters.")
-    for name, param in model.named_parameters():
-        if param.requires_grad and id(param) not in owner:
-            raise ValueError(f"Parameter {name!r} of the merged module belongs to no model's parameter group; "
-                             "it would never be trained. Put it in one model's group.")
+                raise ValueError(f"Parameter {name!r} of model {index} also belongs to model {owner[id(param)]}; "
+                                 "merged models must not share parameters.")
 
 
 class _KeepPlacementStrategy(SingleDeviceStrategy):
-    """Single-process strategy that never moves the module: sub-models stay where ``device_map`` put them."""
+    """Single-process strategy that never moves the module: models stay where the plan put them."""
 
     def model_to_device(self) -> None:
         pass
 
 
-_PLACEMENT_ARGS = ("accelerator", "strategy", "devices", "num_nodes")
-_EXACT_PRECISIONS = (None, 32, "32", "32-true", 64, "64", "64-true")
-
-
 class MultiModelTrainer(Trainer):
     """A :class:`Trainer` for :class:`MultiModelLightningModule`.
 
-    Placement belongs to the module's ``device_map``, so ``accelerator`` / ``strategy`` /
-    ``devices`` are refused; ``gradient_clip_val`` is applied per model; gradient accumulation and
-    mixed precision are refused (they would break per-model exactness or placement).
+    Placement belongs to the merged model (``device`` is where batches arrive; models on other
+    devices get a copy), so ``accelerator`` / ``strategy`` / ``devices`` are refused; mixed
+    precision is refused (one gradient scaler would couple the models).
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, device: str | torch.device = "cpu", **kwargs: Any) -> None:
         for name in _PLACEMENT_ARGS:
             if name in kwargs:
-                raise ValueError(f"MultiModelTrainer does not take {name!r}: sub-models are placed by the "
-                                 "MultiModelLightningModule's device_map.")
-        if kwargs.get("accumulate_grad_batches", 1) != 1:
-            raise ValueError("MultiModelTrainer does not support accumulate_grad_batches (manual optimization).")
+                raise ValueError(f"MultiModelTrainer does not take {name!r}: the merged model places its models.")
         if kwargs.get("precision") not in _EXACT_PRECISIONS:
             raise ValueError(f"MultiModelTrainer supports precision 32 or 64, got {kwargs['precision']!r}.")
-        clip = (kwargs.pop("gradient_clip_val", None), kwargs.pop("gradient_clip_algorithm", None))
-        super().__init__(*args, accelerator="cpu", strategy=_KeepPlacementStrategy(device=torch.device("cpu")),
-                         **kwargs)
-        self.multi_model_gradient_clip = clip
+        root = torch.device(device)
+        cuda = root.type == "cuda"
+        super().__init__(*args, accelerator="cuda" if cuda else "cpu", devices=[root.index or 0] if cuda else 1,
+                         strategy=_KeepPlacementStrategy(device=root), **kwargs)
+
+
+def evaluator_merge_refusal(evaluator: Any) -> str | None:
+    """Why ``evaluator``'s models cannot train merged (see :func:`merge_refusal`), or None."""
+    if not isinstance(evaluator, Lightning):
+        return f"{type(evaluator).__name__} is not a Lightning evaluator"
+    kwargs = evaluator.trainer.trace_kwargs
+    if kwargs.get("callbacks"):
+        return "its trainer has callbacks, which would see the merged module rather than each model"
+    if kwargs.get("precision") not in _EXACT_PRECISIONS:
+        return f"precision {kwargs['precision']!r} (mixed precision couples merged models through one scaler)"
+    strategy = kwargs.get("strategy")
+    if strategy not in (None, "auto") or kwargs.get("num_nodes", 1) != 1:
+        return "its trainer uses a distributed strategy"
+    return merge_refusal(evaluator.module)
 
 
 def check_mergeable(evaluators: Sequence[Any]) -> None:
@@ -436,30 +438,26 @@ def check_mergeable(evaluators: Sequence[Any]) -> None:
         raise ValueError("Nothing to merge: no evaluators given.")
     first = evaluators[0]
     for index, evaluator in enumerate(evaluators):
-        if not isinstance(evaluator, Lightning) or not isinstance(evaluator.module, SupervisedLearningModule):
-            raise ValueError(f"Evaluator {index} ({type(evaluator).__name__}) is not a Lightning evaluator with a "
-                             "SupervisedLearningModule (Classification, Regression), so it cannot be merged.")
+        reason = evaluator_merge_refusal(evaluator)
+        if reason is not None:
+            raise ValueError(f"Evaluator {index} cannot be merged: {reason}.")
         if not evaluator.shares_data_with(first):
             raise ValueError(f"Evaluator {index} does not share data loaders / trainer settings with evaluator 0.")
-    kwargs = first.trainer.trace_kwargs
-    if kwargs.get("accumulate_grad_batches", 1) != 1 or kwargs.get("precision") not in _EXACT_PRECISIONS:
-        raise ValueError("Evaluators using gradient accumulation or mixed precision cannot be merged exactly.")
 
 
-def merge_evaluators(evaluators: Sequence[Lightning], device_map: DeviceMap | None = None) -> Lightning:
-    """One evaluator that trains the merged module of ``evaluators``' models, each model as its own
-    evaluator would (its loss, optimizer, learning rate, metrics), on their shared data and trainer settings.
+def merge_evaluators(evaluators: Sequence[Lightning], device: str | torch.device = "cpu") -> Lightning:
+    """One evaluator that trains the merged module of ``evaluators``' models, each model by a copy of
+    its own evaluator's module, on their shared data and trainer settings.
 
-    The trainer's placement arguments (accelerator, devices, strategy) are replaced by ``device_map``.
-    Evaluate it on a list of the models (or a merged module with ``parameter_groups()``); its reports
-    have the multi-model shape (see :func:`split_multi_model_metric`).
+    The trainer's placement arguments (accelerator, devices, strategy) give way to the merged
+    model's placement; ``device`` is where batches arrive. Evaluate it on a :class:`MergedModel`
+    (or a list of the models); its reports have the multi-model shape (:func:`split_multi_model_metric`).
     """
     check_mergeable(evaluators)
     first = evaluators[0]
     kwargs = {k: v for k, v in first.trainer.trace_kwargs.items() if k not in _PLACEMENT_ARGS}
-    trainer = MultiModelTrainer(*first.trainer.trace_args, **kwargs)
-    module = MultiModelLightningModule(configs=[TrainingConfig.from_module(ev.module) for ev in evaluators],
-                                       device_map=device_map)
+    trainer = MultiModelTrainer(*first.trainer.trace_args, device=device, **kwargs)
+    module = MultiModelLightningModule([copy.deepcopy(evaluator.module) for evaluator in evaluators])
     return Lightning(module, trainer, first.train_dataloaders, first.val_dataloaders, first.datamodule,
                      first.fit_kwargs)
 
@@ -470,3 +468,4 @@ def split_multi_model_metric(value: MetricValue, n_models: int | None = None) ->
         raise ValueError(f"Not a multi-model metric (no 'model_0' entry): {value!r}.")
     count = n_models if n_models is not None else sum(1 for key in value if key.startswith("model_"))
     return [value[f"model_{index}"] for index in range(count)]
+

@@ -19,6 +19,7 @@ from typing import Any
 
 import cloudpickle
 
+from nasflow.runtime import current_trial
 from nasflow.space import ExecutableModelSpace, ModelStatus, RawFormatModelSpace, SimplifiedModelSpace
 from nasflow.training_service import TrainingService, TrialEvent, TrialSpec
 
@@ -43,13 +44,20 @@ def refuse_raw(model: ExecutableModelSpace) -> None:
         )
 
 
-def trial_payload(model: ExecutableModelSpace) -> bytes:
-    """The bytes a worker runs: the frozen model's ``execute`` (model + evaluator), by cloudpickle."""
+def trial_payload(model: ExecutableModelSpace, trial_dir: str | None = None) -> bytes:
+    """The bytes a worker runs: the frozen model's ``execute`` (model + evaluator), by cloudpickle.
+
+    ``trial_dir`` is the trial's folder; the trial context carries it to the evaluator, which keeps
+    the trial's files (Lightning logs, checkpoints) there rather than in the working directory.
+    """
     refuse_raw(model)
-    return cloudpickle.dumps(functools.partial(_execute, shareable(model)))
+    return cloudpickle.dumps(functools.partial(_execute, shareable(model), trial_dir))
 
 
-def _execute(model: ExecutableModelSpace) -> None:
+def _execute(model: ExecutableModelSpace, trial_dir: str | None = None) -> None:
+    context = current_trial()
+    if context is not None and trial_dir is not None:
+        context.trial_dir = trial_dir
     model.execute()
 
 
@@ -160,10 +168,12 @@ class TrainingServiceExecutionEngine(ExecutionEngine):
         service = self._ensure_service()
         while self._pending and len(self._running) < self.trial_concurrency and service.capacity() > 0:
             model = self._pending.popleft()
-            trial_id = f"{model.model_id}-{uuid.uuid4().hex[:6]}"
-            log_path = str(self.log_dir / f"trial-{trial_id}.log") if self.log_dir is not None else None
+            trial_id = f"{getattr(model, 'trial_name', model.model_id)}-{uuid.uuid4().hex[:6]}"
+            trial_dir = str(self.log_dir / f"trial-{trial_id}") if self.log_dir is not None else None
+            log_path = f"{trial_dir}.log" if trial_dir is not None else None
             try:
-                spec = TrialSpec(trial_id, trial_payload(model), self.trial_timeout, log_path, self.trial_gpu_number)
+                spec = TrialSpec(trial_id, trial_payload(model, trial_dir), self.trial_timeout, log_path,
+                                 self.trial_gpu_number)
             except Exception as err:  # an unpicklable model fails alone, with the reason
                 self.dispatch_model_event(TrainingEndEvent(model, ModelStatus.Failed,
                                                            f"The model could not be sent to a worker: {err!r}"))

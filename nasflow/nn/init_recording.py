@@ -18,7 +18,7 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["recording_init_args", "recorded_init_args", "is_recording"]
+__all__ = ["recording_init_args", "recorded_init_args", "is_recording", "install"]
 
 _RECORD_KEY = "_nf_init_record"
 _local = threading.local()
@@ -36,7 +36,7 @@ def is_recording() -> bool:
 def recording_init_args() -> Iterator[None]:
     """Record init arguments of torch.nn and basic-unit modules constructed inside this block."""
     if not is_recording():
-        _install()
+        install()
     _local.depth = getattr(_local, "depth", 0) + 1
     try:
         yield
@@ -75,9 +75,12 @@ def _patch(cls: type) -> None:
         _patched.add(cls)
 
 
-def _install() -> None:
+def install() -> None:
     """Wrap ``__init__`` of every torch.nn / basic-unit class, once per process: existing classes by
-    walking the subclass tree, later ones as they are defined (a hook on ``nn.Module``)."""
+    walking the subclass tree, later ones as they are defined (a hook on ``nn.Module``).
+
+    Runs on the first space construction; the local training service's fork server runs it up
+    front, so its workers inherit the wrapped classes instead of each wrapping them again."""
     global _installed
     if _installed:
         return

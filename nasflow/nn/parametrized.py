@@ -74,6 +74,36 @@ def init_arguments_with_defaults(init: Callable[..., Any], args: tuple[Any, ...]
     return result
 
 
+_PLAIN = (type(None), bool, int, float, complex, str, bytes, tuple)
+
+
+def _plain_attributes(module: nn.Module) -> dict[str, Any]:
+    """The public plain-valued attributes (``eps``, ``momentum``, ``stride``...) a module holds now."""
+    return {k: v for k, v in module.__dict__.items()
+            if not k.startswith("_") and k not in ("training", "trace_args", "trace_kwargs") and isinstance(v, _PLAIN)}
+
+
+def carry_post_construction_state(old: nn.Module, new: nn.Module) -> None:
+    """Give ``new`` what the user changed on ``old`` after it was built: weights, ``requires_grad``, attributes.
+
+    Freezing constructs a module again from its recorded arguments; a space that set ``bn.eps`` or
+    froze a weight after construction would otherwise lose it silently. Attributes are compared with
+    their values right after construction, so values derived from sampled arguments are left alone.
+    """
+    old_state, new_state = old.state_dict(), new.state_dict()
+    if old_state.keys() == new_state.keys() and all(old_state[k].shape == new_state[k].shape for k in old_state):
+        new.load_state_dict(old_state)
+    old_params = dict(old.named_parameters())
+    for name, param in new.named_parameters():
+        if name in old_params:
+            param.requires_grad_(old_params[name].requires_grad)
+    built = old.__dict__.get("_nf_built_attributes", {})
+    for key, value in _plain_attributes(old).items():
+        if key in new.__dict__ and (key not in built or built[key] != value):
+            setattr(new, key, value)
+    new.train(old.training)
+
+
 def _wrap_init(init: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(init)
     def wrapper(self: ParametrizedModule, *args: Any, **kwargs: Any) -> None:
@@ -93,6 +123,7 @@ def _wrap_init(init: Callable[..., None]) -> Callable[..., None]:
         if not frozen:
             for mutable in _mutables_in(args) + _mutables_in(kwargs.values()):
                 self.add_mutable(mutable)
+            self.__dict__["_nf_built_attributes"] = _plain_attributes(self)
 
     return wrapper
 
@@ -133,7 +164,8 @@ class ParametrizedModule(MutableModule):
         return super().__new__(cls)
 
     def freeze_shallow(self, sample: Sample) -> nn.Module:
-        """Construct again with the sampled arguments; keep the weights when their shapes agree.
+        """Construct again with the sampled arguments; keep the weights when their shapes agree, and
+        whatever else the user changed after construction (see ``carry_post_construction_state``).
 
         A wrapped torch layer always becomes the plain layer (as when rebuilt under the sample), so
         both freeze paths give the same module types.
@@ -142,10 +174,8 @@ class ParametrizedModule(MutableModule):
             return super().freeze_shallow(sample)  # mutable children (if any) still need freezing
         with frozen_context(sample, model=True):
             new = type(self)(*self.trace_args, **self.trace_kwargs)
-        old_state, new_state = self.state_dict(), new.state_dict()
-        if old_state.keys() == new_state.keys() and all(old_state[k].shape == new_state[k].shape for k in old_state):
-            new.load_state_dict(old_state)
-        return new.train(self.training)
+        carry_post_construction_state(self, new)
+        return new
 
     @property
     def args(self) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from .base import MutableModule, check_module_contains, current_sample, freeze_m
 
 __all__ = ["Repeat"]
 
-BlockSpec = nn.Module | list[nn.Module] | Callable[[int], nn.Module]
+BlockSpec = nn.Module | Callable[[int], nn.Module] | list[nn.Module | Callable[[int], nn.Module]]
 
 
 def _depth_mutable(depth: Any, label: str | None) -> tuple[Any, int]:
@@ -50,18 +50,25 @@ def _block_scope(depth: Any) -> Any:
 
 
 def _make_blocks(blocks: BlockSpec, count: int, label: str | None) -> list[nn.Module]:
-    if isinstance(blocks, (list, tuple, nn.ModuleList)):
-        if len(blocks) < count:
-            raise ValueError(f"Repeat {label!r}: {len(blocks)} blocks given, but the depth can reach {count}.")
-        return list(blocks)[:count]
+    """The first ``count`` blocks. As NNI documents: one module is deep-copied for each repetition, a
+    factory is called with the block's index, and a list gives block ``i`` as its item ``i`` (a module,
+    or a factory called with ``i``). No label scope of its own: the blocks' choices are labelled where
+    Repeat is."""
+    listed = isinstance(blocks, (list, tuple, nn.ModuleList))
+    if listed and len(blocks) < count:  # type: ignore[arg-type]
+        raise ValueError(f"Repeat {label!r}: {len(blocks)} blocks given, but the depth can reach {count}.")
     made: list[nn.Module] = []
-    for index in range(count):  # no scope of its own: the blocks' choices are labelled where Repeat is
-        if isinstance(blocks, nn.Module):
-            made.append(blocks if index == 0 else copy.deepcopy(blocks))
-        elif callable(blocks):
-            made.append(blocks(index))
+    for index in range(count):
+        spec = blocks[index] if listed else blocks  # type: ignore[index]
+        if isinstance(spec, nn.Module):
+            made.append(spec if listed or index == 0 else copy.deepcopy(spec))
+        elif callable(spec):
+            made.append(spec(index))
         else:
-            raise TypeError(f"Repeat {label!r}: blocks must be a module, a list of modules or a factory.")
+            raise TypeError(f"Repeat {label!r}: blocks must be a module, a factory taking the block index, or a "
+                            f"list of those; got {spec!r}.")
+        if not isinstance(made[-1], nn.Module):
+            raise TypeError(f"Repeat {label!r}: the factory for block {index} returned {made[-1]!r}, not a module.")
     return made
 
 
@@ -73,8 +80,9 @@ def _name(depth: Any, label: str | None) -> str | None:
 class Repeat(MutableModule):
     """``depth`` blocks in sequence: ``depth`` an int, a ``(min, max)`` range or a mutable.
 
-    ``blocks``: one module (copied for each repetition), a list of modules, or a factory
-    ``index -> module``. Built inside ``model_context``, it returns an ``nn.Sequential``.
+    ``blocks``: one module (copied for each repetition), a factory ``index -> module``, or a list
+    of modules or factories (item ``i`` makes block ``i``). Built inside ``model_context``, it
+    returns an ``nn.Sequential``.
     """
 
     def __new__(cls, blocks: BlockSpec | None = None, depth: Any = 1, *, label: str | None = None) -> Any:

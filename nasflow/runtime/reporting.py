@@ -42,10 +42,17 @@ def normalize_metric(value: Any) -> MetricValue:
 
 @dataclass
 class TrialContext:
-    """Where reports of the running trial go."""
+    """Where reports of the running trial go, and the folder its files belong in.
+
+    ``trial_dir`` is the trial's own folder (next to its log) when the trial runs under an engine
+    that gives it one; evaluators put what they write there (Lightning's logs and checkpoints)
+    instead of the user's working directory. ``None`` in process (``evaluate_model``, the
+    sequential engine).
+    """
 
     emit: Emit
     model_id: str | None = None
+    trial_dir: str | None = None
     final_reported: bool = False
     intermediates: list[MetricValue] = field(default_factory=list)
 
@@ -59,12 +66,12 @@ def current_trial() -> TrialContext | None:
 
 
 @contextmanager
-def trial_context(emit: Emit, model_id: str | None = None) -> Iterator[TrialContext]:
+def trial_context(emit: Emit, model_id: str | None = None, trial_dir: str | None = None) -> Iterator[TrialContext]:
     """Route ``report_*`` calls made inside to ``emit`` (thread-local, nestable)."""
     stack = getattr(_local, "stack", None)
     if stack is None:
         stack = _local.stack = []
-    context = TrialContext(emit, model_id)
+    context = TrialContext(emit, model_id, trial_dir)
     stack.append(context)
     try:
         yield context

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import logging
-import pickle
 import random
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +10,7 @@ from nasflow.execution import ExecutionEngine, ModelEvent, ModelEventType
 from nasflow.space import ExecutableModelSpace, ModelStatus, metric_number
 
 from .base import Strategy
-from .utils import EventHooks, check_int, check_seed, rng_state, sample_key, set_rng_state
+from .utils import EventHooks, check_int, check_seed, sample_key
 
 if TYPE_CHECKING:
     import optuna
@@ -39,7 +37,9 @@ class TPE(Strategy):
     is enqueued instead, and the search stops when none is left.
 
     ``n_startup_trials`` random trials come first; other keyword arguments go to ``TPESampler``
-    (e.g. ``multivariate=True``, ``n_ei_candidates=48``).
+    (e.g. ``multivariate=False``, ``n_ei_candidates=48``). The random numbers of each trial follow
+    from the seed (a random one when ``seed`` is None, kept in the state) and the trial's number,
+    so the state (``state_dict``) is the seed and the told trials, a list that only grows.
     """
 
     def __init__(self, seed: int | None = None, *, n_startup_trials: int = 10, dedup: bool = True,
@@ -49,14 +49,16 @@ class TPE(Strategy):
         self.n_startup_trials = check_int("TPE", "n_startup_trials", n_startup_trials, 0)
         self.dedup = bool(dedup)
         self.max_retries = check_int("TPE", "max_retries", max_retries, 1)
-        self._sampler = _make_sampler(seed, n_startup_trials, sampler_kwargs)
-        self._rng = random.Random(seed)
+        self._base_seed = seed if seed is not None else random.SystemRandom().getrandbits(32)
+        self._sampler_kwargs = sampler_kwargs
+        self._sampler = _make_sampler(self._base_seed, n_startup_trials, sampler_kwargs)
         self._space: OptunaSpace | None = None
         self._study: optuna.Study | None = None
         self._asked: dict[int, tuple[ExecutableModelSpace, optuna.trial.Trial]] = {}
         self._reported: dict[int, dict[int, float]] = {}  # intermediates told, per running model
         self._results: dict[str, Any] = {}  # sample key -> metric, _RUNNING or _FAILED
-        self._history: list[dict[str, Any]] = []  # finished trials in the order they were told
+        self._history: list[dict[str, Any]] = []  # told trials in order; records are never changed
+        self._loaded = 0  # history records whose results are not in _results yet (loaded before initialize)
         self._hooks = EventHooks()
 
     # ---- lifecycle ----------------------------------------------------------------------------
@@ -64,6 +66,7 @@ class TPE(Strategy):
         from .tpe_space import OptunaSpace
 
         self._space = OptunaSpace(model_space.simplify())  # raises early on a leaf TPE cannot search
+        self._learn_loaded()
         self._hooks.register(engine, ModelEventType.IntermediateMetric, self._on_intermediate)
         self._hooks.register(engine, ModelEventType.TrainingEnd, self._on_training_end)
         return model_space
@@ -116,8 +119,9 @@ class TPE(Strategy):
         from optuna.trial import TrialState
 
         assert self._space is not None
+        rng = random.Random(f"{self._base_seed}:{len(self._history)}:{len(self._asked)}")  # follows from the state
         for _ in range(_RANDOM_DRAWS):
-            sample = self.model_space.random(random_state=self._rng).sample
+            sample = self.model_space.random(random_state=rng).sample
             if self.dedup and sample_key(sample) in self._results:
                 continue
             self.study.enqueue_trial(self._space.params_of(sample))
@@ -157,31 +161,29 @@ class TPE(Strategy):
             return
         metric = model.metric
         self._results[sample_key(model.sample)] = metric if metric is not None else _FAILED
-        if entry is None:  # not asked by TPE (e.g. a Deduplication replacement): learn from it anyway
-            if metric is not None and self._space is not None:
-                self._add_completed(model.sample, metric)
-            return
-        if metric is not None:
-            self._tell(entry[1], TrialState.COMPLETE, metric, intermediates)
+        if entry is None:  # not asked by TPE: told as a finished trial of its own
+            self._add_finished(model.sample, metric)
+        elif metric is not None:
+            self._tell(entry[1], TrialState.COMPLETE, metric, intermediates, ran=True)
         elif model.status == ModelStatus.Failed:
-            self._tell(entry[1], TrialState.FAIL, None, intermediates)
+            self._tell(entry[1], TrialState.FAIL, None, intermediates, ran=True)
         else:  # Interrupted (e.g. MedianStop) or Invalid: worse than its intermediates suggest
-            self._tell(entry[1], TrialState.PRUNED, None, intermediates)
+            self._tell(entry[1], TrialState.PRUNED, None, intermediates, ran=True)
 
     def _tell(self, trial: optuna.trial.Trial, state: Any, value: float | None = None,
-              intermediates: dict[int, float] | None = None) -> None:
+              intermediates: dict[int, float] | None = None, ran: bool = False) -> None:
         """Tell Optuna, and keep the record a resumed search re-adds to its fresh study."""
         self.study.tell(trial, value if state.name == "COMPLETE" else None, state=state)
-        self._history.append({
-            "params": dict(trial.params),
-            "state": state.name,
-            "value": value,
-            "intermediate": {str(k): v for k, v in (intermediates or {}).items()},
-        })
+        self._history.append(_record(dict(trial.params), state.name, value, intermediates, ran))
 
-    def _add_completed(self, sample: dict[str, Any], metric: float) -> None:
-        assert self._space is not None
-        record = {"params": self._space.params_of(sample), "state": "COMPLETE", "value": metric, "intermediate": {}}
+    def _add_finished(self, sample: dict[str, Any], metric: float | None) -> None:
+        """A model TPE did not ask (e.g. a Deduplication replacement): learn from it anyway."""
+        if self._space is None:
+            return
+        state = "COMPLETE" if metric is not None else "FAIL"
+        record = _record(self._space.params_of(sample), state, metric, None, ran=True)
+        if sample_key(self._space.sample_of(record["params"])) != sample_key(sample):
+            record["key"] = sample_key(sample)  # its params stand for another sample (a clipped normal)
         self.study.add_trial(self._frozen_trial(record))
         self._history.append(record)
 
@@ -194,7 +196,7 @@ class TPE(Strategy):
         params = {name: value for name, value in record["params"].items() if name in distributions}
         return optuna.trial.create_trial(
             state=TrialState[record["state"]],
-            value=record["value"] if record["state"] == "COMPLETE" else None,
+            value=record.get("value") if record["state"] == "COMPLETE" else None,
             params=params,
             distributions={name: distributions[name] for name in params},
             intermediate_values={int(k): v for k, v in record.get("intermediate", {}).items()},
@@ -202,36 +204,52 @@ class TPE(Strategy):
 
     # ---- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """JSON-able: the told trials (re-added to a fresh study on load), results seen, RNG states."""
-        try:
-            sampler: str | None = base64.b64encode(pickle.dumps(self._sampler)).decode("ascii")
-        except (pickle.PicklingError, AttributeError, TypeError):
-            _logger.warning("TPE: the sampler cannot be pickled (a lambda among its arguments?); a resumed "
-                            "search continues from the same trials but not with the same random numbers.")
-            sampler = None
-        return {
-            "history": [dict(record) for record in self._history],
-            "results": {k: v for k, v in self._results.items() if v != _RUNNING},
-            "rng": rng_state(self._rng),
-            "sampler": sampler,
-        }
+        """JSON-able: the seed, and the told trials in order (re-added to a fresh study on load).
+
+        ``history`` only grows, and a record never changes once added: a saved state is a prefix
+        of every later one, so it can be stored by appending the new records.
+        """
+        return {"seed": self._base_seed, "history": list(self._history)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self._study is not None:
             raise RuntimeError("TPE: load_state_dict must come before run(); use a new TPE object to resume.")
-        self._history = [dict(record) for record in state.get("history", [])]
-        self._results.update(state.get("results", {}))
-        if state.get("rng") is not None:
-            set_rng_state(self._rng, state["rng"])
-        if state.get("sampler"):
-            self._sampler = pickle.loads(base64.b64decode(state["sampler"]))  # noqa: S301 - our own state
+        if state.get("seed") is not None and state["seed"] != self._base_seed:
+            self._base_seed = int(state["seed"])
+            self._sampler = _make_sampler(self._base_seed, self.n_startup_trials, self._sampler_kwargs)
+        self._history = list(state.get("history", []))
+        self._loaded = len(self._history)
+        self._learn_loaded()
+
+    def _learn_loaded(self) -> None:
+        """The results of loaded records (which needs the space, known from ``initialize`` on)."""
+        if self._space is None or not self._loaded:
+            return
+        for record in self._history[: self._loaded]:
+            if record.get("ran"):
+                key = record.get("key") or sample_key(self._space.sample_of(record["params"]))
+                self._results[key] = record["value"] if record["state"] == "COMPLETE" else _FAILED
+        self._loaded = 0
 
 
-def _make_sampler(seed: int | None, n_startup_trials: int, kwargs: dict[str, Any]) -> Any:
-    from optuna.samplers import TPESampler
+def _record(params: dict[str, Any], state: str, value: float | None, intermediates: dict[int, float] | None,
+            ran: bool) -> dict[str, Any]:
+    """One told trial, as small as it can be: ``ran`` marks a model's end (its result counts for dedup)."""
+    record: dict[str, Any] = {"params": params, "state": state}
+    if value is not None:
+        record["value"] = value
+    if intermediates:
+        record["intermediate"] = {str(k): v for k, v in intermediates.items()}
+    if ran:
+        record["ran"] = True
+    return record
+
+
+def _make_sampler(seed: int, n_startup_trials: int, kwargs: dict[str, Any]) -> Any:
+    from .tpe_sampler import CountedTPESampler
 
     try:
-        return TPESampler(seed=seed, n_startup_trials=n_startup_trials, **kwargs)
+        return CountedTPESampler(seed=seed, n_startup_trials=n_startup_trials, **kwargs)
     except TypeError as err:
         raise TypeError(
             f"TPE: {err}. Arguments besides seed, n_startup_trials, dedup and max_retries go to "

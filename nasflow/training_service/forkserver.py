@@ -5,11 +5,18 @@ has them takes milliseconds. The parent cannot fork itself safely (it may hold t
 or a CUDA context), so it starts this small server instead, before anything else happens in it.
 
 Control protocol, over a Unix SOCK_SEQPACKET socketpair (one pickle per packet, so no framing):
-parent -> server ``("fork", token)`` with the worker's channel fd attached, ``("kill", token,
-signal)``, ``("shutdown",)``; server -> parent ``("ready", pid)``, ``("forked", token, pid)``,
-``("fork_failed", token, reason)``, ``("exited", token, pid, wait_status)``. Tokens, not pids,
-name workers: the server is their parent, so it is the only process that can signal a pid without
-the risk of hitting a reused one, and the only one that can read an exit status.
+parent -> server ``("fork", token)`` with the worker's channel fd attached, ``("import", names,
+sys_path, cwd)``, ``("kill", token, signal)``, ``("shutdown",)``; server -> parent ``("ready", pid)``,
+``("forked", token, pid)``, ``("fork_failed", token, reason)``, ``("exited", token, pid,
+wait_status)``. Tokens, not pids, name workers: the server is their parent, so it is the only
+process that can signal a pid without the risk of hitting a reused one, and the only one that can
+read an exit status.
+
+What workers inherit: the preload modules, and what a trial would otherwise do on its own at
+start: the modules its payload names (``"import"``, sent before the first fork that needs them; a
+module whose import starts a thread or CUDA is refused, since neither survives a fork: the server
+re-executes itself without it, keeping its workers), and torch's lazy set-up of autograd and
+optimizers (see ``_warm_up``). Each of these costs a fresh worker 0.5-2 s otherwise.
 
 Lifetime: the server exits (killing its workers) when the control socket reaches EOF, i.e. when the
 parent dies however it dies; workers have ``PR_SET_PDEATHSIG = SIGKILL`` toward the server, so a
@@ -25,11 +32,13 @@ import importlib
 import json
 import os
 import pickle
+import re
 import select
 import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
@@ -47,6 +56,35 @@ _BOOT = (
     "import json, sys; sys.path[:] = json.loads(sys.argv[2])['sys_path']; "
     "from nasflow.training_service.forkserver import serve; serve()"
 )
+
+
+_PICKLED_NAME = re.compile(rb"\x8c([\x01-\xff])([A-Za-z_][A-Za-z0-9_.]*)")  # SHORT_BINUNICODE of a dotted name
+_NOT_BY_NAME = frozenset({"__main__", "__mp_main__", "builtins"})
+
+
+def pickled_modules(payload: bytes) -> list[str]:
+    """Modules of this process that a pickle names, in order: those of the functions and classes it
+    holds by reference and of the modules their globals use (cloudpickle's ``subimport``).
+
+    Unpickling imports them, which for a library such as scikit-learn takes the better part of a
+    second in every fresh worker; the fork server imports them once instead. A scan of the bytes,
+    not an unpickling: any short string that names an imported module counts, which at worst
+    imports in the server a module the parent already imported.
+    """
+    from cloudpickle import cloudpickle as impl
+
+    by_value = getattr(impl, "_is_registered_pickle_by_value", lambda module: False)
+    names: dict[str, None] = {}
+    for match in _PICKLED_NAME.finditer(payload):
+        size, text = match.group(1)[0], match.group(2)
+        if len(text) < size:
+            continue
+        name = text[:size].decode("ascii")
+        module = sys.modules.get(name)
+        if (module is not None and name not in _NOT_BY_NAME and getattr(module, "__spec__", None) is not None
+                and not by_value(module)):  # registered to travel by value: trials never import it
+            names[name] = None
+    return list(names)
 
 
 class ForkServer:
@@ -67,12 +105,13 @@ class ForkServer:
         """Launch the server; returns at once, requests queue up while it imports the preload modules."""
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         options = {"preload": self.preload, "sys_path": list(sys.path)}
+        env = {"PYTORCH_NVML_BASED_CUDA_CHECK": "1", **self.env}  # see _fork_state; workers get the parent's
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", _BOOT, str(child_sock.fileno()), json.dumps(options)],
                 pass_fds=[child_sock.fileno()],
                 stdin=subprocess.DEVNULL,
-                env=self.env,
+                env=env,
                 process_group=0,  # a terminal's Ctrl-C reaches the parent only; the parent decides
             )
         except BaseException:
@@ -100,6 +139,12 @@ class ForkServer:
         """Ask for a worker that will talk over ``channel_fd`` (the server gets its own copy)."""
         self._send(("fork", token), [channel_fd])
         self.forked_any = True
+
+    def import_modules(self, names: Sequence[str]) -> None:
+        """Have the server import ``names`` before it forks again (a module that fails to import,
+        or that starts a thread or CUDA, is left to the trials)."""
+        for start in range(0, len(names), 200):  # a packet stays well under _MAX_PACKET
+            self._send(("import", list(names[start : start + 200]), list(sys.path), os.getcwd()))
 
     def kill(self, token: int, sig: int = signal.SIGKILL) -> None:
         with contextlib.suppress(OSError, RuntimeError):  # a dead server has no workers left to kill
@@ -146,12 +191,13 @@ class ForkServer:
 class _Server:
     """The loop inside the server process: fork, signal and reap workers; report their exits."""
 
-    def __init__(self, control: socket.socket, collapser: _HugePageCollapser) -> None:
+    def __init__(self, control: socket.socket, collapser: _HugePageCollapser, options: dict[str, Any]) -> None:
         self.control = control
         self.collapser = collapser
+        self.options = options
         self.forks = 0
-        self.pids: dict[int, int] = {}  # token -> pid of a live (unreaped) worker
-        self.tokens: dict[int, int] = {}  # pid -> token
+        self.pids: dict[int, int] = {int(t): pid for t, pid in options.get("workers", {}).items()}  # token -> pid
+        self.tokens: dict[int, int] = {pid: token for token, pid in self.pids.items()}  # pid -> token
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -172,6 +218,7 @@ class _Server:
 
     def run(self) -> NoReturn:
         self.send(("ready", os.getpid()))
+        self.reap()  # workers adopted across a re-exec may have exited meanwhile
         while True:
             readable, _, _ = select.select([self.control, self.wake_r], [], [], self.collapser.wait(self.forks))
             if not readable and self.collapser.pending:
@@ -194,6 +241,11 @@ class _Server:
         message = pickle.loads(data)
         if message[0] == "fork":
             self.fork(message[1], fds[0])
+        elif message[0] == "import":
+            sys.path[:] = message[2]
+            with contextlib.suppress(OSError):
+                os.chdir(message[3])
+            self.import_modules(message[1])
         elif message[0] == "kill":
             pid = self.pids.get(message[1])
             if pid is not None:
@@ -238,6 +290,34 @@ class _Server:
             worker_main(socket.socket(fileno=channel_fd))
         finally:
             os._exit(70)
+
+    def import_modules(self, names: Sequence[str]) -> None:
+        """Import what trials would import (best effort); re-exec without a module that made forking unsafe."""
+        for name in names:
+            if name in sys.modules or name in self.options["refused"]:
+                continue
+            before = _fork_state()
+            try:
+                importlib.import_module(name)
+            except BaseException:  # noqa: BLE001 - the trial imports it again and reports the real error
+                self.options["refused"].append(name)
+                continue
+            unsafe = _fork_hazard(before)
+            if unsafe:
+                print(f"nasflow fork server: importing {name!r} {unsafe}; trials will import it themselves.",
+                      file=sys.stderr, flush=True)
+                self.options["refused"].append(name)
+                self.reexec()
+            self.options["imported"].append(name)
+        gc.freeze()
+
+    def reexec(self) -> NoReturn:
+        """Start over as a fresh interpreter in this process: same pid, control socket and workers
+        (they remain this process's children), preloading what was safe before."""
+        try:
+            _exec(self.control, {**self.options, "workers": {str(t): pid for t, pid in self.pids.items()}})
+        finally:
+            self.stop_all()  # exec failed: a server that may deadlock its forks must not serve
 
     def reap(self) -> None:
         while True:
@@ -317,10 +397,64 @@ class _HugePageCollapser:
         self.libc.madvise(start, end - start, _MADV_COLLAPSE)
 
 
+def _exec(control: socket.socket, options: dict[str, Any]) -> NoReturn:
+    """Replace this process's program by a new fork server with ``options`` (same pid and socket)."""
+    os.set_inheritable(control.fileno(), True)
+    os.execv(sys.executable, [sys.executable, "-c", _BOOT, str(control.fileno()), json.dumps(options)])
+
+
+def _fork_state() -> tuple[int, bool]:
+    """What an import can do to this process that a fork does not carry over: start Python threads
+    (absent in the child, which may need a lock one of them held) or start CUDA, which a child can
+    no longer use: torch's CUDA context, or merely the driver, loaded by the first CUDA runtime call
+    (``torch.cuda.is_available()`` at a module's top is enough; ``serve`` asks torch to answer that
+    through NVML instead, which leaves the driver alone)."""
+    torch = sys.modules.get("torch")
+    try:
+        cuda = bool(torch is not None and torch.cuda.is_initialized())
+    except Exception:  # noqa: BLE001 - a broken CUDA install is not something an import did
+        cuda = False
+    if not cuda and sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError), open("/proc/self/maps") as maps:
+            cuda = "/libcuda.so" in maps.read()
+    return threading.active_count(), cuda
+
+
+def _fork_hazard(before: tuple[int, bool]) -> str | None:
+    threads, cuda = _fork_state()
+    if cuda and not before[1]:
+        return "started CUDA"
+    return "started a thread" if threads > before[0] else None
+
+
+def _warm_up() -> None:
+    """Do once here what every trial's first training step would do on its own.
+
+    The first optimizer built in a process makes torch import ``torch._dynamo`` (about 1 s of CPU,
+    more than many trials' whole training), and the first Adam step sets up its kernels (about
+    10 ms, shared with AdamW and SGD); a worker forked after this starts with both done. The
+    warm-up uses a one-element layer, too small for OpenMP to start threads (workers reseed the
+    generator it draws from). Building a space records torch.nn init arguments, which first wraps
+    every torch.nn class's ``__init__``: done here too.
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        layer = torch.nn.Linear(1, 1)
+        optimizer = torch.optim.Adam(layer.parameters(), lr=0.0)
+        layer(torch.zeros(1, 1)).sum().backward()
+        optimizer.step()
+    recording = sys.modules.get("nasflow.nn.init_recording")
+    if recording is not None:
+        recording.install()
+
+
 def serve() -> NoReturn:
     """Entry point of the server process (see ``_BOOT``): preload, then serve fork requests."""
     control = socket.socket(fileno=int(sys.argv[1]))
+    control.set_inheritable(False)
     options = json.loads(sys.argv[2])
+    options.setdefault("imported", [])
+    options.setdefault("refused", [])
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # only the parent's shutdown or death stops us
     for name in options["preload"]:
         try:
@@ -329,8 +463,21 @@ def serve() -> NoReturn:
             print(f"nasflow fork server: could not preload {name!r}: {exc!r}", file=sys.stderr)
     from . import worker  # noqa: F401  (import now, not once per trial)
 
+    if options.setdefault("warm_up", True):
+        before = _fork_state()
+        try:
+            _warm_up()
+        except Exception as exc:  # noqa: BLE001 - an optimisation: trials still run without it
+            print(f"nasflow fork server: warm-up failed: {exc!r}", file=sys.stderr)
+        unsafe = _fork_hazard(before)
+        if unsafe:
+            print(f"nasflow fork server: the warm-up {unsafe}; starting over without it.", file=sys.stderr, flush=True)
+            _exec(control, {**options, "warm_up": False})
+    for name in options["imported"]:  # after a re-exec: what was safe before
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
     # Preloaded objects move to a generation the collector never scans, so a worker's garbage
     # collection does not write to (and copy) every page it shares with the server. (No
     # gc.collect() first: after importing torch it takes 0.1-0.2 s, for a few kB of garbage.)
     gc.freeze()
-    _Server(control, _HugePageCollapser()).run()
+    _Server(control, _HugePageCollapser(), options).run()

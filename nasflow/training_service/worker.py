@@ -132,8 +132,8 @@ def _flush_output() -> None:
 def _redirect_output(log_path: str) -> None:
     """Point file descriptors 1 and 2 at the trial's log, so C extensions' output lands there too."""
     _flush_output()
-    os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.makedirs(os.path.dirname(os.path.abspath(log_path)), mode=0o700, exist_ok=True)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # a trial's output may be private
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
@@ -149,10 +149,9 @@ def _line_buffered_stdio() -> None:
 
 
 def _apply_config(config: dict[str, Any]) -> None:
-    """Match the parent's environment, working directory and import path; cap CPU threads."""
-    wanted = dict(config["env"])
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        wanted[var] = str(config["threads"])
+    """Match the parent's environment (with the trials' thread settings), working directory and
+    import path; cap CPU threads; give the process random state of its own."""
+    wanted = config["env"]
     for key in [key for key in os.environ if key not in wanted]:
         del os.environ[key]
     for key, value in wanted.items():  # only the differences: putenv for every variable costs ~0.5 ms
@@ -167,6 +166,21 @@ def _apply_config(config: dict[str, Any]) -> None:
     # The OpenMP pool was sized when the server imported torch; the env vars only reach subprocesses.
     if torch is not None and torch.get_num_threads() != config["threads"]:
         torch.set_num_threads(config["threads"])
+    _fresh_random_state(torch)
+
+
+def _fresh_random_state(torch: Any) -> None:
+    """Seed the generators a fork shares with the server from the OS, as a new process would be.
+
+    Python's ``random`` reseeds itself in a forked child; torch's default generator (seeded at
+    random when torch loads) and numpy's global one do not, so without this every fresh worker
+    would initialise its weights, and draw its dropout masks and shuffles, identically.
+    """
+    if torch is not None:
+        torch.default_generator.seed()
+    np_random = sys.modules.get("numpy.random")
+    if np_random is not None:
+        np_random.seed()
 
 
 def _cuda_gpus(gpus: list[int] | None) -> list[int] | None:

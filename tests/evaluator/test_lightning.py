@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -29,9 +30,11 @@ from nasflow.evaluator import (
     evaluate_model,
 )
 from nasflow.execution import SequentialExecutionEngine
+from nasflow.runtime import trial_context
 from nasflow.space import ModelStatus, RawFormatModelSpace
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*does not have many workers", "ignore:.*treespec")
+pytestmark = pytest.mark.filterwarnings("ignore:.*does not have many workers", "ignore:.*treespec",
+                                        "ignore:.*smaller than the logging interval")
 
 QUIET: dict[str, Any] = {
     "logger": False, "enable_progress_bar": False, "enable_checkpointing": False, "enable_model_summary": False,
@@ -193,3 +196,54 @@ def test_misuse_is_refused_early(digits: Any) -> None:
     no_validation = Classification(train_dataloaders=DataLoader(train, batch_size=64), max_epochs=1, **QUIET)
     with pytest.raises(ValueError, match="val_dataloaders"):
         evaluate_model(mlp(), no_validation)
+
+
+def loud(digits: tuple[TensorDataset, TensorDataset], **kwargs: Any) -> Classification:
+    """Lightning's defaults: a logger, checkpointing, model summary and progress bar."""
+    train, val = digits
+    return Classification(train_dataloaders=DataLoader(train, batch_size=64),
+                          val_dataloaders=DataLoader(val, batch_size=400), max_epochs=1, limit_train_batches=2,
+                          **kwargs)
+
+
+def lightning_chatter(caplog: pytest.LogCaptureFixture) -> str:
+    """Lightning's informational messages (banner, tips, summaries) that reached logging."""
+    return "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("lightning") and r.levelno < 30)
+
+
+def test_in_process_fits_write_nothing_and_keep_lightnings_banner_quiet(
+        digits: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level(logging.INFO)
+    evaluator = loud(digits)
+    metrics = evaluate_model(mlp(), evaluator)
+    assert metrics.final is not None
+    assert list(tmp_path.iterdir()) == []  # no lightning_logs/, no checkpoints in the working directory
+    assert lightning_chatter(caplog) == ""  # no device banner, no tips
+    assert logging.getLogger("lightning.pytorch").level == logging.INFO  # restored after the fit
+    asked = loud(digits, default_root_dir=str(tmp_path / "mine"))  # what the user asks for is kept
+    evaluate_model(mlp(), asked)
+    assert list((tmp_path / "mine").glob("lightning_logs/version_0/checkpoints/*.ckpt"))
+
+
+def test_a_trials_files_and_messages_go_to_its_folder_and_log(
+        digits: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """In a trial with a folder, Lightning's logs and checkpoints land there and its banner goes to
+    the trial's output (its log); the progress bar is off, since that output is a file."""
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    caplog.set_level(logging.INFO)
+    evaluator = loud(digits, log_every_n_steps=1)
+    assert lightning_chatter(caplog) == ""  # building the evaluator (its recipe trainer) says nothing
+    capfd.readouterr()
+    with trial_context(lambda kind, value: None, trial_dir=str(tmp_path / "trial-7")) as context:
+        evaluator.evaluate(mlp())
+    assert context.final_reported
+    assert list(work.iterdir()) == []
+    assert list((tmp_path / "trial-7").glob("lightning_logs/version_0/checkpoints/*.ckpt"))
+    header = (tmp_path / "trial-7" / "lightning_logs" / "version_0" / "metrics.csv").read_text().splitlines()[0]
+    assert "train_loss" in header and "val_acc" in header  # a logger reads per-step training metrics: logged
+    assert "GPU available" in lightning_chatter(caplog)  # where a trial's output goes: its log
+    assert "Epoch 0" not in "".join(capfd.readouterr())  # no progress bar

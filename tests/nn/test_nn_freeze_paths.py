@@ -232,3 +232,36 @@ def test_constraint_in_a_space_filters_and_keeps_raw_weights() -> None:
     assert torch.equal(frozen.l1.weight, space.l1.weight)  # default a=1: same shape, same weights
     with pytest.raises(nasflow.mutable.ConstraintViolation, match="is not satisfied \\(constraint 'budget'\\)"):
         space.freeze({"a": 3, "b": 3})
+
+
+class Tuned(ModelSpace):
+    """A space that changes its layers after building them, as users tune BatchNorm or freeze weights."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        width = nasflow.choice("width", [4, 8])
+        self.fc = MutableLinear(3, width)
+        self.bn = nasflow.nn.MutableBatchNorm1d(width)
+        self.bn.eps, self.bn.momentum = 0.5, 0.9
+        self.head = MutableLinear(width, 2)
+        self.head.weight.requires_grad_(False)
+        self.scaled = Scaled(2, nasflow.choice("factor", [2, 3]))
+        self.scaled.fc.bias.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scaled(self.head(self.bn(self.fc(x))))
+
+
+@pytest.mark.parametrize("sample", [{"width": 4, "factor": 2}, {"width": 8, "factor": 3}])
+def test_raw_freeze_keeps_what_the_space_changed_after_building_a_layer(sample: dict) -> None:
+    raw = RawFormatModelSpace.from_model(Tuned()).freeze(sample).executable_model()
+    rebuilt = SimplifiedModelSpace.from_model(Tuned()).freeze(sample).executable_model()
+    for model in (raw, rebuilt):
+        assert (model.bn.eps, model.bn.momentum) == (0.5, 0.9)
+        assert model.bn.num_features == sample["width"]  # derived from the sample, not carried over
+        assert not model.head.weight.requires_grad and model.head.bias.requires_grad
+        assert not model.scaled.fc.bias.requires_grad and model.scaled.factor == sample["factor"]
+    rebuilt.load_state_dict(raw.state_dict())
+    x = torch.randn(16, 3)
+    assert torch.equal(raw(x), rebuilt(x))  # training mode: eps and momentum both matter
+    assert torch.equal(raw.bn.running_mean, rebuilt.bn.running_mean)

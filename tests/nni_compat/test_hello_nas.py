@@ -47,7 +47,7 @@ def test_the_tutorial_experiment_runs_three_trials(tmp_path: Path) -> None:
     assert exp.config.training_service.platform == "local"
     exp.config.training_service.use_active_gpu = True  # the tutorial's GPU line, harmless on CPU
 
-    exp.run(port=8081)
+    exp.run(port=0)  # the tutorial's port=8081, as any free port: tests may run side by side
 
     top = exp.export_top_models(formatter="dict")
     assert len(top) == 1 and set(top[0]) == {"conv2", "dropout", "feature"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import optuna
@@ -120,3 +121,16 @@ def test_sampler_options_are_passed_on() -> None:
 def test_stops_when_the_space_is_exhausted(make_space, search) -> None:
     result = search(TPE(seed=0, n_startup_trials=2), make_space(n_layers=1), budget=50)
     assert sorted(s["w0"] for s in result.samples) == [8, 16, 32, 64]
+
+
+def test_state_is_the_seed_and_an_append_only_history(make_space, search) -> None:
+    """No sampler or RNG state: a saved state is a prefix of every later one, and a search without a
+    seed resumes exactly as one given the seed it picked (kept in the state)."""
+    first = search(TPE(n_startup_trials=4), make_space(), budget=8)
+    state = first.strategy.state_dict()
+    assert set(state) == {"seed", "history"} and isinstance(state["seed"], int)
+    second = search(TPE(n_startup_trials=4), make_space(), budget=8, state=json.loads(json.dumps(state)))
+    assert second.strategy.state_dict()["history"][: len(state["history"])] == state["history"]
+    whole = search(TPE(seed=state["seed"], n_startup_trials=4), make_space(), budget=16)
+    assert first.keys + second.keys == whole.keys
+    assert whole.strategy.state_dict() == second.strategy.state_dict()

@@ -19,9 +19,10 @@ import cloudpickle
 import pytest
 from support import alive, wait_for
 
+from nasflow.experiment.engines import WORKER_PRELOAD
 from nasflow.runtime import report_final_result, report_intermediate_result
 from nasflow.training_service import LocalTrainingService, TrialEvent, TrialSpec
-from nasflow.training_service.local import GpuPool
+from nasflow.training_service.local import GpuPool, trial_thread_env
 
 # Trial functions below travel by value, as if they were defined in a user's script.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -133,7 +134,23 @@ def sized_trial(blob: bytes) -> None:
 def env_trial() -> None:
     import torch
 
-    report_final_result({"default": 0.0, "omp": os.environ["OMP_NUM_THREADS"], "torch": torch.get_num_threads()})
+    report_final_result({"default": 0.0, "omp": os.environ["OMP_NUM_THREADS"], "torch": torch.get_num_threads(),
+                         "wait": os.environ["OMP_WAIT_POLICY"]})
+
+
+def fresh_state_trial() -> None:
+    """What a fresh worker starts with, looked at before the trial builds or trains anything."""
+    import random
+
+    import numpy
+    import torch
+
+    report_final_result({
+        "default": 0.0, "pid": os.getpid(),
+        "recording": getattr(torch.nn.Linear.__init__, "_nf_records_init", False),  # wrapped in the server
+        "optimizers_ready": "torch._dynamo" in sys.modules,  # what the first optimizer imports
+        "draws": [torch.rand(1).item(), float(numpy.random.rand()), random.random()],
+    })
 
 
 def cuda_pinning_trial() -> None:
@@ -161,7 +178,9 @@ def gpu_trial(path: str) -> None:
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTrainingService]:
-    with LocalTrainingService(trial_concurrency=2, log_dir=tmp_path_factory.mktemp("logs")) as svc:
+    """Preloading what an experiment's service preloads (torch and nasflow's trial side)."""
+    logs = tmp_path_factory.mktemp("logs")
+    with LocalTrainingService(trial_concurrency=2, log_dir=logs, preload=WORKER_PRELOAD) as svc:
         yield svc
 
 
@@ -246,6 +265,7 @@ def test_stdout_and_fd2_go_to_the_log(service: LocalTrainingService, tmp_path: P
     assert events["logged"][0].value["log_path"] == str(log)
     text = log.read_text()
     assert "hello from print()" in text and "raw write to fd 2" in text and "printf from C" in text
+    assert log.stat().st_mode & 0o777 == 0o600 and log.parent.stat().st_mode & 0o777 == 0o700  # private
     default = run_all(service, [TrialSpec("default-log", payload(printing_trial))])
     assert Path(default["default-log"][0].value["log_path"]) == Path(service.log_dir) / "default-log.log"
     assert "raw write to fd 2" in (Path(service.log_dir) / "default-log.log").read_text()
@@ -257,10 +277,88 @@ def test_large_payload(service: LocalTrainingService) -> None:
 
 
 def test_cpu_threads_per_trial(service: LocalTrainingService) -> None:
-    expected = max(1, (os.cpu_count() or 1) // 2)
+    expected = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert service.threads_per_trial == expected
     events = run_all(service, [TrialSpec("threads", payload(env_trial))])
     final = next(e.value for e in events["threads"] if e.kind == "final")
     assert final["omp"] == str(expected) and final["torch"] == expected
+    assert final["wait"] == os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def test_idle_openmp_threads_sleep_unless_the_user_chose() -> None:
+    assert trial_thread_env(3, {}) == {"OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "3",
+                                       "OPENBLAS_NUM_THREADS": "3", "OMP_WAIT_POLICY": "PASSIVE"}
+    assert trial_thread_env(1, {"OMP_WAIT_POLICY": "ACTIVE"})["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_fresh_workers_start_warm_with_random_state_of_their_own(service: LocalTrainingService) -> None:
+    """Forked from a server that did the set-up once, yet each seeded as a new process would be."""
+    events = run_all(service, [TrialSpec(f"fresh-{i}", payload(fresh_state_trial)) for i in range(2)])
+    first, second = (next(e.value for e in events[f"fresh-{i}"] if e.kind == "final") for i in range(2))
+    assert first["pid"] != second["pid"]
+    assert first["recording"] and first["optimizers_ready"]
+    assert all(a != b for a, b in zip(first["draws"], second["draws"], strict=True))  # torch, numpy, random
+
+
+IMPORT_LOGGING_MODULE = """
+import os, sys, threading, time
+from nasflow.runtime import report_final_result
+
+with open({log!r}, "a") as log:
+    print(os.getpid(), file=log)
+if {start_thread!r}:
+    threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()
+
+def trial():
+    report_final_result({{"default": 0.0, "pid": os.getpid(), "threads": threading.active_count()}})
+"""
+
+
+def import_logging_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str,
+                          start_thread: bool) -> tuple[Any, Path]:
+    """A user module, imported here, whose import writes the importing pid to a log (and maybe starts
+    a thread); its ``trial`` travels by reference, so unpickling it imports the module."""
+    import importlib
+
+    log = tmp_path / f"{name}.imports"
+    (tmp_path / f"{name}.py").write_text(IMPORT_LOGGING_MODULE.format(log=str(log), start_thread=start_thread))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module(name)
+    monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, name, module)
+    log.write_text("")  # forget this process's own import
+    return module, log
+
+
+def test_modules_a_payload_names_are_imported_once_in_the_fork_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module, log = import_logging_module(tmp_path, monkeypatch, "nf_user_module_once", start_thread=False)
+    with LocalTrainingService(trial_concurrency=2, preload=FAST, log_dir=tmp_path) as svc:
+        events = run_all(svc, [TrialSpec(f"by-ref-{i}", cloudpickle.dumps(module.trial)) for i in range(3)])
+        assert {end_of(trial_events).status for trial_events in events.values()} == {"succeeded"}
+        assert log.read_text().split() == [str(svc.server_pid)]
+
+
+def test_a_module_that_starts_a_thread_is_left_to_the_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads do not survive a fork: the server refuses such a module (re-executing itself without
+    it, same pid, running workers kept) and the trial imports it, getting its thread."""
+    module, log = import_logging_module(tmp_path, monkeypatch, "nf_user_module_thread", start_thread=True)
+    flag = tmp_path / "go"
+    with LocalTrainingService(trial_concurrency=2, preload=FAST, log_dir=tmp_path) as svc:
+        svc.submit(TrialSpec("running", payload(waiting_trial, str(flag))))
+        wait_for(svc, lambda e: e.kind == "intermediate")
+        server = svc.server_pid
+        events = run_all(svc, [TrialSpec("threaded", cloudpickle.dumps(module.trial))])
+        final = next(e.value for e in events["threaded"] if e.kind == "final")
+        assert end_of(events["threaded"]).status == "succeeded" and final["threads"] >= 2
+        assert log.read_text().split() == [str(server), str(final["pid"])]
+        flag.touch()
+        rest = wait_for(svc, lambda e: e.kind == "end")
+        assert end_of(rest).status == "succeeded" and svc.server_pid == server and alive(server)
+        events = run_all(svc, [TrialSpec("threaded-again", cloudpickle.dumps(module.trial))])
+        assert end_of(events["threaded-again"]).status == "succeeded"
+        assert len(log.read_text().split()) == 3  # imported by each trial, never again by the server
 
 
 def test_reuse_mode_runs_trials_in_the_same_workers(reuse_service: LocalTrainingService) -> None:
@@ -340,10 +438,11 @@ def test_bad_configuration_is_refused_early() -> None:
 def test_shutdown_right_after_start_does_not_wait_for_preload(tmp_path: Path) -> None:
     svc = LocalTrainingService(log_dir=tmp_path)  # preloads torch: seconds
     svc.start()
-    server = svc.server_pid
-    start = time.monotonic()
+    assert svc._server is not None and svc._server.process is not None
+    process = svc._server.process
     svc.shutdown()
-    assert time.monotonic() - start < 1.0 and server is not None and not alive(server)
+    assert process.returncode == -signal.SIGKILL  # killed at once, not asked to finish its preload first
+    assert not alive(process.pid)
 
 
 def test_gpu_pool_accounting() -> None:

@@ -1,14 +1,14 @@
-"""Cross-graph optimization: graph-format models sharing data train as one merged trial."""
+"""Cross-graph optimization: graph-format models sharing data train as merged (and batched) trials."""
 
 from typing import Any
 
-from .logical_plan import DedupInputOptimizer, InputNode, LogicalPlan
-from .merged import MergedTrial
+from .logical_plan import BatchingOptimizer, DedupInputOptimizer, InputNode, LogicalPlan, optimize
+from .merged import MergedTrial, place
 from .middleware import CrossGraphOptimization
 
 __all__ = [
-    "CrossGraphOptimization", "LogicalPlan", "InputNode", "DedupInputOptimizer", "MergedTrial",
-    "MultiModelLightningModule", "MultiModelTrainer",
+    "CrossGraphOptimization", "LogicalPlan", "InputNode", "DedupInputOptimizer", "BatchingOptimizer", "optimize",
+    "MergedTrial", "place", "MultiModelLightningModule", "MultiModelTrainer",
 ]
 
 

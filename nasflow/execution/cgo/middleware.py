@@ -1,10 +1,17 @@
 """``CrossGraphOptimization``: merge graph-format models that share their data into one trial.
 
-Submitted models wait up to ``batch_waiting_time`` seconds; models whose evaluators read the same
-data (same dataloaders or datamodule and trainer settings) are grouped, up to
-``max_concurrency_cgo`` per group, and each group runs as one ``MergedTrial``. Its per-model
-metrics fan out to the original models. If a merged trial fails, each of its models is re-run
-alone, and only a model that fails alone ends Failed.
+Submitted models wait up to ``batch_waiting_time`` seconds. The queue is planned as a whole
+(``logical_plan``): models whose evaluators read the same data (same dataloaders or datamodule and
+trainer settings) share one input, same-architecture models among them form batch groups, and
+each input's models are cut into trials of up to ``max_concurrency_cgo``; each trial of several
+models runs as one ``MergedTrial``. Its per-model metrics fan out to the original models. If a
+merged trial fails, each of its models is re-run alone, and only a model that fails alone ends
+Failed.
+
+``batching``: ``True`` (default) batches same-architecture models placed on a GPU; on CPU they
+train merged without batching, which measured as fast or faster there (``benchmarks/cgo_batching.py``:
+vmapped products and grouped convolutions gain nothing on CPU); ``"always"`` batches on CPU too;
+``False`` turns operator batching off (input deduplication only).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from ..budget import Budget
 from ..engine import Middleware
 from ..event import FinalMetricEvent, IntermediateMetricEvent, ModelEvent, TrainingEndEvent, TrainingStartEvent
 from ..sequential import NO_FINAL_METRIC
-from .logical_plan import data_signature
+from .logical_plan import LogicalPlan, data_signature, optimize
 from .merged import MergedTrial
 
 __all__ = ["CrossGraphOptimization"]
@@ -36,17 +43,20 @@ class CrossGraphOptimization(Middleware):
     """
 
     def __init__(self, engine: Any = None, *, max_concurrency_cgo: int | None = None,
-                 batch_waiting_time: float = 60.0, max_model_count: int | None = None) -> None:
+                 batch_waiting_time: float = 60.0, max_model_count: int | None = None,
+                 batching: bool | str = True) -> None:
         super().__init__(engine)
         if max_concurrency_cgo is not None and max_concurrency_cgo < 1:
             raise ValueError(f"max_concurrency_cgo must be at least 1, got {max_concurrency_cgo}.")
         self.max_concurrency_cgo = max_concurrency_cgo
         self.batch_waiting_time = batch_waiting_time
+        if batching not in (True, False, "always"):
+            raise ValueError(f"batching must be True, False or 'always', got {batching!r}.")
+        self.batching = batching
         self.budget = Budget(max_model_count)  # counts models: a merged trial trains several
         self._models: list[ExecutableModelSpace] = []
         self._queue: list[tuple[float, ExecutableModelSpace]] = []
         self._merged: dict[int, MergedTrial] = {}  # id(MergedTrial) -> trial
-        self._next_merged_id = -1  # merged trials get negative ids, never clashing with models'
         self._lock = threading.RLock()  # stop() calls in from another thread than the strategy's
 
     # ---- submission and grouping ------------------------------------------------------------
@@ -69,36 +79,37 @@ class CrossGraphOptimization(Middleware):
         return self.max_concurrency_cgo or max(2, getattr(self.engine, "trial_concurrency", 1))
 
     def _flush(self, partial: bool = False, force: bool = False) -> None:
-        """Turn queued models into trials: full groups at once; with ``partial`` (the strategy is
-        waiting, so no more models are coming now) groups that waited ``batch_waiting_time``;
-        with ``force`` every group. Once the model budget is spent no model can join a group, so
-        every group launches at once."""
+        """Plan the queue and launch its trials: full ones at once; with ``partial`` (the strategy is
+        waiting, so no more models are coming now) those whose oldest model waited
+        ``batch_waiting_time``; with ``force`` every one. Once the model budget is spent no model
+        can join a trial, so every trial launches at once."""
+        if not self._queue:
+            return
         force = force or not self.budget.available()
         now = time.monotonic()
-        groups: dict[Any, list[tuple[float, ExecutableModelSpace]]] = {}
-        for entry in self._queue:
-            groups.setdefault(data_signature(entry[1]), []).append(entry)
+        queued = self._queue  # oldest first: plan index order is submission order
         self._queue = []
-        for entries in groups.values():
-            while entries:
-                full = len(entries) >= self._group_limit
-                waited = partial and now - entries[0][0] >= self.batch_waiting_time
-                if not (full or waited or force):
-                    self._queue.extend(entries)
-                    break
-                batch, entries = entries[: self._group_limit], entries[self._group_limit:]
-                self._launch([model for _, model in batch])
+        plan = optimize(LogicalPlan.from_models([model for _, model in queued]), batching=bool(self.batching))
+        since = {id(model): at for at, model in queued}
+        for trial in plan.trials(self._group_limit):
+            oldest = min(since[id(m)] for m in trial.models)
+            full = len(trial.models) >= self._group_limit or trial.inputs[0].signature is None
+            waited = partial and now - oldest >= self.batch_waiting_time
+            if full or waited or force:
+                self._launch(trial)
+            else:
+                self._queue.extend((since[id(m)], m) for m in trial.models)
         self._queue.sort(key=lambda entry: entry[0])
 
-    def _launch(self, models: list[ExecutableModelSpace]) -> None:
-        if len(models) == 1:
-            self.engine.submit_models(models[0])
+    def _launch(self, plan: LogicalPlan) -> None:
+        if len(plan.models) == 1:
+            self.engine.submit_models(plan.models[0])
             return
-        trial = MergedTrial(models)
-        trial.model_id = self._next_merged_id
-        self._next_merged_id -= 1
+        trial = MergedTrial(plan, batch_on_cpu=self.batching == "always")
         self._merged[id(trial)] = trial
-        _logger.info("CGO: models %s train as one merged trial.", [m.model_id for m in models])
+        _logger.info("CGO: models %s train as one merged trial%s.", [m.model_id for m in plan.models],
+                     f" (batched: {[[plan.models[i].model_id for i in g] for g in trial.batch_groups]})"
+                     if trial.batch_groups else "")
         self.engine.submit_models(trial)
 
     # ---- events -----------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from .codegen import GeneratedCode, generate_code
 from .errors import GraphConversionError, GraphFormatError, UnknownOperationError
-from .ir import Edge, Graph, GraphModelSpace, Node
+from .ir import Edge, Graph, Node
 from .mutator import (
     CellMutator,
     InputChoiceMutator,
@@ -15,6 +15,7 @@ from .mutator import (
     StationaryMutator,
 )
 from .operations import AttributeOp, Cell, FunctionOp, InputsOp, MethodOp, ModuleOp, Operation, OutputsOp
+from .space import GraphModelSpace
 from .weights import LoadReport, WeightMapping, load_weights_from, weight_name_mapping
 
 PytorchGraphModelSpace = GraphModelSpace

@@ -4,6 +4,10 @@ One ``nn.Module`` class per reachable graph (identical graphs share a class): ``
 the graph's modules with their recorded arguments, ``forward`` runs its nodes in topological
 order. User classes and functions are imported by path.
 
+Generating code imports nothing and runs nothing: it only writes text, from IR whose names were
+checked (see ``refs`` and ``Operation.check``), and checks again what it pastes into the source.
+Only ``instantiate`` (a model built to train) executes the code, importing the user's basic units.
+
 Objects defined in ``__main__`` cannot be imported by another process. ``code()`` refuses them
 with an error that names them, unless asked to embed them with cloudpickle (valid, not readable);
 ``executable_model()`` passes them to the generated code directly, taking them from this process's
@@ -32,21 +36,26 @@ from torch import nn
 from nasflow.mutable import Mutable
 
 from .errors import GraphFormatError
-from .operations import AttributeOp, Cell, FunctionOp, MethodOp, ModuleOp
-from .values import ModuleSpec, Ref, Slot, TrainingFlag, iter_values
+from .operations import AttributeOp, Cell, FunctionOp, MethodOp, ModuleOp, check_node_call
+from .refs import Ref, public_identifier
+from .values import ModuleSpec, Slot, TrainingFlag, iter_values
 
 if TYPE_CHECKING:
-    from .ir import Graph, GraphModelSpace, Node
+    from .ir import Graph, Node
+    from .space import GraphModelSpace
 
 __all__ = ["GeneratedCode", "generate_code", "instantiate", "attribute_names", "main_objects"]
 
 MainMode = Literal["error", "embed", "namespace"]
 _RESERVED = {"self", "torch", "nn", "F", "operator", "math", "builtins", "cloudpickle", "base64",
-             "list", "getattr", "slice", "float", "super"}
+             "list", "getattr", "slice", "float", "super", "_nf_tensor"}
 _INFIX = {"add": "+", "sub": "-", "mul": "*", "truediv": "/", "floordiv": "//", "mod": "%", "pow": "**",
           "matmul": "@", "and_": "&", "or_": "|", "xor": "^", "lshift": "<<", "rshift": ">>", "lt": "<",
           "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
 _UNARY = {"neg": "-", "pos": "+", "invert": "~"}
+_INPLACE = {"iadd": "+=", "isub": "-=", "imul": "*=", "itruediv": "/=", "ifloordiv": "//=", "imod": "%=",
+            "ipow": "**=", "imatmul": "@=", "iand": "&=", "ior": "|=", "ixor": "^=", "ilshift": "<<=",
+            "irshift": ">>="}
 _NAMESPACE_ALIASES = {"torch": "torch", "torch.nn": "nn", "torch.nn.functional": "F", "operator": "operator",
                       "math": "math"}
 
@@ -63,19 +72,20 @@ class GeneratedCode:
 
 
 def _identifier(name: str) -> str:
-    name = re.sub(r"\W", "_", name.replace(".", "__"))
+    name = re.sub(r"[^0-9A-Za-z_]", "_", name.replace(".", "__"))
     if not name or name[0].isdigit():
         name = "_" + name
     return name + "_" if keyword.iskeyword(name) else name
 
 
 def attribute_names(graph: Graph) -> dict[str, str]:
-    """Node name -> attribute holding its module / sub-graph / tensor (shared by equal python names)."""
+    """Node name -> attribute holding its module / sub-graph / tensor (shared by equal python names).
+    A tensor of a basic unit the graph calls is no attribute of its own: see ``owned_tensor``."""
     by_python: dict[str, str] = {}
     taken: set[str] = set()
     out: dict[str, str] = {}
     for node in graph.hidden_nodes.values():
-        if not isinstance(node.operation, (ModuleOp, Cell, AttributeOp)):
+        if not isinstance(node.operation, (ModuleOp, Cell, AttributeOp)) or owned_tensor(graph, node) is not None:
             continue
         key = node.python_name or f"<node {node.name}>"
         if key not in by_python:
@@ -89,6 +99,20 @@ def attribute_names(graph: Graph) -> dict[str, str]:
             by_python[key] = attr
         out[node.name] = by_python[key]
     return out
+
+
+def owned_tensor(graph: Graph, node: Node) -> tuple[Node, list[str]] | None:
+    """For a tensor attribute of a basic unit that the graph also calls (``self.fc.weight`` next to
+    ``self.fc(x)``): that module's node and the attribute path in it, so both uses share one tensor."""
+    if not isinstance(node.operation, AttributeOp) or not node.python_name or "." not in node.python_name:
+        return None
+    for owner in graph.hidden_nodes.values():
+        if isinstance(owner.operation, ModuleOp) and owner.python_name \
+                and node.python_name.startswith(owner.python_name + "."):
+            rest = node.python_name[len(owner.python_name) + 1:].split(".")
+            if all(public_identifier(part) or part.isdigit() for part in rest):
+                return owner, rest
+    return None
 
 
 class _Imports:
@@ -124,17 +148,17 @@ class _Imports:
                          "torch.nn.functional": "import torch.nn.functional as F"}.get(module, f"import {module}")
             self.statements[statement] = None
             return f"{alias}.{qualname}"
-        local = self.name(top)
         if module == "__main__":
-            obj = _main_object(self.model, top)
             if self.main == "error":
                 raise GraphFormatError(
                     f"The model uses {top!r}, defined in __main__, which generated code cannot import from another "
                     "process. Move it into an importable module, or call code(embed_main=True) to embed it "
                     "with cloudpickle."
                 )
-            self.main_objects[local] = obj
+            local = self.name(top)
+            self.main_objects[local] = _main_object(self.model, top)
             return local + suffix
+        local = self.name(top)
         self.statements[f"from {module} import {top}" + (f" as {local}" if local != top else "")] = None
         return local + suffix
 
@@ -209,9 +233,7 @@ class _Renderer:
         if isinstance(value, torch.device):
             return f"torch.device({str(value)!r})"
         if isinstance(value, torch.Tensor):
-            if value.numel() == 0:
-                return f"torch.zeros({list(value.shape)!r}, dtype={value.dtype})"
-            return f"torch.tensor({self(value.tolist())}, dtype={value.dtype})"
+            return _tensor_expr(value, self)
         if isinstance(value, Ref):
             return self.ref(value)
         if isinstance(value, ModuleSpec):
@@ -223,6 +245,9 @@ class _Renderer:
         raise GraphFormatError(f"Cannot generate code for the value {value!r} ({type(value).__qualname__}).")
 
     def call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        for key in kwargs:
+            if not isinstance(key, str) or not key.isidentifier() or keyword.iskeyword(key):
+                raise GraphFormatError(f"Keyword argument name {key!r} is not a Python identifier.")
         return ", ".join([self(a) for a in args] + [f"{k}={self(v)}" for k, v in kwargs.items()])
 
     def index(self, value: Any) -> str:
@@ -253,18 +278,29 @@ def _signature(graph: Graph, refs: dict[str, Ref]) -> tuple[str, dict[int, str]]
     return ", ".join(parts), slot_vars
 
 
+def _function_lines(op: FunctionOp, node: Node, var: str, r: _Renderer) -> list[str]:
+    """``var = <call>``; an in-place operator keeps Python's meaning: ``var = a; var += b`` updates a
+    tensor in place (as ``y = x; y += 1`` does in the user's code) and rebinds a number."""
+    path, args, kwargs = op.target.path, node.args, node.kwargs
+    module, _, name = path.partition(":")
+    if module == "operator" and not kwargs and name in _INPLACE and len(args) == 2:
+        return [f"{var} = {r(args[0])}", f"{var} {_INPLACE[name]} {r(args[1])}"]
+    if module == "operator" and not kwargs and name == "setitem" and len(args) == 3:
+        return [f"{r(args[0])}[{r.index(args[1])}] = {r(args[2])}", f"{var} = None"]
+    return [f"{var} = {_function_expr(op, node, r)}"]
+
+
 def _function_expr(op: FunctionOp, node: Node, r: _Renderer) -> str:
     path, args, kwargs = op.target.path, node.args, node.kwargs
     module, _, name = path.partition(":")
-    if module in ("operator", "_operator") and not kwargs:
+    if module == "operator" and not kwargs:
         if name in _INFIX and len(args) == 2:
             return f"{r(args[0])} {_INFIX[name]} {r(args[1])}"
         if name in _UNARY and len(args) == 1:
             return f"{_UNARY[name]}{r(args[0])}"
         if name == "getitem" and len(args) == 2:
             return f"{r(args[0])}[{r.index(args[1])}]"
-    if path == "builtins:getattr" and len(args) == 2 and not kwargs and isinstance(args[1], str) \
-            and args[1].isidentifier() and not keyword.iskeyword(args[1]):
+    if path == "builtins:getattr" and len(args) == 2 and not kwargs and public_identifier(args[1]):
         return f"{r(args[0])}.{args[1]}"
     return f"{r.ref(op.target)}({r.call(args, kwargs)})"
 
@@ -312,18 +348,22 @@ def _class_body(graph: Graph) -> tuple[str, dict[str, Ref]]:
             built.add(attr)
             init.append(_init_line(op, attr, r))
         if isinstance(op, (ModuleOp, Cell)):
-            expr = f"self.{attr}({r.call(node.args, node.kwargs)})"
+            forward.append(f"{var} = self.{attr}({r.call(node.args, node.kwargs)})")
         elif isinstance(op, FunctionOp):
-            expr = _function_expr(op, node, r)
+            forward += _function_lines(op, node, var, r)
         elif isinstance(op, MethodOp):
-            if not node.args:
-                raise GraphFormatError(f"Method node {node.name!r} of graph {graph.name!r} has no object to call on.")
-            expr = f"{r(node.args[0])}.{op.parameters['name']}({r.call(node.args[1:], node.kwargs)})"
+            op.check(f"node {node.name!r} of graph {graph.name!r}")
+            check_node_call(op, node.args, node.kwargs, f"node {node.name!r} of graph {graph.name!r}")
+            forward.append(f"{var} = {r(node.args[0])}.{op.parameters['name']}({r.call(node.args[1:], node.kwargs)})")
         elif isinstance(op, AttributeOp):
-            expr = f"self.{attr}"
+            owned = owned_tensor(graph, node)
+            if owned is not None:
+                access = "".join(f"[{int(p)}]" if p.isdigit() else f".{p}" for p in owned[1])
+                forward.append(f"{var} = self.{attrs[owned[0].name]}{access}")
+            else:
+                forward.append(f"{var} = self.{attr}")
         else:
             raise GraphFormatError(f"Node {node.name!r} of graph {graph.name!r}: cannot generate code for {op!r}.")
-        forward.append(f"{var} = {expr}")
     out = _Renderer(refs, slot_vars(graph.output_node))
     forward.append(f"return {out(graph.output_node.args[0])}")
     lines = ["    def __init__(self) -> None:", "        super().__init__()"]
@@ -341,8 +381,7 @@ def _init_line(op: Any, attr: str, r: _Renderer) -> str:
     if isinstance(op, Cell):
         return f"self.{attr} = \0{op.graph_name}\0()"
     p = op.parameters
-    value = p.get("value")
-    tensor = r(value) if value is not None else f"torch.zeros({list(p['shape'])!r}, dtype={p['dtype']})"
+    tensor = r(p["value"])
     if p["kind"] == "parameter":
         return f"self.{attr} = nn.Parameter({tensor}, requires_grad={bool(p.get('requires_grad', True))})"
     persistent = p["kind"] == "buffer" and bool(p.get("persistent", True))
@@ -371,6 +410,32 @@ def _class_base(type_path: str | None, fallback: str) -> str:
     if not type_path:
         return fallback
     return _identifier(type_path.rpartition(":")[2].rpartition(".")[2]) or fallback
+
+
+_TENSOR_HELPER = '''import base64
+
+
+def _nf_tensor(data: str, dtype: torch.dtype, shape: list[int]) -> torch.Tensor:
+    """A tensor written as base64 of its raw bytes (native byte order)."""
+    return torch.frombuffer(bytearray(base64.b64decode(data)), dtype=dtype).reshape(shape).clone()
+'''
+
+
+def _docstring(text: str) -> str:
+    """A string literal holding ``text``: triple-quoted when that is plainly safe, else ``repr``."""
+    plain = text.isprintable() and '"' not in text and "\\" not in text
+    return f'"""{text}"""' if plain else repr(text)
+
+
+def _tensor_expr(value: torch.Tensor, r: _Renderer) -> str:
+    from .serialize import IRWriter
+
+    if value.numel() == 0:
+        return f"torch.zeros({list(value.shape)!r}, dtype={value.dtype})"
+    encoded = IRWriter.tensor(value)
+    if "bytes" in encoded:
+        return f"_nf_tensor({encoded['bytes']!r}, {value.dtype}, {list(value.shape)!r})"
+    return f"torch.tensor({r(value.tolist())}, dtype={value.dtype})"
 
 
 _CHILD = re.compile("\0([^\0]*)\0")
@@ -407,14 +472,17 @@ def generate_code(model: GraphModelSpace, main: MainMode = "error") -> Generated
         graph = model.graphs[name]
         origin = graph.module_type or "a built graph"
         where = f"module `{graph.space_path}`" if graph.space_path else "the space itself"
-        doc = f'    """Graph `{name}`: traced from `{origin}` ({where})."""'
+        doc = f"    {_docstring(f'Graph {name}: traced from {origin} ({where}).')}"
         children = tuple(dict.fromkeys(class_names[child] for child in _CHILD.findall(text)))
         text = _REF.sub(lambda m: imports.exprs[m.group(1)], _CHILD.sub(lambda m: class_names[m.group(1)], text))
         chunks.append(f"class {class_names[name]}(nn.Module):\n{doc}\n\n{text}\n")
         classes.append((class_names[name], chunks[-1], children))
-    sample = "" if model.sample is None else "\nSample: " + repr(model.sample).replace('"""', '\\"\\"\\"') + "\n"
-    header = f'"""PyTorch source of one model of a nasflow graph model space (`{model.space_type}`).\n{sample}"""\n'
+    header = f'"""PyTorch source of one model of a nasflow graph model space ({model.space_type or "a module"})."""\n'
+    if model.sample is not None:  # a comment: repr() has no line break, so it cannot end the comment
+        header += f"# Sample: {model.sample!r}\n"
     import_lines = "\n".join(imports.header())
+    if any("_nf_tensor(" in text for _, text, _ in classes):
+        import_lines += "\n" + _TENSOR_HELPER
     source = header + "\n" + import_lines + "\n\n\n" + "\n\n".join(chunks)
     return GeneratedCode(source, class_names[model.root_name], dict(imports.main_objects), import_lines, classes)
 
@@ -453,11 +521,14 @@ def _build_classes(generated: GeneratedCode) -> dict[str, type]:
 
 def instantiate(model: GraphModelSpace) -> nn.Module:
     """Generate, execute and instantiate the root class of ``model``."""
-    generated = generate_code(model, main="namespace")
-    root_class = _build_classes(generated)[generated.root_class]
-    root_class.__reduce_ex__ = _reduce_generated
-    root_class.__deepcopy__ = _deepcopy_generated
-    module = root_class()
+    from .ir import no_gc_pauses
+
+    with no_gc_pauses():
+        generated = generate_code(model, main="namespace")
+        root_class = _build_classes(generated)[generated.root_class]
+        root_class.__reduce_ex__ = _reduce_generated
+        root_class.__deepcopy__ = _deepcopy_generated
+        module = root_class()
     module.__dict__["_nf_model_state"] = _ModelState(model)
     module.__dict__["_nf_generated_source"] = generated.source
     return module
@@ -490,7 +561,7 @@ def _reduce_generated(self: nn.Module, protocol: int) -> Any:
 
 
 def _rebuild_generated(model_state: dict[str, Any], state_dict: dict[str, Any], training: bool) -> nn.Module:
-    from .ir import GraphModelSpace
+    from .space import GraphModelSpace
 
     model = GraphModelSpace.__new__(GraphModelSpace)
     model.__setstate__(model_state)

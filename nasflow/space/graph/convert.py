@@ -5,40 +5,44 @@ Each module becomes one of:
   ``module`` node holding its class and init arguments (which may hold mutables: value choices);
 - a LayerChoice / InputChoice: a node annotated as a mutation point;
 - a Repeat or Cell: a sub-graph built here (a chain of blocks; a DAG of choices);
-- any other module: a sub-graph traced with torch.fx, whose submodules are treated the same way
-  (containers like ``nn.Sequential`` are traced through).
+- any other module: a sub-graph traced with torch.fx (see ``trace``), whose submodules are treated
+  the same way (containers like ``nn.Sequential`` are traced through).
+
+A module is traced for the way it is called: optional arguments a call leaves out are fixed at
+their defaults. What one graph cannot represent (a module called in two ways, tensors shared by
+two modules, an optional argument of the space's own forward whose use is unknown) is refused here.
 """
 
 from __future__ import annotations
 
 import inspect
-import math
 from typing import Any
 
 import torch
 import torch.fx as fx
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
 
 from nasflow.mutable import Constraint, Mutable
 from nasflow.nn import Cell as NasCell
 from nasflow.nn import ChosenInputs, InputChoice, LayerChoice, ModelSpace, ParametrizedModule, Repeat
 from nasflow.nn.base import MutableModule, module_leaf_mutables
-from nasflow.nn.cell import _Identity, _PassThrough
 
-from .errors import GraphConversionError
-from .ir import Graph, GraphModelSpace, Node, NodeRef
+from .built import BuiltGraphs
+from .errors import GraphConversionError, GraphFormatError
+from .ir import Graph, Node, NodeRef
 from .mutator import join_path
-from .operations import AttributeOp, Cell, FunctionOp, InputsOp, MethodOp, ModuleOp, Operation
-from .values import Ref, Slot, TrainingFlag, constructor_call, default_of, map_template, ref_of, to_ir_value
+from .operations import AttributeOp, Cell, FunctionOp, InputsOp, MethodOp, ModuleOp, Operation, check_node_call
+from .refs import check_ref, ref_of
+from .space import GraphModelSpace
+from .trace import fix_for, plain_attributes, same_computation, signature_of, trace_module, traced_container, value_key
+from .values import Ref, Slot, constructor_call, default_of, map_template, to_ir_value
 
 __all__ = ["convert_model_space", "module_kind"]
 
 _KINDS = {"positional_only": "positional", "positional_or_keyword": "positional", "var_positional": "var_positional",
           "keyword_only": "keyword_only", "var_keyword": "var_keyword"}
-
-
-def _traced_container(module: nn.Module) -> bool:
-    return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
+_VAR = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
 def module_kind(module: nn.Module) -> str:
@@ -53,7 +57,7 @@ def module_kind(module: nn.Module) -> str:
         return "cell"
     if isinstance(module, (ChosenInputs, ParametrizedModule)) or getattr(type(module), "_nni_basic_unit", False):
         return "basic"
-    if _traced_container(module):
+    if traced_container(module):
         return "container"
     if type(module).__module__.startswith("torch.nn."):
         return "basic"
@@ -64,35 +68,10 @@ def _describe(module: nn.Module, path: str) -> str:
     return f"module '{path}' ({type(module).__qualname__})" if path else f"the space ({type(module).__qualname__})"
 
 
-class _Tracer(fx.Tracer):
-    """Every module is a leaf except containers, which are traced through; ``self.training`` stays symbolic."""
-
-    def __init__(self, autowrap_math: bool) -> None:
-        super().__init__(autowrap_modules=(math,) if autowrap_math else ())
-
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return not _traced_container(m)
-
-    def create_arg(self, a: Any) -> Any:
-        if isinstance(a, TrainingFlag):
-            return a
-        return super().create_arg(a)
-
-
-_MODULE_INTERNALS = frozenset(nn.Module().__dict__)
-
-
-def _value_key(value: Any) -> Any:
-    """A hashable stand-in for a plain attribute value (identity for anything else)."""
-    if value is None or isinstance(value, (bool, int, float, str, torch.dtype, torch.device)):
-        return (type(value).__name__, value)
-    if isinstance(value, (tuple, list)):
-        return (type(value).__name__, tuple(_value_key(v) for v in value))
-    if isinstance(value, dict):
-        return ("dict", tuple((repr(k), _value_key(v)) for k, v in value.items()))
-    if isinstance(value, torch.Tensor):
-        return ("tensor", tuple(value.shape), value.dtype)
-    return ("id", id(value))
+def _subject(module: nn.Module, path: str) -> str:
+    """``_describe`` starting a sentence."""
+    text = _describe(module, path)
+    return text[0].upper() + text[1:]
 
 
 class _StructureKeys:
@@ -107,8 +86,7 @@ class _StructureKeys:
     def __call__(self, module: nn.Module) -> int:
         if id(module) in self.memo:
             return self.memo[id(module)]
-        attrs = tuple((k, _value_key(v)) for k, v in module.__dict__.items()
-                      if k not in _MODULE_INTERNALS and not k.startswith("_nf_"))
+        attrs = tuple((k, value_key(v)) for k, v in plain_attributes(module))
         tensors = tuple((k, tuple(v.shape), v.dtype, v.requires_grad) if v is not None else (k, None)
                         for d in (module._parameters, module._buffers) for k, v in d.items())
         children = tuple((k, type(c), self(c)) if c is not None else (k, None) for k, c in module._modules.items())
@@ -117,18 +95,21 @@ class _StructureKeys:
         return self.memo[id(module)]
 
 
-class _Converter:
+class _Converter(BuiltGraphs):
     def __init__(self, space: nn.Module, model: GraphModelSpace) -> None:
         self.space, self.model = space, model
         self.graph_of: dict[int, str] = {}
+        self.fixed_of: dict[int, dict[str, Any]] = {}
         self.candidates_of: dict[int, list[tuple[Any, Operation, str]]] = {}
         self.structure_key = _StructureKeys()
-        self.traces: dict[int, tuple[fx.Graph, dict[str, torch.Tensor]]] = {}
+        self.traces: dict[Any, tuple[fx.Graph, dict[str, torch.Tensor]]] = {}
         self.signatures: dict[type, list[inspect.Parameter]] = {}
+        self.tensor_paths: dict[int, tuple[str, tuple[str, str]]] = {}
+        self.choice_paths: set[str] = set()
 
     # ---- graphs -----------------------------------------------------------------------------
     def new_graph(self, module: nn.Module, path: str) -> Graph:
-        name = "_model" if not path else "_model__" + path.replace(".", "__")
+        name = "_model__" + "".join(c if c.isalnum() else "_" for c in path.replace(".", "__")) if path else "_model"
         while name in self.model.graphs:
             name += "_"
         graph = Graph(name, path, _type_path(type(module)))
@@ -136,14 +117,64 @@ class _Converter:
         self.graph_of[id(module)] = name
         return graph
 
-    def module_graph(self, module: nn.Module, path: str) -> str:
-        """The graph of a user module or container (traced once, however often it is called)."""
+    def signature(self, module: nn.Module) -> list[inspect.Parameter]:
+        if type(module) not in self.signatures:
+            self.signatures[type(module)] = signature_of(module)
+        return self.signatures[type(module)]
+
+    def fixed_by_call(self, module: nn.Module, path: str, args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The forward() parameters a call with this template fixes: those it leaves out (at their
+        defaults) and those it passes None, a bool or a string (what code branches on: ``if y is None``,
+        ``if flag``, ``if mode == 'a'``). The module's graph is traced with them fixed; the call still
+        passes them, and the graph's forward ignores them."""
+        params = self.signature(module)
+        try:
+            bound = inspect.Signature(params).bind(*args, **kwargs)
+        except TypeError as err:
+            raise GraphConversionError(f"{_subject(module, path)} is called with arguments its forward() does "
+                                       f"not take: {err}.") from err
+        fixed = {}
+        for p in params:
+            if p.kind in _VAR:
+                continue
+            if p.name not in bound.arguments:
+                if p.default is not inspect.Parameter.empty:
+                    fixed[p.name] = p.default
+            elif bound.arguments[p.name] is None or isinstance(bound.arguments[p.name], (bool, str)):
+                fixed[p.name] = bound.arguments[p.name]
+        return fixed
+
+    def traced(self, module: nn.Module, path: str, fixed: dict[str, Any]) -> tuple[fx.Graph, dict[str, torch.Tensor]]:
+        """The fx trace of ``module`` with ``fixed`` parameters (one per structure and call pattern)."""
+        key = (self.structure_key(module), _pattern(fixed))
+        if key not in self.traces:
+            before = set(module.__dict__)
+            try:
+                fx_graph = trace_module(module, path, _describe(module, path), fixed)
+            finally:  # fx stores tensor constants on the module; keep them with the trace instead
+                constants = {k: module.__dict__.pop(k) for k in set(module.__dict__) - before
+                             if k.startswith("_tensor_constant")}
+            self.traces[key] = (fx_graph, constants)
+        return self.traces[key]
+
+    def module_graph(self, module: nn.Module, path: str, fixed: dict[str, Any] | None = None) -> str:
+        """The graph of a user module or container (traced once per call pattern, however often called)."""
+        fixed = fixed or {}
         if id(module) in self.graph_of:
+            known = self.fixed_of.get(id(module), {})
+            if _pattern(known) != _pattern(fixed):
+                raise GraphConversionError(
+                    f"{_subject(module, path)} is called in two ways, fixing the arguments {known} at one call and "
+                    f"{fixed} at another (left out, or given as None, a bool or a string, which code may branch on); "
+                    "one module is one graph, traced for one way of calling it. Pass the same arguments at every "
+                    f"call, or {fix_for(path)}.")
             return self.graph_of[id(module)]
         if isinstance(module, MutableModule):
             self.collect_own_mutables(module, path)
         graph = self.new_graph(module, path)
-        if _traced_container(module):
+        self.fixed_of[id(module)] = fixed
+        if traced_container(module):
             graph.input_node.operation = InputsOp(signature=[{"name": "input", "kind": "positional"}])
             prev: NodeRef = (graph.input_node, 0)
             for name, child in module._modules.items():
@@ -153,18 +184,36 @@ class _Converter:
             graph.add_edge(prev, (graph.output_node, 0))
             graph.output_node.args = (Slot(0),)
             return graph.name
-        key = self.structure_key(module)
-        if key not in self.traces:
-            before = set(module.__dict__)
-            try:
-                fx_graph = self.trace(module, path)
-            finally:  # fx stores tensor constants on the module; keep them with the trace instead
-                constants = {k: module.__dict__.pop(k) for k in set(module.__dict__) - before
-                             if k.startswith("_tensor_constant")}
-            self.traces[key] = (fx_graph, constants)
-        fx_graph, constants = self.traces[key]
-        self.from_fx(graph, module, fx_graph, constants)
+        fx_graph, constants = self.traced(module, path, fixed)
+        self.from_fx(graph, module, fx_graph, constants, set(fixed) if not path else set())
         return graph.name
+
+    def root_fixed(self, space: nn.Module, dummy_input: Any) -> dict[str, Any]:
+        """Which optional parameters of the space's forward() to fix: none when passing them or not
+        computes alike; else those the dummy input leaves out; else the conversion is refused."""
+        params = self.signature(space)
+        optional = {p.name: p.default for p in params
+                    if p.default is not inspect.Parameter.empty and p.kind not in _VAR}
+        if not optional:
+            return {}
+        specialized, _ = self.traced(space, "", optional)
+        try:
+            general: fx.Graph | None = self.traced(space, "", {})[0]
+        except GraphConversionError:
+            general = None
+        if general is not None and same_computation(general, specialized, optional):
+            return {}
+        if dummy_input is not None:
+            given = len(dummy_input) if isinstance(dummy_input, tuple) else 1
+            positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            return {name: default for name, default in optional.items() if name not in positional[:given]}
+        raise GraphConversionError(
+            f"The space's forward() computes differently when its optional arguments {sorted(optional)} are passed "
+            "than when they are left out (it branches on them, e.g. `if y is not None:`), and which call your "
+            "evaluator makes is unknown at conversion. Pass dummy_input=... to GraphModelSpace.from_model holding "
+            "exactly the positional arguments your evaluator passes (the model is traced for that call), or give "
+            "those parameters no default."
+        )
 
     def collect_own_mutables(self, module: MutableModule, path: str) -> None:
         """Constraints a space adds are kept; choices made in plain Python cannot be graph mutations."""
@@ -172,51 +221,30 @@ class _Converter:
         if plain:
             labels = sorted({leaf.label for m in plain for leaf in m.leaf_mutables()})
             raise GraphConversionError(
-                f"{_describe(module, path)} resolves the choices {labels} in plain Python (ensure_frozen), which "
+                f"{_subject(module, path)} resolves the choices {labels} in plain Python (ensure_frozen), which "
                 "the graph format cannot represent as graph mutations. Pass those mutables to a Mutable* layer, a "
                 "LayerChoice or a ParametrizedModule instead, or use the simplified format."
             )
-        self.model.extra_mutables.extend(m for m in module.mutables if isinstance(m, Constraint))
+        for m in module.mutables:
+            if isinstance(m, Constraint):
+                self.model.extra_mutables.append(to_ir_value(m, f"the constraints of {_describe(module, path)}"))
 
-    def trace(self, module: nn.Module, path: str) -> fx.Graph:
-        where = _describe(module, path)
-        if not isinstance(getattr(type(module), "forward", None), type(lambda: None)):
-            raise GraphConversionError(f"{where} has no Python forward() to trace. Make it a basic unit: "
-                                       "subclass nasflow.nn.ParametrizedModule.")
-        saved = module.__dict__.get("training", True)
-        module.__dict__["training"] = TrainingFlag(where)
-        try:
-            try:
-                return _Tracer(autowrap_math=False).trace(module)
-            except GraphConversionError:
-                raise
-            except Exception:  # noqa: BLE001 - retry with math functions wrapped, as fx does by default
-                return _Tracer(autowrap_math=True).trace(module)
-        except GraphConversionError:
-            raise
-        except Exception as err:
-            raise GraphConversionError(
-                f"Cannot convert {where} to a graph: torch.fx could not trace its forward() "
-                f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). Data-dependent control "
-                "flow and loops over tensors cannot be traced: make it a basic unit by subclassing "
-                "nasflow.nn.ParametrizedModule (or setting `_nni_basic_unit = True`), so it is one node that runs "
-                "its forward() as written."
-            ) from err
-        finally:
-            module.__dict__["training"] = saved
-
-    def from_fx(self, graph: Graph, module: nn.Module, fx_graph: fx.Graph, constants: dict[str, torch.Tensor]) -> None:
+    def from_fx(self, graph: Graph, module: nn.Module, fx_graph: fx.Graph, constants: dict[str, torch.Tensor],
+                dropped: set[str]) -> None:
+        """``graph`` from ``module``'s fx trace; its forward has the module's signature, less ``dropped``
+        (the space's fixed parameters: a call passing them fails instead of being ignored)."""
         where = _describe(module, graph.space_path)
         signature: list[dict[str, Any]] = []
-        if type(module) not in self.signatures:
-            self.signatures[type(module)] = list(inspect.signature(module.forward).parameters.values())
-        for param in self.signatures[type(module)]:
+        for param in self.signature(module):
+            if param.name in dropped:
+                continue
             entry: dict[str, Any] = {"name": param.name, "kind": _KINDS[param.kind.name.lower()]}
             if param.default is not inspect.Parameter.empty:
                 entry["default"] = to_ir_value(param.default, f"default of {param.name!r} in {where}")
             signature.append(entry)
         graph.input_node.operation = InputsOp(signature=signature)
         index_of = {p["name"]: i for i, p in enumerate(signature)}
+        called = {n.target for n in fx_graph.nodes if n.op == "call_module"}
         env: dict[fx.Node, NodeRef] = {}
         for n in fx_graph.nodes:
             if n.op == "placeholder":
@@ -232,8 +260,14 @@ class _Converter:
             if n.op == "call_module":
                 node = self.add_call(graph, module.get_submodule(n.target), n.target, args, kwargs, refs, n.name)
             else:
-                node = graph.add_node(n.name, self.plain_op(n, module, where, constants), args, kwargs,
-                                      n.target if n.op == "get_attr" else None)
+                op, python_name = self.plain_op(n, module, graph, where, constants, called)
+                try:
+                    op.check(where)
+                    check_node_call(op, args, kwargs, where)
+                except GraphFormatError as err:
+                    raise GraphConversionError(f"Cannot convert {where} to a graph: {err} To fix it, "
+                                               f"{fix_for(graph.space_path)}.") from err
+                node = graph.add_node(n.name, op, args, kwargs, python_name)
                 for i, ref in enumerate(refs):
                     graph.add_edge(ref, (node, i))
             env[n] = (node, None)
@@ -253,9 +287,10 @@ class _Converter:
 
         return map_template(_plain(value), leaf)
 
-    def plain_op(self, n: fx.Node, module: nn.Module, where: str, constants: dict[str, torch.Tensor]) -> Operation:
+    def plain_op(self, n: fx.Node, module: nn.Module, graph: Graph, where: str, constants: dict[str, torch.Tensor],
+                 called: set[str]) -> tuple[Operation, str | None]:
         if n.op == "call_method":
-            return MethodOp(name=n.target)
+            return MethodOp(name=n.target), None
         if n.op == "call_function":
             ref = ref_of(n.target)
             if ref is None:
@@ -263,24 +298,46 @@ class _Converter:
                     f"{where} calls {n.target!r}, which generated code cannot import. Define the function at "
                     "module level (not a lambda or a local function)."
                 )
-            return FunctionOp(target=ref)
+            return FunctionOp(target=check_ref(ref, None, where)), None
         if n.op == "get_attr":
-            if n.target in constants:
-                return AttributeOp.of("constant", constants[n.target])
-            value = module
-            for part in n.target.split("."):
-                value = getattr(value, part)
-            if isinstance(value, nn.Parameter):
-                return AttributeOp.of("parameter", value)
-            if isinstance(value, torch.Tensor):
-                owner_path, _, leaf = n.target.rpartition(".")
-                owner = module.get_submodule(owner_path) if owner_path else module
-                if leaf in owner._buffers:
-                    return AttributeOp.of("buffer", value, persistent=leaf not in owner._non_persistent_buffers_set)
-                return AttributeOp.of("constant", value)
-            raise GraphConversionError(f"{where} uses attribute {n.target!r} ({type(value).__qualname__}) as a value; "
-                                       "only tensors can be graph attributes.")
+            return self.attribute_op(n.target, module, graph, where, constants, called), n.target
         raise GraphConversionError(f"{where}: unexpected fx node {n.op!r}.")
+
+    def attribute_op(self, target: str, module: nn.Module, graph: Graph, where: str,
+                     constants: dict[str, torch.Tensor], called: set[str]) -> AttributeOp:
+        if target in constants:
+            return AttributeOp.of("constant", constants[target])
+        value: Any = module
+        for part in target.split("."):
+            value = getattr(value, part)
+        if not isinstance(value, torch.Tensor):
+            raise GraphConversionError(f"{where} uses attribute {target!r} ({type(value).__qualname__}) as a value; "
+                                       "only tensors can be graph attributes.")
+        owner_path, _, leaf = target.rpartition(".")
+        owner = module.get_submodule(owner_path) if owner_path else module
+        path = join_path(graph.space_path, target)
+        # a tensor of a basic unit this graph calls is that unit's (generated code reads it from there)
+        owned = owner_path in called and module_kind(owner) == "basic"
+        builder = ("module", join_path(graph.space_path, owner_path)) if owned else ("attribute", path)
+        self.claim(value, path, builder)
+        if isinstance(value, nn.Parameter):
+            return AttributeOp.of("parameter", value)
+        if leaf in owner._buffers:
+            return AttributeOp.of("buffer", value, persistent=leaf not in owner._non_persistent_buffers_set)
+        return AttributeOp.of("constant", value)
+
+    def claim(self, tensor: torch.Tensor, path: str, builder: tuple[str, str]) -> None:
+        """Each tensor of the space is built by one node (``builder``: the module or attribute path that
+        generated code builds it at); two builders sharing one tensor would come apart."""
+        known, known_builder = self.tensor_paths.setdefault(id(tensor), (path, builder))
+        if known_builder == builder or _exclusive(known, path, self.choice_paths):
+            return
+        raise GraphConversionError(
+            f"'{known}' and '{path}' are one tensor in the space (tied weights, or one module used at two "
+            "places), but the graph format builds each of them separately, so training would untie them. Make "
+            "the module holding both uses a basic unit (subclass nasflow.nn.ParametrizedModule or set "
+            "`_nni_basic_unit = True`), or use the simplified model format."
+        )
 
     # ---- calls of modules -------------------------------------------------------------------
     def add_call(self, graph: Graph, module: nn.Module, rel: str, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -291,7 +348,7 @@ class _Converter:
         if kind == "basic":
             op, python_name = self.basic_op(module, path), rel
         elif kind == "layer_choice":
-            candidates = self.layer_choice_candidates(module, path, rel, len(args), list(kwargs))
+            candidates = self.layer_choice_candidates(module, path, rel, args, kwargs)
             default = default_of(module.choice)
             _, op, python_name = next(c for c in candidates if c[0] == default)
             mutation = {"type": "layer_choice", "mutable": module.choice, "path": path, "candidates": candidates}
@@ -304,7 +361,8 @@ class _Converter:
         elif kind == "repeat":
             op, python_name = Cell(graph=self.repeat_graph(module, path)), rel
         else:
-            op, python_name = Cell(graph=self.module_graph(module, path)), rel
+            fixed = self.fixed_by_call(module, path, args, kwargs)
+            op, python_name = Cell(graph=self.module_graph(module, path, fixed)), rel
         node = graph.add_node(name, op, args, kwargs, python_name)
         node.mutation = mutation
         for i, ref in enumerate(refs):
@@ -330,22 +388,27 @@ class _Converter:
         ref = ref_of(cls)
         if ref is None:
             raise GraphConversionError(
-                f"{where}: its class cannot be imported by generated code; define it at module level.")
+                f"{where}: its class has no import path (a local class), so generated code cannot build it; define "
+                "it at module level, in an importable module.")
+        check_ref(ref, None, where)
+        for name, tensor in module.state_dict(keep_vars=True).items():
+            self.claim(tensor, join_path(path, name), ("module", path))
         what = f"init arguments of {where}"
         return ModuleOp(cls=ref, args=to_ir_value(tuple(args), what), kwargs=to_ir_value(dict(kwargs), what))
 
-    def layer_choice_candidates(self, module: LayerChoice, path: str, rel: str, n_args: int,
-                                kwarg_names: list[str]) -> list[tuple[Any, Operation, str]]:
+    def layer_choice_candidates(self, module: LayerChoice, path: str, rel: str, args: tuple[Any, ...],
+                                kwargs: dict[str, Any]) -> list[tuple[Any, Operation, str]]:
         if id(module) not in self.candidates_of:
+            self.choice_paths.add(path)
             candidates = []
             for key in module.names:
                 candidate = module[key]
-                op = self.candidate_op(candidate, join_path(path, str(key)), n_args, kwarg_names)
+                op = self.candidate_op(candidate, join_path(path, str(key)), args, kwargs)
                 candidates.append((key, op, join_path(rel, str(key))))
             self.candidates_of[id(module)] = candidates
         return self.candidates_of[id(module)]
 
-    def candidate_op(self, module: nn.Module, path: str, n_args: int, kwarg_names: list[str]) -> Operation:
+    def candidate_op(self, module: nn.Module, path: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Operation:
         kind = module_kind(module)
         if kind == "basic":
             return self.basic_op(module, path)
@@ -354,8 +417,8 @@ class _Converter:
         if kind == "cell":
             return Cell(graph=self.cell_graph(module, path))
         if kind in ("layer_choice", "input_choice"):
-            return Cell(graph=self.wrapper_graph(module, path, n_args, kwarg_names))
-        return Cell(graph=self.module_graph(module, path))
+            return Cell(graph=self.wrapper_graph(module, path, len(args), list(kwargs)))
+        return Cell(graph=self.module_graph(module, path, self.fixed_by_call(module, path, args, kwargs)))
 
     def wrapper_graph(self, module: nn.Module, path: str, n_args: int, kwarg_names: list[str]) -> str:
         """A one-node graph around a nested choice, so it can be a candidate of another one."""
@@ -372,102 +435,29 @@ class _Converter:
         graph.output_node.args = (Slot(0),)
         return graph.name
 
-    # ---- Repeat and Cell --------------------------------------------------------------------
-    def repeat_graph(self, module: Repeat, path: str) -> str:
-        if id(module) in self.graph_of:
-            return self.graph_of[id(module)]
-        graph = self.new_graph(module, path)
-        graph.input_node.operation = InputsOp(signature=[{"name": "x", "kind": "positional"}])
-        mutable = module.depth_choice if isinstance(module.depth_choice, Mutable) else None
-        count = module.max_depth if mutable is not None else module.depth_choice
-        prev: NodeRef = (graph.input_node, 0)
-        chain = []
-        for i in range(count):
-            node = self.add_call(graph, module.blocks[i], f"blocks.{i}", (Slot(0),), {}, [prev], f"block_{i}")
-            chain.append(node.name)
-            prev = (node, None)
-        graph.add_edge(prev, (graph.output_node, 0))
-        graph.output_node.args = (Slot(0),)
-        self.model.renames.append((join_path(path, "blocks"), path))
-        if mutable is not None:
-            graph.mutation = {"type": "repeat", "label": module.label, "depth": mutable, "chain": chain}
-        return graph.name
 
-    def cell_inputs(self, graph: Graph, module: NasCell, path: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-                    refs: list[NodeRef], name: str) -> tuple[tuple[Any, ...], list[NodeRef]]:
-        """The Cell's call as ``num_predecessors`` positional tensors (it also accepts one list)."""
-        p = module.num_predecessors
-        items = list(args[0]) if len(args) == 1 and isinstance(args[0], (list, tuple)) else list(args)
-        if len(items) == 1 and isinstance(items[0], Slot) and p > 1:  # a list-valued input: index it
-            source = refs[items[0].index]
-            picked = []
-            for i in range(p):
-                pick = graph.add_node(f"{name}_input_{i}", FunctionOp(target=Ref("operator:getitem")), (Slot(0), i))
-                graph.add_edge(source, (pick, 0))
-                picked.append((pick, None))
-            return tuple(Slot(i) for i in range(p)), picked
-        if kwargs or len(items) != p or not all(isinstance(v, Slot) for v in items):
-            raise GraphConversionError(
-                f"Cell {module.label!r} at '{path}' must be called with its {p} input tensors (or one list of them)."
-            )
-        return tuple(Slot(i) for i in range(p)), [refs[v.index] for v in items]
-
-    def cell_graph(self, module: NasCell, path: str) -> str:
-        if id(module) in self.graph_of:
-            return self.graph_of[id(module)]
-        graph = self.new_graph(module, path)
-        p = module.num_predecessors
-        signature = [{"name": f"input_{i}", "kind": "positional"} for i in range(p)]
-        graph.input_node.operation = InputsOp(signature=signature)
-        inputs: list[NodeRef] = [(graph.input_node, i) for i in range(p)]
-        states = list(inputs)
-        if not isinstance(module.preprocessor, _Identity):
-            pre = self.add_call(graph, module.preprocessor, "preprocessor", ([Slot(i) for i in range(p)],), {},
-                                inputs, "preprocessor")
-            states = []
-            for i in range(p):
-                pick = graph.add_node(f"state_{i}", FunctionOp(target=Ref("operator:getitem")), (Slot(0), i))
-                graph.add_edge((pre, None), (pick, 0))
-                states.append((pick, None))
-        entries = []
-        for a, (node_ops, node_inputs) in enumerate(zip(module.ops, module.inputs, strict=True)):
-            k = p + a
-            outputs: list[NodeRef] = []
-            for j, (op, selector) in enumerate(zip(node_ops, node_inputs, strict=True)):
-                chosen = default_of(selector.choice)[0]  # an InputChoice's value is a list (NNI)
-                op_node = self.add_call(graph, op, f"ops.{a}.{j}", (Slot(0),), {}, [states[chosen]], f"op_{k}_{j}")
-                entries.append({"node": op_node.name, "mutable": selector.choice,
-                                "candidates": [[s[0].name, s[1]] for s in states[:k]]})
-                outputs.append((op_node, None))
-            acc = outputs[0]
-            for j, out in enumerate(outputs[1:]):
-                add = graph.add_node(f"node_{k}" if j == len(outputs) - 2 else f"node_{k}_sum{j}",
-                                     FunctionOp(target=Ref("operator:add")), (Slot(0), Slot(1)))
-                graph.add_edge(acc, (add, 0))
-                graph.add_edge(out, (add, 1))
-                acc = (add, None)
-            states.append(acc)
-        merged = module.output_node_indices
-        merge = graph.add_node("merge", FunctionOp(target=Ref("torch:cat")), ([Slot(i) for i in range(len(merged))],),
-                               {"dim": module.concat_dim})
-        for i, k in enumerate(merged):
-            graph.add_edge(states[k], (merge, i))
-        out: NodeRef = (merge, None)
-        if not isinstance(module.postprocessor, _PassThrough):
-            call = (Slot(0), [Slot(1 + i) for i in range(p)])
-            post = self.add_call(graph, module.postprocessor, "postprocessor", call, {}, [out, *inputs],
-                                 "postprocessor")
-            out = (post, None)
-        graph.add_edge(out, (graph.output_node, 0))
-        graph.output_node.args = (Slot(0),)
-        graph.mutation = {"type": "cell", "label": module.label, "merge_op": module.merge_op, "num_predecessors": p,
-                          "merge": merge.name, "inputs": entries, "states": [[s[0].name, s[1]] for s in states]}
-        return graph.name
+def _pattern(fixed: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted((name, value_key(value)) for name, value in fixed.items()))
 
 
-def _type_path(cls: type) -> str:
+def _exclusive(a: str, b: str, choice_paths: set[str]) -> bool:
+    """Whether paths ``a`` and ``b`` lie in different candidates of one LayerChoice (never both built)."""
+    for choice in choice_paths:
+        prefix = choice + "."
+        if a.startswith(prefix) and b.startswith(prefix):
+            if a[len(prefix):].split(".")[0] != b[len(prefix):].split(".")[0]:
+                return True
+    return False
+
+
+def _type_path(cls: type) -> str | None:
+    """The class's path, only used to name generated classes (a local class gets its plain name)."""
     ref = ref_of(cls)
-    return ref.path if ref else f"{cls.__module__}:{cls.__qualname__}"
+    if ref is not None:
+        return ref.path
+    name = cls.__qualname__.rpartition(".")[2]
+    return f"{cls.__module__}:{name}" if name.isidentifier() and all(p.isidentifier() for p in
+                                                                     cls.__module__.split(".")) else None
 
 
 def _name(attr: str) -> str:
@@ -499,70 +489,67 @@ def _check_labels(space: nn.Module, model: GraphModelSpace) -> None:
         )
 
 
-def _check_shapes(space: nn.Module, dummy_input: Any) -> None:
-    """Run ``dummy_input`` through the space and every LayerChoice candidate; shapes must agree."""
-    captured: dict[int, tuple[LayerChoice, tuple[Any, ...], dict[str, Any]]] = {}
-    hooks = [m.register_forward_pre_hook(lambda mod, a, kw: captured.setdefault(id(mod), (mod, a, kw)) and None,
-                                         with_kwargs=True)
-             for m in space.modules() if isinstance(m, LayerChoice)]
-    modes = {m: m.training for m in space.modules()}
-    space.eval()
-    try:
-        with torch.no_grad():
-            space(*(dummy_input if isinstance(dummy_input, tuple) else (dummy_input,)))
-            done: set[int] = set()
-            while len(done) < len(captured):
-                for key, (choice, args, kwargs) in list(captured.items()):
-                    if key in done:
-                        continue
-                    done.add(key)
-                    shapes = {name: _shapes(choice[name](*args, **kwargs)) for name in choice.names}
-                    if len(set(map(repr, shapes.values()))) > 1:
-                        raise GraphConversionError(
-                            f"LayerChoice {choice.label!r}: candidates disagree on output shape for the dummy input: "
-                            + ", ".join(f"{k!r} -> {v}" for k, v in shapes.items())
-                            + ". Every candidate must produce the same shape."
-                        )
-    except GraphConversionError:
-        raise
-    except Exception as err:
-        raise GraphConversionError(f"dummy_input does not run through the space: {type(err).__name__}: {err}") from err
-    finally:
-        for hook in hooks:
-            hook.remove()
-        for m, mode in modes.items():
-            m.training = mode
+def _check_own_freezing(space: nn.Module) -> None:
+    """A module that freezes its own way (NNI's NDS spaces rebuild per sample, NAS-Bench-101's cell
+    exists only frozen) builds models that the graph, converted once from the space, cannot follow.
+    The converter knows how nasflow's own mutable modules freeze, and no other way."""
+    known = (Mutable, MutableModule, ModelSpace, LayerChoice, InputChoice, Repeat, NasCell, ParametrizedModule)
+    for path, module in space.named_modules():
+        for method in ("freeze", "freeze_shallow"):
+            owner = next((c for c in type(module).__mro__ if method in c.__dict__), None)
+            if owner is not None and owner not in known:
+                raise GraphConversionError(
+                    f"{_subject(module, path)} overrides {method}() ({owner.__qualname__}): its models are built "
+                    "per sample by its own code, which the graph format, converting the space once, cannot follow. "
+                    "Use the simplified (or raw) model format for this space."
+                )
 
 
-def _shapes(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return tuple(value.shape)
-    if isinstance(value, (list, tuple)):
-        return [_shapes(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _shapes(v) for k, v in value.items()}
-    return type(value).__name__
+def _check_lazy(space: nn.Module, ran: bool) -> None:
+    """Lazy modules know their shapes only after a forward pass, which a dummy input provides."""
+    for path, module in space.named_modules():
+        if isinstance(module, LazyModuleMixin) and module.has_uninitialized_params():
+            how = ("dummy_input did not reach it (a LayerChoice candidate or Repeat block it does not run): give it "
+                   "its input size" if ran else
+                   "pass dummy_input=... to GraphModelSpace.from_model, which runs the space once so nasflow records "
+                   "the materialized modules, or give it its input size")
+            raise GraphConversionError(
+                f"{_subject(module, path)} is a lazy module: its parameter shapes are only known after a forward "
+                f"pass. To fix it, {how} (for example {type(module).cls_to_become.__name__} instead of "  # type: ignore
+                f"{type(module).__name__})."
+            )
 
 
 def convert_model_space(space: nn.Module, evaluator: Any = None, dummy_input: Any = None,
                         cls: type[GraphModelSpace] = GraphModelSpace) -> GraphModelSpace:
-    """The graph IR of ``space`` (see the module docstring)."""
+    """The graph IR of ``space`` (see the module docstring). With ``dummy_input``, the space is run on
+    it first (which materializes lazy modules) and the conversion is verified numerically after."""
+    from .verify import check_candidate_shapes, verify_conversion
+
     if not isinstance(space, nn.Module):
         raise TypeError(f"GraphModelSpace.from_model needs a torch module, got {type(space).__name__}.")
     if isinstance(space, ModelSpace) and space.frozen_sample is not None:
         raise ValueError(f"{type(space).__name__} is already a frozen model, not a space.")
-    model = cls(evaluator=evaluator)
-    model.space_type = _type_path(type(space))
-    converter = _Converter(space, model)
     kind = module_kind(space)
-    if kind in ("user", "container"):
-        converter.module_graph(space, "")
-    else:
+    if kind not in ("user", "container"):
         raise GraphConversionError(
             f"The space itself is a {kind} module ({type(space).__qualname__}); wrap it in a nasflow.nn.ModelSpace."
         )
+    _check_own_freezing(space)
+    if dummy_input is not None:
+        check_candidate_shapes(space, dummy_input)
+    _check_lazy(space, dummy_input is not None)
+    model = cls(evaluator=evaluator)
+    model.space_type = _type_path(type(space))
+    converter = _Converter(space, model)
+    try:
+        converter.module_graph(space, "", converter.root_fixed(space, dummy_input))
+    except GraphFormatError as err:  # a value the IR cannot hold: a conversion error like any other
+        if isinstance(err, GraphConversionError):
+            raise
+        raise GraphConversionError(str(err)) from err
     model.root_name = "_model"
     _check_labels(space, model)
     if dummy_input is not None:
-        _check_shapes(space, dummy_input)
+        verify_conversion(space, model, dummy_input)
     return model

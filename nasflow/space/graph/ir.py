@@ -1,4 +1,4 @@
-"""Graph IR: ``GraphModelSpace`` holds named ``Graph``s; a graph holds ``Node``s and ``Edge``s.
+"""Graph IR: a ``Graph`` holds ``Node``s and ``Edge``s (a ``GraphModelSpace`` holds named graphs).
 
 A node computes its ``operation`` on the values of its incoming edges. How those values are passed
 is the node's call template (``args`` / ``kwargs`` holding ``Slot(i)`` for incoming edge ``i``),
@@ -10,31 +10,42 @@ alone (its JSON, see ``dump``/``load``) describes the whole space or model.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import heapq
 import json
 from collections.abc import Iterator
 from typing import Any
 
-from torch import nn
-
-from nasflow.mutable import LabeledMutable, Mutable, Sample
-from nasflow.mutable.base import IsLeaf
-from nasflow.space.base import ExecutableModelSpace
-from nasflow.space.metrics import Metrics, ModelStatus
+from nasflow.mutable import Mutable
 
 from .errors import GraphFormatError
-from .operations import Cell, InputsOp, Operation, OutputsOp
-from .values import dump_value, load_value
+from .operations import Cell, InputsOp, Operation, OutputsOp, check_node_call
+from .refs import Ref
+from .serialize import IRReader, IRWriter, check_call
 
-__all__ = ["GraphModelSpace", "Graph", "Node", "Edge", "FORMAT_VERSION"]
+__all__ = ["Graph", "Node", "Edge", "no_gc_pauses"]
 
-FORMAT_VERSION = 1
 NodeRef = tuple["Node", int | None]
+
+
+@contextlib.contextmanager
+def no_gc_pauses() -> Iterator[None]:
+    """Reading IR and building its module allocate thousands of objects that all live on. Cyclic
+    garbage collections triggered meanwhile find nothing to free, yet in a process holding torch a
+    full one scans millions of objects (hundreds of ms in a fresh trial worker): hold them off."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class Node:
     """One operation in a graph. ``python_name``: the module attribute path it comes from, relative
-    to its graph's module in the space (None for functions)."""
+    to its graph's module in the space (None for functions). ``id``: its position in program order."""
 
     __slots__ = ("graph", "id", "name", "operation", "args", "kwargs", "python_name", "mutation")
 
@@ -116,12 +127,13 @@ class Graph:
 
     def __setattr__(self, name: str, value: Any) -> None:
         self.__dict__[name] = value
-        if name != "_codegen":
+        if name not in ("_codegen", "_json"):
             self._touch()
 
     def _touch(self) -> None:
-        """Forget cached generated code: the graph changed (edit graphs through their methods)."""
+        """Forget cached generated code and JSON: the graph changed (edit graphs through their methods)."""
         self.__dict__.pop("_codegen", None)
+        self.__dict__.pop("_json", None)
 
     # ---- building ---------------------------------------------------------------------------
     def _new_node(self, name: str, operation: Operation, args: tuple[Any, ...] = (),
@@ -139,8 +151,13 @@ class Graph:
         return f"{name}_{index}"
 
     def add_node(self, name: str, operation: Operation, args: tuple[Any, ...] = (),
-                 kwargs: dict[str, Any] | None = None, python_name: str | None = None) -> Node:
+                 kwargs: dict[str, Any] | None = None, python_name: str | None = None, *,
+                 at: Node | None = None) -> Node:
+        """A new node, placed in program order at the end, or ``at`` an existing node's position (for
+        nodes that take over its computation): in-place operations make that order matter."""
         node = self._new_node(self.unique_name(name), operation, args, kwargs, python_name)
+        if at is not None:
+            object.__setattr__(node, "id", at.id)
         self.hidden_nodes[node.name] = node
         self._touch()
         return node
@@ -199,7 +216,8 @@ class Graph:
         return next((n for n in self.hidden_nodes.values() if n.python_name == python_name), None)
 
     def topo_sort(self) -> list[Node]:
-        """Hidden nodes, every node after its inputs; ties keep creation order (the traced order)."""
+        """Hidden nodes, every node after its inputs; ties keep program order (the traced order), which
+        keeps in-place operations where the user's code has them."""
         indegree = {n.name: 0 for n in self.hidden_nodes.values()}
         succ: dict[str, list[Node]] = {name: [] for name in indegree}
         for e in self.edges:
@@ -239,42 +257,77 @@ class Graph:
         new.edges = [Edge((mapping[id(e.head)], e.head_slot), (mapping[id(e.tail)], e.tail_slot)) for e in self.edges]
         return new
 
-    def dump(self) -> dict[str, Any]:
+    def dump_json(self, writer: IRWriter | None = None) -> str:
+        """The graph as JSON text (cached until it changes: frozen models share untouched graphs)."""
+        cached = self.__dict__.get("_json")
+        if cached is None:
+            own = IRWriter()
+            cached = self.__dict__["_json"] = (json.dumps(self.dump(own)), frozenset(own.refs))
+        if writer is not None:
+            writer.refs |= cached[1]
+        return cached[0]
+
+    def dump(self, writer: IRWriter | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {
             "space_path": self.space_path,
             "module_type": self.module_type,
-            "inputs": self.input_node.operation.dump()["parameters"]["signature"],
-            "output": dump_value(self.output_node.args[0]),
-            "nodes": [_dump_node(n) for n in self.hidden_nodes.values()],
+            "inputs": self.input_node.operation.dump(writer)["parameters"]["signature"],
+            "output": writer.value(self.output_node.args[0]),
+            "nodes": [],
             "edges": [[e.head.name, e.head_slot, e.tail.name, e.tail_slot] for e in self.edges],
         }
+        for node in self.hidden_nodes.values():
+            try:
+                out["nodes"].append(_dump_node(node, writer))
+            except GraphFormatError as err:
+                where = f"module '{self.space_path}'" if self.space_path else "the space"
+                raise GraphFormatError(f"Node {node.name!r} of graph {self.name!r} ({where}): {err}") from err
         if self.mutation is not None:
-            out["mutation"] = _dump_annotation(self.mutation)
+            out["mutation"] = _dump_annotation(self.mutation, writer)
         return out
 
     @staticmethod
-    def load(name: str, data: dict[str, Any], memo: dict[str, LabeledMutable]) -> Graph:
+    def load(name: str, data: dict[str, Any], reader: IRReader) -> Graph:
+        """The graph of ``dump()`` output, every name and value checked (see ``Operation.check``).
+        Built directly (a new graph has no cache for the editing methods to drop)."""
         try:
-            graph = Graph(name, data["space_path"], data.get("module_type"))
-            graph.input_node.operation = InputsOp(signature=load_value(data["inputs"], memo))
-            graph.output_node.args = (load_value(data["output"], memo),)
+            module_type = data.get("module_type")
+            if module_type is not None:
+                Ref(module_type)  # a path, only ever used to name the generated class
+            if not isinstance(data["space_path"], str):
+                raise GraphFormatError(f"Graph {name!r}: space_path must be a string.")
+            graph = Graph(name, data["space_path"], module_type)
+            graph.input_node.operation = Operation.load(
+                {"type": "_inputs", "parameters": {"signature": data["inputs"]}}, reader, f"inputs of graph {name!r}")
+            graph.output_node.args = (reader.value(data["output"], f"output of graph {name!r}"),)
             for entry in data["nodes"]:
-                where = f"node {entry.get('name')!r} of graph {name!r}"
-                node = graph.add_node(entry["name"], Operation.load(entry["operation"], memo, where),
-                                      tuple(load_value(entry.get("args", []), memo)),
-                                      load_value(entry.get("kwargs", {}), memo), entry.get("python_name"))
-                if node.name != entry["name"]:
-                    raise GraphFormatError(f"Graph {name!r} has two nodes named {entry['name']!r}.")
+                node_name = entry["name"]
+                where = f"node {node_name!r} of graph {name!r}"
+                if not isinstance(node_name, str) or not isinstance(entry.get("python_name", ""), str):
+                    raise GraphFormatError(f"{where}: node names and python names must be strings.")
+                args, kwargs = reader.value(entry.get("args", []), where), reader.value(entry.get("kwargs", {}), where)
+                if not isinstance(args, list):
+                    raise GraphFormatError(f"{where}: node arguments must be a list.")
+                check_call(tuple(args), kwargs, where)
+                if node_name in graph.hidden_nodes or node_name in ("_inputs", "_outputs"):
+                    raise GraphFormatError(f"Graph {name!r} has two nodes named {node_name!r}.")
+                node = graph._new_node(node_name, Operation.load(entry["operation"], reader, where), tuple(args),
+                                       kwargs, entry.get("python_name"))
+                graph.hidden_nodes[node_name] = node
+                check_node_call(node.operation, node.args, node.kwargs, where)
                 if "mutation" in entry:
-                    node.mutation = _load_annotation(entry["mutation"], memo, where)
+                    object.__setattr__(node, "mutation", _load_annotation(entry["mutation"], reader, where))
             for head, head_slot, tail, tail_slot in data["edges"]:
                 h, t = graph.get_node_by_name(head), graph.get_node_by_name(tail)
                 if h is None or t is None:
                     raise GraphFormatError(f"Graph {name!r}: edge {head!r} -> {tail!r} names an unknown node.")
-                graph.add_edge((h, head_slot), (t, tail_slot))
+                if not (head_slot is None or _index(head_slot)) or not _index(tail_slot) \
+                        or h is graph.output_node or t is graph.input_node:
+                    raise GraphFormatError(f"Graph {name!r}: edge {head!r} -> {tail!r} is not a valid edge.")
+                graph.edges.append(Edge((h, head_slot), (t, tail_slot)))
             if "mutation" in data:
-                graph.mutation = _load_annotation(data["mutation"], memo, f"graph {name!r}")
-        except (KeyError, TypeError, ValueError) as err:
+                graph.mutation = _load_annotation(data["mutation"], reader, f"graph {name!r}")
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
             if isinstance(err, GraphFormatError):
                 raise
             raise GraphFormatError(f"Malformed IR JSON for graph {name!r}: {err!r}") from err
@@ -290,209 +343,39 @@ def _slot(index: int) -> Any:
     return Slot(index)
 
 
-def _dump_node(node: Node) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": node.name, "operation": node.operation.dump()}
+def _index(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _dump_node(node: Node, writer: IRWriter) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": node.name, "operation": node.operation.dump(writer)}
     if node.args:
-        out["args"] = dump_value(list(node.args))
+        out["args"] = writer.value(list(node.args))
     if node.kwargs:
-        out["kwargs"] = dump_value(node.kwargs)
+        out["kwargs"] = writer.value(node.kwargs)
     if node.python_name is not None:
         out["python_name"] = node.python_name
     if node.mutation is not None:
-        out["mutation"] = _dump_annotation(node.mutation)
+        out["mutation"] = _dump_annotation(node.mutation, writer)
     return out
 
 
-def _dump_annotation(annotation: dict[str, Any]) -> dict[str, Any]:
-    out = {k: dump_value(v) for k, v in annotation.items() if k != "candidates"}
+_ANNOTATIONS = {"layer_choice": ("mutable",), "input_choice": ("mutable",), "repeat": ("depth",), "cell": ()}
+
+
+def _dump_annotation(annotation: dict[str, Any], writer: IRWriter) -> dict[str, Any]:
+    out = {k: writer.value(v) for k, v in annotation.items() if k != "candidates"}
     if "candidates" in annotation:
-        out["candidates"] = [[dump_value(key), op.dump(), name] for key, op, name in annotation["candidates"]]
+        out["candidates"] = [[writer.value(key), op.dump(writer), name] for key, op, name in annotation["candidates"]]
     return out
 
 
-def _load_annotation(data: dict[str, Any], memo: dict[str, LabeledMutable], where: str) -> dict[str, Any]:
-    out = {k: load_value(v, memo) for k, v in data.items() if k != "candidates"}
+def _load_annotation(data: dict[str, Any], reader: IRReader, where: str) -> dict[str, Any]:
+    out = {k: reader.value(v, where) for k, v in data.items() if k != "candidates"}
+    kind = out.get("type")
+    if kind not in _ANNOTATIONS or not all(isinstance(out.get(k), Mutable) for k in _ANNOTATIONS[kind]):
+        raise GraphFormatError(f"{where}: malformed mutation annotation of type {out.get('type')!r}.")
     if "candidates" in data:
-        out["candidates"] = [(load_value(key, memo), Operation.load(op, memo, where), name)
+        out["candidates"] = [(reader.value(key, where), Operation.load(op, reader, where), name)
                              for key, op, name in data["candidates"]]
     return out
-
-
-class GraphModelSpace(ExecutableModelSpace):
-    """A model space (or, frozen, one model) as graph IR.
-
-    ``graphs[root_name]`` is the top-level module; other graphs are its traced submodules, Repeat
-    chains, Cells and LayerChoice candidates. ``renames`` maps module paths of the space to those
-    of the frozen model (a LayerChoice collapses into its chosen candidate, a Repeat into a
-    Sequential), which is what lets weights be copied between the two.
-    """
-
-    def __init__(self, *, evaluator: Any = None) -> None:
-        self.graphs: dict[str, Graph] = {}
-        self.root_name = "_model"
-        self.space_type: str | None = None
-        self.evaluator = evaluator
-        self.sample: Sample | None = None
-        self.status = ModelStatus.Initialized
-        self.model_id: int | None = None
-        self._metrics: Metrics | None = None
-        self.history: list[Any] = []
-        self.extra_mutables: list[Mutable] = []
-        self.renames: list[tuple[str, str]] = []
-        self._mutators: Any = None
-        self._labels: dict[str, LabeledMutable] | None = None
-        self._main_objects: dict[str, Any] = {}
-
-    # ---- format API -------------------------------------------------------------------------
-    @classmethod
-    def from_model(cls, model_space: nn.Module, evaluator: Any = None, **kwargs: Any) -> GraphModelSpace:
-        """Convert ``model_space`` with torch.fx. ``dummy_input`` (a tensor or tuple of them) makes
-        LayerChoice candidates that disagree on output shape an error now rather than in a trial."""
-        from .convert import convert_model_space
-
-        unknown = set(kwargs) - {"dummy_input"}
-        if unknown:
-            raise TypeError(f"GraphModelSpace.from_model got unknown options {sorted(unknown)}; it takes dummy_input.")
-        return convert_model_space(model_space, evaluator, kwargs.get("dummy_input"), cls)
-
-    @property
-    def root_graph(self) -> Graph:
-        return self.graphs[self.root_name]
-
-    @property
-    def mutators(self) -> Any:
-        """The ``MutatorSequence`` of this space's mutation points (derived from the IR once)."""
-        if self._mutators is None:
-            from .mutator import mutators_of
-
-            self._mutators = mutators_of(self)
-        return self._mutators
-
-    def _space_leaf_mutables(self, is_leaf: IsLeaf) -> Iterator[LabeledMutable]:
-        yield from self.mutators.leaf_mutables(is_leaf)
-        for mutable in self.extra_mutables:
-            yield from mutable.leaf_mutables(is_leaf)
-
-    def simplify(self, is_leaf: IsLeaf = None) -> dict[str, LabeledMutable]:
-        if is_leaf is not None or isinstance(self.evaluator, Mutable):
-            return super().simplify(is_leaf)
-        if self._labels is None:
-            self._labels = super().simplify()
-        return self._labels
-
-    def _freeze_model(self, sample: Sample) -> GraphModelSpace:
-        return self.mutators.apply(self, sample)
-
-    def _require_model(self, what: str) -> None:
-        if self.sample is None and self.simplify():
-            raise RuntimeError(f"A space has no single {what}; freeze it with a sample first (space.freeze(sample)).")
-
-    def executable_model(self) -> nn.Module:
-        """The torch module: generated source, executed, root class instantiated."""
-        from .codegen import instantiate
-
-        self._require_model("executable model")
-        return instantiate(self)
-
-    def code(self, *, embed_main: bool = False) -> str:
-        """Readable, standalone PyTorch source of this frozen model (``export_top_models(formatter='code')``).
-
-        Classes and functions defined in ``__main__`` cannot be imported by another process; they
-        are an error unless ``embed_main=True``, which embeds them with cloudpickle.
-        """
-        from .codegen import generate_code
-
-        self._require_model("source code")
-        return generate_code(self, main="embed" if embed_main else "error").source
-
-    # ---- copying ----------------------------------------------------------------------------
-    def _copy(self, graphs_to_copy: set[str] | None = None) -> GraphModelSpace:
-        """A new model sharing the IR, except the graphs named (None: all) which are copied."""
-        new = type(self).__new__(type(self))
-        new.__dict__.update(self.__dict__)
-        new.graphs = {name: g.copy() if graphs_to_copy is None or name in graphs_to_copy else g
-                      for name, g in self.graphs.items()}
-        new.history, new.renames, new.extra_mutables = list(self.history), list(self.renames), list(self.extra_mutables)
-        new.sample, new.status, new.model_id, new._metrics = None, ModelStatus.Initialized, None, None
-        new._mutators, new._labels = None, None  # derived from the IR, which the caller is about to edit
-        return new
-
-    def fork(self) -> GraphModelSpace:
-        """A deep copy of the IR that can be edited freely (frozen models share unedited graphs)."""
-        new = self._copy(None)
-        new.sample, new.status = self.sample, self.status
-        return new
-
-    def reachable_graphs(self) -> list[str]:
-        """Names of the graphs the root calls, directly or not, root first."""
-        seen, stack = [self.root_name], [self.root_name]
-        while stack:
-            for node in self.graphs[stack.pop()].hidden_nodes.values():
-                if not isinstance(node.operation, Cell):
-                    continue
-                name = node.operation.graph_name
-                if name not in seen:
-                    if name not in self.graphs:
-                        raise GraphFormatError(f"Node {node.name!r} calls graph {name!r}, which the model lacks.")
-                    seen.append(name)
-                    stack.append(name)
-        return seen
-
-    # ---- JSON -------------------------------------------------------------------------------
-    def dump(self) -> dict[str, Any]:
-        """The IR as JSON-compatible data (what travels to a trial, with the evaluator)."""
-        return {
-            "format": "nasflow.graph",
-            "version": FORMAT_VERSION,
-            "root": self.root_name,
-            "space_type": self.space_type,
-            "status": self.status.value,
-            "sample": dump_value(self.sample),
-            "graphs": {name: graph.dump() for name, graph in self.graphs.items()},
-            "extra_mutables": [dump_value(m) for m in self.extra_mutables],
-            "renames": [list(r) for r in self.renames],
-            "history": [m.dump() for m in self.history],
-        }
-
-    @classmethod
-    def load(cls, data: dict[str, Any] | str, evaluator: Any = None) -> GraphModelSpace:
-        """The model described by ``dump()`` output (or its JSON text)."""
-        from .mutator import Mutation
-
-        if isinstance(data, str):
-            data = json.loads(data)
-        if not isinstance(data, dict) or data.get("format") != "nasflow.graph":
-            raise GraphFormatError("Not nasflow graph IR JSON: expected an object with format='nasflow.graph'.")
-        if data.get("version") != FORMAT_VERSION:
-            raise GraphFormatError(f"Graph IR version {data.get('version')!r} is not supported "
-                                   f"(this nasflow reads version {FORMAT_VERSION}).")
-        memo: dict[str, LabeledMutable] = {}
-        model = cls(evaluator=evaluator)
-        model.root_name, model.space_type = data["root"], data.get("space_type")
-        model.graphs = {name: Graph.load(name, g, memo) for name, g in data["graphs"].items()}
-        if model.root_name not in model.graphs:
-            raise GraphFormatError(f"The root graph {model.root_name!r} is missing from the IR JSON.")
-        model.extra_mutables = [load_value(m, memo) for m in data.get("extra_mutables", [])]
-        model.renames = [(a, b) for a, b in data.get("renames", [])]
-        model.history = [Mutation.load(m) for m in data.get("history", [])]
-        model.sample = load_value(data.get("sample"))
-        model.status = ModelStatus(data.get("status", "initialized"))
-        return model
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Compact: the IR as JSON text, the evaluator, and classes from ``__main__`` by value."""
-        import cloudpickle
-
-        from .codegen import main_objects
-
-        main = main_objects(self)
-        return {"ir": json.dumps(self.dump()), "evaluator": self.evaluator, "metrics": self._metrics,
-                "model_id": self.model_id, "main": cloudpickle.dumps(main) if main else None}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        import cloudpickle
-
-        loaded = type(self).load(state["ir"], state["evaluator"])
-        self.__dict__.update(loaded.__dict__)
-        self._metrics, self.model_id = state["metrics"], state["model_id"]
-        self._main_objects = cloudpickle.loads(state["main"]) if state["main"] else {}

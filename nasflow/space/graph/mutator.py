@@ -28,7 +28,9 @@ from nasflow.space.metrics import ModelStatus
 
 from .errors import GraphFormatError
 from .operations import FunctionOp
-from .values import Ref, Slot, dump_value, iter_values, load_value
+from .refs import Ref
+from .serialize import IRReader, IRWriter
+from .values import Slot, iter_values
 
 if TYPE_CHECKING:
     from .ir import Graph, GraphModelSpace, Node, NodeRef
@@ -45,12 +47,15 @@ class Mutation:
     label: str | None
     samples: list[Any] = field(default_factory=list)
 
-    def dump(self) -> dict[str, Any]:
-        return {"mutator": self.mutator, "label": self.label, "samples": dump_value(self.samples)}
+    def dump(self, writer: IRWriter | None = None) -> dict[str, Any]:
+        return {"mutator": self.mutator, "label": self.label, "samples": (writer or IRWriter()).value(self.samples)}
 
     @staticmethod
-    def load(data: dict[str, Any]) -> Mutation:
-        return Mutation(data["mutator"], data.get("label"), load_value(data.get("samples", [])))
+    def load(data: dict[str, Any], reader: IRReader | None = None) -> Mutation:
+        if not isinstance(data["mutator"], str) or not isinstance(data.get("label", ""), (str, type(None))):
+            raise GraphFormatError(f"Malformed mutation record {data!r} in graph IR JSON.")
+        return Mutation(data["mutator"], data.get("label"),
+                        (reader or IRReader()).value(data.get("samples", []), "mutation history"))
 
 
 def join_path(*parts: str | None) -> str:
@@ -190,7 +195,7 @@ def rewire_input_choice(graph: Graph, node: Node, chosen: list[int], reduction: 
         source = ref_of_slot(node.args[0])
         refs = []
         for i in chosen:
-            pick = graph.add_node(f"{node.name}_{i}", _fn("operator:getitem"), (Slot(0), i))
+            pick = graph.add_node(f"{node.name}_{i}", _fn("operator:getitem"), (Slot(0), i), at=node)
             graph.add_edge(source, (pick, 0))
             refs.append((pick, None))
     node.mutation, node.python_name = None, None
@@ -213,7 +218,7 @@ def rewire_input_choice(graph: Graph, node: Node, chosen: list[int], reduction: 
         acc = refs[0]
         last = refs[1:] if reduction == "mean" else refs[1:-1]
         for k, ref in enumerate(last):
-            add = graph.add_node(f"{node.name}_add{k}", _fn("operator:add"), (Slot(0), Slot(1)))
+            add = graph.add_node(f"{node.name}_add{k}", _fn("operator:add"), (Slot(0), Slot(1)), at=node)
             graph.add_edge(acc, (add, 0))
             graph.add_edge(ref, (add, 1))
             acc = (add, None)
@@ -350,9 +355,12 @@ class MutatorSequence(Mutable):
         return self.apply(self._model, sample)
 
     def apply(self, model: GraphModelSpace, sample: Sample) -> GraphModelSpace:
-        """The model for ``sample``: mutated copy, unreachable graphs dropped, history recorded."""
+        """The model for ``sample``: mutated copy, unreachable graphs dropped, history recorded.
+
+        Repeats are cut last: a choice inside a block the depth drops still names its node until then.
+        """
         new = model._copy(self.graphs)
-        for mutator in self.mutators:
+        for mutator in sorted(self.mutators, key=lambda m: isinstance(m, RepeatMutator)):
             new.history.append(Mutation(type(mutator).__name__, mutator.label, mutator.mutate(new, sample)))
         reachable = set(new.reachable_graphs())
         new.graphs = {name: g for name, g in new.graphs.items() if name in reachable}

@@ -21,16 +21,18 @@ from .mutator import join_path
 from .operations import AttributeOp, Cell, ModuleOp
 
 if TYPE_CHECKING:
-    from .ir import GraphModelSpace
+    from .space import GraphModelSpace
 
 __all__ = ["WeightMapping", "weight_name_mapping", "load_weights_from", "LoadReport"]
 
 
 @dataclass
 class WeightMapping:
-    """Generated module path -> (path in the space, path in a frozen model of the same sample)."""
+    """Generated module path -> (path in the space, path in a frozen model of the same sample), for
+    the modules and tensors nodes build (``modules``) and for the sub-graph modules (``graphs``)."""
 
     modules: dict[str, tuple[str, str]]
+    graphs: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def source_key(self, generated_key: str, frozen: bool) -> str | None:
         """The state-dict key in the source for ``generated_key`` (longest module prefix wins)."""
@@ -52,24 +54,25 @@ def _rename(path: str, renames: list[tuple[str, str]]) -> str:
 
 def weight_name_mapping(model: GraphModelSpace) -> WeightMapping:
     """Where each generated module and tensor comes from, in the space and in a frozen model."""
-    modules: dict[str, tuple[str, str]] = {}
+    mapping = WeightMapping({})
 
     def walk(graph_name: str, prefix: str) -> None:
         graph = model.graphs[graph_name]
         attrs = attribute_names(graph)
         for node in graph.hidden_nodes.values():
             op = node.operation
-            if node.name not in attrs:
+            if node.name not in attrs or node.python_name is None:
                 continue
             generated = join_path(prefix, attrs[node.name])
+            space = join_path(graph.space_path, node.python_name)
             if isinstance(op, Cell):
+                mapping.graphs[generated] = (space, _rename(space, model.renames))
                 walk(op.graph_name, generated)
-            elif isinstance(op, (ModuleOp, AttributeOp)) and node.python_name is not None:
-                space = join_path(graph.space_path, node.python_name)
-                modules[generated] = (space, _rename(space, model.renames))
+            elif isinstance(op, (ModuleOp, AttributeOp)):
+                mapping.modules[generated] = (space, _rename(space, model.renames))
 
     walk(model.root_name, "")
-    return WeightMapping(modules)
+    return mapping
 
 
 @dataclass
@@ -89,11 +92,11 @@ def load_weights_from(source: nn.Module, generated: nn.Module, model: GraphModel
     ``source`` is the space the model was converted from, or a frozen model of the same sample in
     another format (raw or simplified); ``'auto'`` picks the naming that finds more keys. Tensors
     whose shapes differ are skipped and reported; with ``strict``, a generated tensor that has no
-    counterpart at all is an error.
+    counterpart at all is an error. Non-persistent buffers (in no state dict) are copied too.
     """
     mapping = weight_name_mapping(model)
-    src = source.state_dict()
-    dst = generated.state_dict()
+    src = {**source.state_dict(), **_non_persistent(source)}
+    dst = {**generated.state_dict(), **_non_persistent(generated)}
     if source_kind == "auto":  # ties (no renamed path matters) go to what the source is
         kinds: list[Literal["space", "frozen"]] = ["space", "frozen"] if has_mutables(source) else ["frozen", "space"]
     else:
@@ -120,4 +123,17 @@ def load_weights_from(source: nn.Module, generated: nn.Module, model: GraphModel
         raise KeyError(f"No {kind} weights for generated tensors: {', '.join(missing[:10])}"
                        + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""))
     generated.load_state_dict(update, strict=False)
+    buffers = _non_persistent(generated)
+    with torch.no_grad():
+        for key in set(update) & set(buffers):
+            buffers[key].copy_(update[key])
     return report
+
+
+def _non_persistent(module: nn.Module) -> dict[str, torch.Tensor]:
+    out = {}
+    for path, sub in module.named_modules():
+        for name in sub._non_persistent_buffers_set:
+            if sub._buffers.get(name) is not None:
+                out[join_path(path, name)] = sub._buffers[name]
+    return out

@@ -81,12 +81,12 @@ def digits() -> tuple[TensorDataset, TensorDataset]:
     return TensorDataset(features[train], labels[train]), TensorDataset(features[val], labels[val])
 
 
-def digits_evaluator(max_epochs: int = 4) -> Classification:
+def digits_evaluator(max_epochs: int = 4, learning_rate: Any = 0.01, **trainer: Any) -> Classification:
     """Classification on digits; no shuffling, so every run sees the same batches in the same order."""
     train, val = digits()
     return Classification(train_dataloaders=DataLoader(train, batch_size=50),
-                          val_dataloaders=DataLoader(val, batch_size=400), learning_rate=0.01, num_classes=10,
-                          max_epochs=max_epochs, **QUIET)
+                          val_dataloaders=DataLoader(val, batch_size=400), learning_rate=learning_rate,
+                          num_classes=10, max_epochs=max_epochs, **{**QUIET, **trainer})
 
 
 class CountingDataset(Dataset):
@@ -125,11 +125,12 @@ def tiny_data(size: int = 64, seed: int = 0) -> TensorDataset:
     return TensorDataset(x, (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long())
 
 
-def tiny_evaluator(train: Dataset, val: Dataset | None = None, max_epochs: int = 1) -> Classification:
+def tiny_evaluator(train: Dataset, val: Dataset | None = None, max_epochs: int = 1,
+                   learning_rate: Any = 1e-3) -> Classification:
     """A quick classification evaluator over ``train`` (validated on ``val``, default ``train``)."""
     return Classification(train_dataloaders=DataLoader(train, batch_size=16),
                           val_dataloaders=DataLoader(val if val is not None else train, batch_size=64),
-                          max_epochs=max_epochs, num_sanity_val_steps=0, **QUIET)
+                          max_epochs=max_epochs, num_sanity_val_steps=0, learning_rate=learning_rate, **QUIET)
 
 
 def score_by_size(model: nn.Module) -> None:

@@ -1,12 +1,15 @@
 """CrossGraphOptimization over the real local training service, driven directly (no experiment).
 
 Real worker processes: merged trials produce each batch once, groups respect
-``max_concurrency_cgo``, ``batch_waiting_time`` and data boundaries, and evaluators without a
-data signature run alone.
+``max_concurrency_cgo``, ``batch_waiting_time`` and data boundaries, evaluators without a data
+signature run alone, same-architecture models train batched, and a trial's files stay in its folder.
+No assertion depends on how fast the machine is: timings are only compared with lower bounds.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 import time
 from collections import Counter
@@ -15,11 +18,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cgo_support import CountingDataset, TinyNet, count, score_by_size, tiny_data, tiny_evaluator
+from cgo_support import (
+    CountingDataset,
+    DigitsNet,
+    TinyNet,
+    count,
+    digits_evaluator,
+    score_by_size,
+    tiny_data,
+    tiny_evaluator,
+)
 
+import nasflow
 from nasflow.evaluator import FunctionalEvaluator
 from nasflow.execution import TrainingServiceExecutionEngine
-from nasflow.execution.cgo import CrossGraphOptimization
+from nasflow.execution.cgo import CrossGraphOptimization, MergedTrial, middleware
 from nasflow.execution.event import ModelEventType, TrainingEndEvent, TrainingStartEvent
 from nasflow.space import ExecutableModelSpace, ModelStatus
 from nasflow.space.graph import GraphModelSpace
@@ -34,19 +47,23 @@ pytestmark = [
 class Run:
     """A CGO engine over one local worker, recording every trial launch and start."""
 
-    def __init__(self, service: LocalTrainingService, **cgo: Any) -> None:
-        self.inner = TrainingServiceExecutionEngine(service, trial_concurrency=1)
+    def __init__(self, service: LocalTrainingService, log_dir: Path | None = None, **cgo: Any) -> None:
+        self.inner = TrainingServiceExecutionEngine(service, trial_concurrency=1, log_dir=log_dir)
         self.cgo = CrossGraphOptimization(self.inner, **cgo)
-        self.launches: list[tuple[float, list[int]]] = []  # (seconds since t0, model ids) per inner submission
+        self.launches: list[tuple[float, list[int], bool]] = []  # (seconds since t0, model ids, during submit)
+        self.plans: list[list[list[int]]] = []  # batch groups (model ids) of each merged trial
         self.trial_of: dict[int, str] = {}
         self.ended_at: dict[int, float] = {}  # model id -> seconds since t0
+        self.submitting = False
         self.t0 = time.monotonic()
         submit = self.inner.submit_models
 
         def recording_submit(*models: ExecutableModelSpace) -> None:
             for model in models:
                 ids = [m.model_id for m in getattr(model, "models", [model])]
-                self.launches.append((time.monotonic() - self.t0, ids))
+                self.launches.append((time.monotonic() - self.t0, ids, self.submitting))
+                if isinstance(model, MergedTrial):
+                    self.plans.append([[model.models[i].model_id for i in g] for g in model.batch_groups])
             submit(*models)
 
         self.inner.submit_models = recording_submit  # type: ignore[method-assign]
@@ -59,9 +76,16 @@ class Run:
     def _ended(self, event: TrainingEndEvent) -> None:
         self.ended_at[event.model.model_id] = time.monotonic() - self.t0
 
-    def run(self, models: list[ExecutableModelSpace], timeout: float = 90.0) -> None:
+    def submit(self, models: list[ExecutableModelSpace]) -> None:
         self.t0 = time.monotonic()
-        self.cgo.submit_models(*models)
+        self.submitting = True
+        try:
+            self.cgo.submit_models(*models)
+        finally:
+            self.submitting = False
+
+    def run(self, models: list[ExecutableModelSpace], timeout: float = 300.0) -> None:
+        self.submit(models)
         self.cgo.wait_models(*models, wait_all=True, timeout=timeout)
         assert all(m.status.completed() for m in models), [m.status for m in models]
 
@@ -88,7 +112,7 @@ def runs(service: LocalTrainingService) -> Iterator[list[Run]]:
         running = [m for m in run.cgo.list_models() if not m.status.completed()]
         if running:
             run.cgo.cancel_models(*running)
-            run.cgo.wait_models(timeout=10)
+            run.cgo.wait_models(timeout=30)
 
 
 def frozen(space: GraphModelSpace, *choices: int) -> list[ExecutableModelSpace]:
@@ -116,7 +140,7 @@ def test_merged_trial_produces_each_batch_once(tmp_path: Path, service: LocalTra
 
 
 def test_groups_respect_max_concurrency_and_waiting_time(service: LocalTrainingService, runs: list[Run]) -> None:
-    """Five models, groups of at most two: two full groups start at once, the last one waits."""
+    """Five models, groups of at most two: two full groups start at submission, the last one waits."""
     space = GraphModelSpace.from_model(TinyNet(), tiny_evaluator(tiny_data()))
     waiting = 2.0
     run = Run(service, max_concurrency_cgo=2, batch_waiting_time=waiting)
@@ -125,28 +149,36 @@ def test_groups_respect_max_concurrency_and_waiting_time(service: LocalTrainingS
     run.run(models)
     assert all(m.status == ModelStatus.Trained for m in models)
     assert max(run.models_per_trial().values()) == 2  # merged, but never more than two per trial
-    sizes = [len(ids) for _, ids in run.launches]
-    assert sizes == [2, 2, 1], run.launches
-    first, second, last = (at for at, _ in run.launches)
-    assert first < 0.5 and second < 0.5  # full groups do not wait
-    assert waiting <= last < waiting + 1.0  # a partial group waits about batch_waiting_time
+    assert [(len(ids), during_submit) for _, ids, during_submit in run.launches] == [(2, True), (2, True), (1, False)]
+    assert run.launches[2][0] >= waiting  # the partial group waited for company
 
 
-def test_partial_group_waits_without_busy_looping(service: LocalTrainingService, runs: list[Run]) -> None:
+def test_partial_group_waits_without_busy_looping(service: LocalTrainingService, runs: list[Run],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Waiting for a partial group with nothing running sleeps rather than spinning a core."""
     space = GraphModelSpace.from_model(TinyNet(), tiny_evaluator(tiny_data()))
     run = Run(service, max_concurrency_cgo=3, batch_waiting_time=1.5)
     runs.append(run)
     models = frozen(space, 0, 1)
-    run.t0 = time.monotonic()
-    run.cgo.submit_models(*models)
-    cpu = time.process_time()
+    sleeps: list[float] = []
+
+    class Clock:  # the middleware's view of the time module: its naps are counted
+        monotonic = staticmethod(time.monotonic)
+
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            sleeps.append(seconds)
+            time.sleep(seconds)
+
+    monkeypatch.setattr(middleware, "time", Clock)
+    run.submit(models)
     run.cgo.wait_models(timeout=1.0)
-    assert time.process_time() - cpu < 0.2  # a second of waiting, asleep
+    monkeypatch.undo()
     assert run.launches == []  # still waiting for a third model
-    run.cgo.wait_models(*models, wait_all=True, timeout=60)
-    assert [len(ids) for _, ids in run.launches] == [2]
-    assert 1.5 <= run.launches[0][0] < 2.5
+    assert 1 <= len(sleeps) <= 1.0 / 0.05 + 1 and min(sleeps) >= 0.05  # naps, never a spin
+    run.cgo.wait_models(*models, wait_all=True, timeout=300)
+    assert [len(ids) for _, ids, _ in run.launches] == [2]
+    assert run.launches[0][0] >= 1.5
     assert len(run.models_per_trial()) == 1
 
 
@@ -154,14 +186,12 @@ def test_partial_group_launches_at_once_when_the_budget_is_spent(service: LocalT
                                                                   runs: list[Run]) -> None:
     """With ``max_model_count`` reached no model can join the last group: it does not wait."""
     space = GraphModelSpace.from_model(TinyNet(), tiny_evaluator(tiny_data()))
-    run = Run(service, max_concurrency_cgo=2, batch_waiting_time=30, max_model_count=3)
+    run = Run(service, max_concurrency_cgo=2, batch_waiting_time=600, max_model_count=3)
     runs.append(run)
     models = frozen(space, 0, 1, 0)
-    run.run(models, timeout=25)
+    run.run(models)
     assert not run.cgo.budget_available()
-    assert [len(ids) for _, ids in run.launches] == [2, 1]
-    first_group_ended = min(run.ended_at[i] for i in run.launches[0][1])
-    assert run.launches[1][0] < first_group_ended  # launched with the first group: it waits for nothing
+    assert [(len(ids), during_submit) for _, ids, during_submit in run.launches] == [(2, True), (1, True)]
     assert all(m.status == ModelStatus.Trained for m in models)
 
 
@@ -185,7 +215,43 @@ def test_evaluator_without_data_signature_runs_alone(service: LocalTrainingServi
     run = Run(service, max_concurrency_cgo=3, batch_waiting_time=30)
     runs.append(run)
     models = frozen(space, 0, 2)
-    run.run(models, timeout=30)
-    assert [len(ids) for _, ids in run.launches] == [1, 1]  # submitted at once, each alone
+    run.run(models)
+    assert [(len(ids), during_submit) for _, ids, during_submit in run.launches] == [(1, True), (1, True)]
     assert [m.metrics.final for m in models] == [16 * 8 + 16 + 16 * 3 + 3, 16 * 8 + 16 + 16 * 5 + 5 + 16 * 3 + 3]
     assert len(run.models_per_trial()) == 2
+
+
+def test_same_architecture_models_train_batched_and_match_solo_runs(tmp_path: Path, service: LocalTrainingService,
+                                                                     runs: list[Run]) -> None:
+    """One architecture under three learning rates, plus another architecture: one merged trial in
+    which the three train as one batched module, named after its models, with its files and
+    Lightning's messages in its own folder and log; every metric matches the model's solo run."""
+    evaluator = digits_evaluator(max_epochs=1, learning_rate=nasflow.choice("lr", [0.01, 0.05, 0.002]), logger=True,
+                                 enable_checkpointing=True, limit_train_batches=6)
+    space = GraphModelSpace.from_model(DigitsNet(), evaluator)
+
+    def models() -> list[ExecutableModelSpace]:  # a searched learning rate: three models, one architecture
+        return ([space.freeze({"width": 32, "act": 0, "lr": lr}) for lr in (0.01, 0.05, 0.002)]
+                + [space.freeze({"width": 64, "act": 1, "lr": 0.01})])
+
+    before = set(os.listdir(os.getcwd()))
+    merged = Run(service, log_dir=tmp_path / "trials", max_concurrency_cgo=4, batch_waiting_time=30,
+                 batching="always")  # batched on CPU too (by default only on a GPU)
+    solo = Run(service, log_dir=tmp_path / "solo", max_concurrency_cgo=1)
+    runs.extend([merged, solo])
+    together, alone = models(), models()
+    merged.run(together)
+    solo.run(alone)
+    assert merged.plans == [[[0, 1, 2]]]  # the plan batched the three same-architecture models
+    trial_id = merged.trial_of[0]
+    assert re.fullmatch(r"0\+1\+2\+3-[0-9a-f]{6}", trial_id), trial_id  # positive, readable
+    folder = tmp_path / "trials" / f"trial-{trial_id}"
+    assert list(folder.glob("lightning_logs/version_0/checkpoints/*.ckpt"))  # the trial's files, in its folder
+    log = (tmp_path / "trials" / f"trial-{trial_id}.log").read_text()
+    assert "GPU available" in log and "Batching" not in log  # Lightning's banner in the log; batching stayed on
+    assert set(os.listdir(os.getcwd())) == before  # nothing written to the working directory
+    for merged_model, solo_model in zip(together, alone, strict=True):
+        mine, theirs = merged_model.metrics.reported_final, solo_model.metrics.reported_final
+        assert mine["val_acc"] == pytest.approx(theirs["val_acc"], abs=1 / 397 + 1e-9)  # at most one image flips
+        assert mine["val_loss"] == pytest.approx(theirs["val_loss"], rel=1e-4)
+    assert together[3].metrics.reported_final == alone[3].metrics.reported_final  # not batched: exactly as alone

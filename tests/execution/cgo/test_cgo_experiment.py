@@ -48,14 +48,13 @@ def by_sample(rows: list[ModelRecord]) -> dict[tuple[Any, ...], ModelRecord]:
 
 def test_digits_with_and_without_cgo_give_the_same_metrics(tmp_path: Path) -> None:
     """Four deterministic models (seeded init, unshuffled data, no dropout), trained merged in one
-    trial and as four solo trials: per-model final metrics agree, and the best passes 90%."""
+    trial and as four solo trials: per-model metrics are the same numbers, every epoch, and the
+    best passes 90%."""
     results = {}
     for engine, concurrency in (("cgo", 1), ("ts", 2)):
-        started = time.monotonic()
         cfg = config(tmp_path, engine, max_concurrency_cgo=4, max_trial_number=4, trial_concurrency=concurrency)
         exp = NasExperiment(DigitsNet(), digits_evaluator(max_epochs=4), GridSearch(shuffle=False), cfg)
         assert exp.run() is True
-        assert time.monotonic() - started < 60
         rows = records(tmp_path, exp.id)
         assert len(rows) == 4 and all(r.status == ModelStatus.Trained.value for r in rows)
         best = max(r.metrics.final["val_acc"] for r in rows)  # type: ignore[index]
@@ -66,10 +65,8 @@ def test_digits_with_and_without_cgo_give_the_same_metrics(tmp_path: Path) -> No
     merged, solo = by_sample(results["cgo"]), by_sample(results["ts"])
     assert merged.keys() == solo.keys()
     for sample, row in merged.items():
-        for name in ("val_acc", "val_loss"):
-            assert row.metrics.final[name] == pytest.approx(solo[sample].metrics.final[name], abs=1e-5), (  # type: ignore[index]
-                sample, name)
-        assert len(row.metrics.intermediates) == len(solo[sample].metrics.intermediates) == 4
+        assert row.metrics.final == solo[sample].metrics.final, sample
+        assert row.metrics.intermediates == solo[sample].metrics.intermediates and len(row.metrics.intermediates) == 4
 
 
 def test_failed_merged_trial_reruns_each_model_alone(tmp_path: Path) -> None:
@@ -94,9 +91,9 @@ def test_stopped_cgo_experiment_resumes_to_completion(tmp_path: Path) -> None:
     # Enough epochs that the second pair is still training when the first pair's results arrive.
     exp = NasExperiment(DigitsNet(), digits_evaluator(max_epochs=12), GridSearch(shuffle=False), cfg)
     exp.run(wait_completion=False)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 600  # a hang guard, not a speed requirement
     while sum(m.status == ModelStatus.Trained for m in exp.list_models()) < 2:
-        assert time.monotonic() < deadline, "no merged trial finished within a minute"
+        assert time.monotonic() < deadline, "no merged trial finished within ten minutes"
         time.sleep(0.05)
     exp.stop()
     before = records(tmp_path, exp.id)

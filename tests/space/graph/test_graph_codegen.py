@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import os
 import random
 import subprocess
 import sys
@@ -12,44 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 from graph_corpus import CORPUS
+from graph_support import run, run_standalone
 from torch import nn
 
 from nasflow.nn import LayerChoice, ModelSpace
 from nasflow.space.graph import GraphModelSpace
 
-HERE = Path(__file__).parent
-
-RUNNER = """
-import importlib.util, sys, torch
-for path, inputs, out in zip(sys.argv[1::3], sys.argv[2::3], sys.argv[3::3]):
-    spec = importlib.util.spec_from_file_location("generated_" + str(abs(hash(path))), path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    data = torch.load(inputs)
-    net = getattr(module, data["root"])()
-    net.load_state_dict(data["state"])
-    with torch.no_grad():
-        torch.save(net.eval()(data["x"]), out)
-print("ok")
-"""
-
-
-def _flat(output: object) -> list[torch.Tensor]:
-    if isinstance(output, torch.Tensor):
-        return [output]
-    if isinstance(output, (list, tuple)):
-        return [t for item in output for t in _flat(item)]
-    if isinstance(output, dict):
-        return [t for key in sorted(output) for t in _flat(output[key])]
-    return [torch.tensor(float(output))]
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
-
 
 def test_generated_code_runs_standalone_in_a_new_process(tmp_path: Path) -> None:
-    argv, expected = [], []
+    cases, expected = {}, {}
     for index, name in enumerate(sorted(CORPUS)):
         space_cls, make_input = CORPUS[name]
         torch.manual_seed(index)
@@ -63,22 +33,14 @@ def test_generated_code_runs_standalone_in_a_new_process(tmp_path: Path) -> None
                     for alias in node.names}
         assert all(m == "math" or m.startswith("torch") for m in imported if name != "loop"), imported
         assert not any(m.startswith("nasflow") for m in imported)
-        module = model.executable_model().eval()
-        root = next(node.name for node in ast.parse(source).body
-                    if isinstance(node, ast.ClassDef) and node.name == type(module).__name__)
+        module = model.executable_model()
+        assert any(isinstance(node, ast.ClassDef) and node.name == type(module).__name__
+                   for node in ast.parse(source).body)
         x = make_input()
-        with torch.no_grad():
-            expected.append(_flat(module(x)))
-        code_file, inputs, out = tmp_path / f"{name}_model.py", tmp_path / f"{name}.in", tmp_path / f"{name}.out"
-        code_file.write_text(source)
-        torch.save({"root": root, "state": module.state_dict(), "x": x}, inputs)
-        argv += [str(code_file), str(inputs), str(out)]
-    result = subprocess.run([sys.executable, "-c", RUNNER, *argv], capture_output=True, text=True, env=_env(),
-                            timeout=240, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    for out_path, want in zip(argv[2::3], expected, strict=True):
-        got = _flat(torch.load(out_path))
-        assert all((a - b).abs().max() < 1e-5 for a, b in zip(want, got, strict=True))
+        expected[name] = run(module, x)
+        cases[name] = (source, module, x)
+    for name, got in run_standalone(cases, tmp_path).items():
+        assert all((a - b).abs().max() < 1e-5 for a, b in zip(expected[name], got, strict=True))
 
 
 def test_code_is_readable_pytorch() -> None:
@@ -97,7 +59,7 @@ def test_code_is_readable_pytorch() -> None:
 
 
 MAIN_SCRIPT = """
-import pickle, sys, torch
+import cloudpickle, sys, torch
 from torch import nn
 import nasflow
 from nasflow.nn import LayerChoice, ModelSpace, ParametrizedModule
@@ -131,7 +93,7 @@ net = model.executable_model()  # this process's __main__ has Scale
 x = torch.randn(2, 3)
 assert torch.allclose(net(x), torch.sigmoid(net.fc(x) * 3.0))
 open(sys.argv[1], "w").write(model.code(embed_main=True))
-open(sys.argv[2], "wb").write(pickle.dumps(model))
+open(sys.argv[2], "wb").write(cloudpickle.dumps(model))  # as trials travel: classes of __main__ by value
 print("ok")
 """
 
@@ -149,7 +111,8 @@ print("ok")
 
 
 def test_objects_from_main_are_refused_or_embedded(tmp_path: Path) -> None:
-    """A class from a script's __main__: code() names it; embedded or pickled, it runs elsewhere."""
+    """A class from a script's __main__: code() names it; embedded, or with the model sent as trials are
+    (cloudpickle), it runs elsewhere. The IR JSON itself holds only its name."""
     files = [str(tmp_path / "embedded.py"), str(tmp_path / "model.pkl")]
     for script in (MAIN_SCRIPT, LOAD_SCRIPT):
         (tmp_path / "script.py").write_text(script)

@@ -8,21 +8,12 @@ from typing import Any
 import pytest
 import torch
 from graph_corpus import CORPUS
+from graph_support import flat
 
 from nasflow.space import SimplifiedModelSpace
 from nasflow.space.graph import GraphModelSpace, load_weights_from
 
 SAMPLES = 3
-
-
-def _flat(output: Any) -> list[torch.Tensor]:
-    if isinstance(output, torch.Tensor):
-        return [output]
-    if isinstance(output, (list, tuple)):
-        return [t for item in output for t in _flat(item)]
-    if isinstance(output, dict):
-        return [t for key in sorted(output) for t in _flat(output[key])]
-    return [torch.tensor(float(output))]
 
 
 @pytest.fixture(scope="module", params=sorted(CORPUS))
@@ -53,7 +44,7 @@ def _compare(graph: GraphModelSpace, simplified: SimplifiedModelSpace, sample: d
     assert len(report.loaded) == len(reference.state_dict()) == len(generated.state_dict())
     x = make_input()
     with torch.no_grad():
-        expected, got = _flat(reference(x)), _flat(generated(x))
+        expected, got = flat(reference(x)), flat(generated(x))
     assert len(expected) == len(got)
     for a, b in zip(expected, got, strict=True):
         assert a.shape == b.shape

@@ -50,13 +50,17 @@ class Wrapped(ModelSpace):
         return self.act(self.body(x))
 
 
-@pytest.mark.parametrize("branch", [DataDependent, LoopsOverRows])
-def test_untraceable_module_names_its_path_and_the_fix(branch: type) -> None:
+@pytest.mark.parametrize(("branch", "found", "line"), [
+    (DataDependent, "data-dependent control flow", "if x.sum() > 0:"),
+    (LoopsOverRows, "iterates over a traced value", "return torch.stack([row * 2 for row in x])"),
+])
+def test_untraceable_module_names_its_path_the_code_and_the_fix(branch: type, found: str, line: str) -> None:
     with pytest.raises(GraphConversionError) as info:
         GraphModelSpace.from_model(Wrapped(branch))
     message = str(info.value)
     assert f"module 'body.branch' ({branch.__name__})" in message
-    assert "ParametrizedModule" in message and "torch.fx" in message
+    assert found in message and "test_graph_errors.py:" in message and f"`{line}`" in message
+    assert "make that module a basic unit: subclass nasflow.nn.ParametrizedModule" in message
 
 
 def test_branching_on_training_mode_is_refused() -> None:

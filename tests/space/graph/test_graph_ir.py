@@ -178,7 +178,7 @@ def test_frozen_model_pickles_compactly_and_runs(darts: GraphModelSpace) -> None
     payload = cloudpickle.dumps(model)
     assert len(payload) < 30_000 and len(payload) * 3 < len(cloudpickle.dumps(darts))  # only the used graphs
     state = model.__getstate__()
-    assert json.loads(state["ir"])["format"] == "nasflow.graph" and state["main"] is None
+    assert json.loads(state["ir"])["format"] == "nasflow.graph" and state["main"] == {}
     restored = pickle.loads(payload)
     assert restored.sample == model.sample and restored.status is ModelStatus.Frozen
     torch.manual_seed(0)

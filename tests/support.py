@@ -6,13 +6,18 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import torch
 
 from nasflow.training_service import TrainingService, TrialEvent
 
-__all__ = ["alive", "descendants", "one_thread", "wait_for"]
+__all__ = ["HANG_GUARD_S", "alive", "descendants", "one_thread", "wait_for", "wait_until"]
+
+# How long a test waits for something that should happen soon before calling it a hang. A guard, not a
+# speed requirement: generous, so a 2-core machine kept busy by other work never trips it.
+HANG_GUARD_S = 120.0
 
 
 def alive(pid: int) -> bool:
@@ -42,8 +47,19 @@ def descendants(root: int) -> list[int]:
     return found
 
 
+def wait_until(predicate: Callable[[], Any], what: str = "condition", limit: float = HANG_GUARD_S) -> Any:
+    """Poll ``predicate`` until it returns something truthy (returned); fail after ``limit`` seconds."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {limit} s waiting for {what}")
+
+
 def wait_for(service: TrainingService, predicate: Callable[[TrialEvent], bool],
-             limit: float = 20.0) -> list[TrialEvent]:
+             limit: float = HANG_GUARD_S) -> list[TrialEvent]:
     """Poll until an event matches; returns every event seen (including the rest of that batch)."""
     seen: list[TrialEvent] = []
     deadline = time.monotonic() + limit

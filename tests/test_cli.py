@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import HANG_GUARD_S
 from torch import nn
 
 import nasflow
@@ -155,7 +156,7 @@ class Tiny(ModelSpace):
 
 
 def slow_while_flagged(model: nn.Module, flag: str) -> None:
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + HANG_GUARD_S
     while Path(flag).exists() and time.monotonic() < deadline:
         nasflow.report_intermediate_result(0.0)
         time.sleep(0.01)
@@ -170,7 +171,7 @@ def test_resume_a_stopped_experiment(tmp_path: Path, capsys: pytest.CaptureFixtu
     exp = NasExperiment(Tiny(), FunctionalEvaluator(slow_while_flagged, flag=str(flag)), Random(seed=0), config)
     exp.run(wait_completion=False)
     store = ExperimentStore.open(tmp_path / exp.id, read_only=True)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + HANG_GUARD_S
     while store.count_models("training") < 1:
         assert time.monotonic() < deadline
         time.sleep(0.02)

@@ -272,11 +272,9 @@ def test_cancel_from_a_callback_interrupts_the_model_at_its_next_report() -> Non
 
 def test_cancel_from_another_thread_and_cancel_of_an_idle_model() -> None:
     def long_training(model: nn.Module) -> None:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        while True:  # only the cancel ends it (pytest-timeout catches a cancel that never lands)
             nasflow.report_intermediate_result(0.0)
             time.sleep(0.005)
-        nasflow.report_final_result(1.0)
 
     engine = SequentialExecutionEngine()
     model = make_model(long_training)
@@ -291,10 +289,8 @@ def test_cancel_from_another_thread_and_cancel_of_an_idle_model() -> None:
 
     thread = threading.Thread(target=canceller)
     thread.start()
-    start = time.monotonic()
     engine.submit_models(model)
     thread.join()
-    assert time.monotonic() - start < 5
     assert model.status == ModelStatus.Interrupted and model.metrics.intermediates
 
     engine.submit_models(idle)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import alive, descendants
+from support import HANG_GUARD_S, alive, descendants
 
 from nasflow.experiment import ExperimentStore, NasExperiment
 from nasflow.experiment.store import ModelRecord
@@ -103,7 +103,7 @@ def test_sigkill_mid_run_then_resume_loses_and_repeats_nothing(tmp_path: Path, e
     process = subprocess.Popen([sys.executable, str(script), engine, str(workdir), str(log), str(MAX_TRIALS)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + HANG_GUARD_S
         while not mid_run(store_dir):
             assert process.poll() is None, process.communicate()[0]
             assert time.monotonic() < deadline, "the experiment did not get going"
@@ -118,7 +118,7 @@ def test_sigkill_mid_run_then_resume_loses_and_repeats_nothing(tmp_path: Path, e
     assert process.returncode == -signal.SIGKILL
 
     # The fork server and its workers die with the experiment process.
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + HANG_GUARD_S
     while any(alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert [pid for pid in children if alive(pid)] == []

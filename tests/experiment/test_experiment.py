@@ -8,11 +8,11 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import HANG_GUARD_S, wait_until
 from torch import nn
 
 import nasflow
@@ -54,13 +54,6 @@ def digest(directory: Path) -> dict[str, str]:
     """Every file under ``directory`` with a hash of its bytes."""
     return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(directory.rglob("*")) if p.is_file()}
-
-
-def wait_until(predicate: Callable[[], Any], limit: float = 20.0) -> None:
-    deadline = time.monotonic() + limit
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -169,8 +162,8 @@ class EarlyStopper(Random):
 
 
 def slow_while_flagged(model: nn.Module, flag: str) -> None:
-    """Report every 10 ms while ``flag`` exists (at most 20 s), then finish."""
-    deadline = time.monotonic() + 20
+    """Report every 10 ms while ``flag`` exists (at most HANG_GUARD_S), then finish."""
+    deadline = time.monotonic() + HANG_GUARD_S
     nasflow.report_intermediate_result(0.0)
     while Path(flag).exists() and time.monotonic() < deadline:
         nasflow.report_intermediate_result(0.0)
@@ -216,7 +209,7 @@ def test_ctrl_c_during_run_stops_the_experiment_and_waits_for_it(tmp_path: Path)
     store_dir = tmp_path / exp.id
 
     def interrupt_when_training() -> None:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + HANG_GUARD_S
         while time.monotonic() < deadline:
             try:
                 with ExperimentStore.open(store_dir, read_only=True) as store:

@@ -17,7 +17,7 @@ from typing import Any
 
 import cloudpickle
 import pytest
-from support import alive, wait_for
+from support import HANG_GUARD_S, alive, wait_for
 
 from nasflow.experiment.engines import WORKER_PRELOAD
 from nasflow.runtime import report_final_result, report_intermediate_result
@@ -112,7 +112,7 @@ def pid_trial() -> None:
 
 def waiting_trial(path: str) -> None:
     report_intermediate_result(0.5)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + HANG_GUARD_S
     while not os.path.exists(path) and time.monotonic() < deadline:
         time.sleep(0.01)
     report_final_result(1.0)
@@ -168,7 +168,7 @@ def cuda_report_trial() -> None:
 
 def gpu_trial(path: str) -> None:
     report_intermediate_result({"default": 0.0, "cuda": os.environ["CUDA_VISIBLE_DEVICES"]})
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + HANG_GUARD_S
     while not os.path.exists(path) and time.monotonic() < deadline:
         time.sleep(0.01)
 
@@ -393,7 +393,7 @@ def test_gpu_assignment_with_a_simulated_device_list(tmp_path: Path) -> None:
         with pytest.raises(RuntimeError, match="capacity"):
             svc.submit(TrialSpec("gpu-c", payload(gpu_trial, str(flag))))
         seen: dict[str, dict[str, Any]] = defaultdict(dict)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + HANG_GUARD_S
         while sum("cuda" in v for v in seen.values()) < 2 and time.monotonic() < deadline:
             for e in svc.poll_events(0.1):
                 if e.kind == "started":

@@ -24,6 +24,8 @@ import pytest
 
 ray = pytest.importorskip("ray", reason='Ray is optional: pip install "nasflow[ray]"')
 
+from support import HANG_GUARD_S  # noqa: E402
+
 import nasflow  # noqa: E402
 from nasflow.training_service import TrialSpec  # noqa: E402
 from nasflow.training_service.remote import (  # noqa: E402
@@ -83,7 +85,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
     log = open(tmp / "sshd.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([binary, "-D", "-e", "-f", str(tmp / "sshd_config")], stdout=log, stderr=log)
     try:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + HANG_GUARD_S
         while True:
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.skip(f"sshd cannot run here: {(tmp / 'sshd.log').read_text().strip() or 'no output'}")
@@ -207,10 +209,8 @@ def test_bad_machines_fail_before_anything_runs(sshd: Sshd, tmp_path: Path) -> N
         sshd.machine(ssh_key_file=str(tmp_path / "missing_key")),
     ]
     service = RemoteTrainingService(RemoteConfig(machines))
-    started = time.monotonic()
     with pytest.raises(RemoteMachineError) as caught:
         service.start()
-    assert time.monotonic() - started < 60
     errors = list(caught.value.errors.values())
     assert len(errors) == 5, caught.value
     assert "connection refused" in errors[0] and "RemoteMachineConfig.port" in errors[0]
@@ -285,7 +285,7 @@ def test_full_run_brings_up_ray_over_ssh_runs_trials_and_tears_down(sshd: Sshd, 
     assert not ray.is_initialized()
     assert service._teardown.tunnel is None
     assert os.environ.get("RAY_AUTH_TOKEN") == auth_before  # the cluster's token was this service's only
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + HANG_GUARD_S
     while tagged_processes(tag or "-") and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not tagged_processes(tag or "-")

@@ -6,6 +6,7 @@ import random
 
 from nasflow.mutable import LabeledMutable, Sample
 from nasflow.runtime import report_final_result
+from nasflow.space.metrics import MetricDirection
 
 from .nasbench201 import check_dataset, check_metric, query_nb201_trial_stats, validate_nb201_space
 from .space import BenchmarkEvaluator
@@ -42,6 +43,11 @@ class NasBench201Benchmark(BenchmarkEvaluator):
         self.num_epochs, self.dataset, self.metric = num_epochs, dataset, check_metric(metric)
         self.include_intermediates, self.reduction, self.seed = False, reduction, seed
         self._rng = random.Random(seed)
+
+    @property
+    def metric_direction(self) -> MetricDirection:  # type: ignore[override]
+        """Accuracy is maximized; training time, parameters and latency are costs, minimized."""
+        return "maximize" if self.metric in _ACCURACIES else "minimize"
 
     def validate_space(self, space: dict[str, LabeledMutable]) -> None:
         validate_nb201_space(space, self.dataset)

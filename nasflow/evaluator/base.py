@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import copy
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -12,7 +13,7 @@ from torch import nn
 from nasflow.mutable import LabeledMutable, Mutable, Sample, mutable_equal
 from nasflow.mutable.base import IsLeaf
 from nasflow.runtime import MetricValue, trial_context
-from nasflow.space.metrics import Metrics
+from nasflow.space.metrics import MetricDirection, Metrics
 
 __all__ = ["Evaluator", "FunctionalEvaluator", "FrozenEvaluator", "evaluate_model"]
 
@@ -20,7 +21,14 @@ _logger = logging.getLogger(__name__)
 
 
 class Evaluator(Mutable, abc.ABC):
-    """Trains and scores one model. May hold mutables (e.g. a searched learning rate)."""
+    """Trains and scores one model. May hold mutables (e.g. a searched learning rate).
+
+    ``metric_direction`` says whether the reported ``'default'`` metric is better higher
+    (``'maximize'``, as NNI assumes everywhere) or lower (``'minimize'``: an error such as
+    Regression's MSE). Strategies, exports and the dashboard rank models by it.
+    """
+
+    metric_direction: MetricDirection = "maximize"
 
     @abc.abstractmethod
     def evaluate(self, model: nn.Module) -> Any:
@@ -62,8 +70,9 @@ class FunctionalEvaluator(Evaluator):
                 yield from value.leaf_mutables(is_leaf)
 
     def freeze(self, sample: Sample) -> FunctionalEvaluator:
-        frozen = {k: v.freeze(sample) if isinstance(v, Mutable) else v for k, v in self.arguments.items()}
-        return FunctionalEvaluator(self.function, **frozen)
+        frozen = copy.copy(self)  # keeps what was set on it, such as metric_direction
+        frozen.arguments = {k: v.freeze(sample) if isinstance(v, Mutable) else v for k, v in self.arguments.items()}
+        return frozen
 
     def evaluate(self, model: nn.Module) -> Any:
         return self.function(model, **self.arguments)

@@ -10,6 +10,7 @@ from torch import nn
 from nasflow.mutable import LabeledMutable, Mutable, Sample
 from nasflow.mutable.base import IsLeaf
 from nasflow.runtime import budget_scope
+from nasflow.space.metrics import MetricDirection
 
 from .base import Evaluator
 
@@ -30,6 +31,10 @@ class Budgeted(Evaluator):
         if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget > 0:
             raise ValueError(f"Budgeted: the budget must be a positive number, got {budget!r}.")
         self.evaluator, self.budget = evaluator, budget
+
+    @property
+    def metric_direction(self) -> MetricDirection:  # type: ignore[override]
+        return getattr(self.evaluator, "metric_direction", "maximize")
 
     def leaf_mutables(self, is_leaf: IsLeaf = None) -> Iterator[LabeledMutable]:
         if isinstance(self.evaluator, Mutable):

@@ -193,6 +193,8 @@ class ClassificationModule(SupervisedLearningModule):
 class RegressionModule(SupervisedLearningModule):
     """MSE training with the mean squared error (``val_mse``) as the metric (lower is better)."""
 
+    metric_direction = "minimize"
+
     def __init__(self, criterion: Any = nn.MSELoss, learning_rate: float = 1e-3, weight_decay: float = 0.0,
                  optimizer: OptimizerFactory = torch.optim.Adam,
                  export_onnx: bool | str | Path | None = False) -> None:

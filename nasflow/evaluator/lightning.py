@@ -41,6 +41,7 @@ from torch import nn
 from nasflow.mutable import LabeledMutable, Sample
 from nasflow.mutable.base import IsLeaf
 from nasflow.runtime import MetricValue, current_trial, report_final_result, report_intermediate_result, trial_budget
+from nasflow.space.metrics import MetricDirection
 
 from .base import Evaluator
 from .traced import Traced, rebuild_traced, trace_freeze, trace_key, trace_mutables
@@ -58,6 +59,7 @@ class LightningModule(Traced, lightning.LightningModule):
     """
 
     running_mode: str = "multi"
+    metric_direction: MetricDirection = "maximize"  # 'minimize' when the reported metric is an error
     model: nn.Module
 
     def set_model(self, model: nn.Module | Callable[[], nn.Module]) -> None:
@@ -231,6 +233,11 @@ class Lightning(Traced, Evaluator):
         self.val_dataloaders = val_dataloaders
         self.datamodule = datamodule
         self.fit_kwargs = dict(fit_kwargs or {})
+
+    @property
+    def metric_direction(self) -> MetricDirection:  # type: ignore[override]
+        """The module's: Regression's MSE is minimized, a user's module says with its attribute."""
+        return self.module.metric_direction
 
     # ---- Mutable ----------------------------------------------------------------------------
     def leaf_mutables(self, is_leaf: IsLeaf = None) -> Iterator[LabeledMutable]:

@@ -15,7 +15,7 @@ from torch import nn
 from nasflow.mutable import LabeledMutable, Mutable, Sample
 from nasflow.mutable.base import IsLeaf
 
-from .metrics import Metrics, ModelStatus
+from .metrics import MetricDirection, Metrics, ModelStatus
 
 __all__ = ["ExecutableModelSpace"]
 
@@ -68,6 +68,18 @@ class ExecutableModelSpace(Mutable, abc.ABC):
         """The final metric as a number, None until reported."""
         metrics = getattr(self, "_metrics", None)
         return metrics.value if metrics is not None else None
+
+    @property
+    def score(self) -> float | None:
+        """The final metric as the number strategies maximize: negated when the evaluator's
+        ``metric_direction`` is ``'minimize'``; None until reported."""
+        metric = self.metric
+        return None if metric is None else (-metric if self.metric_direction == "minimize" else metric)
+
+    @property
+    def metric_direction(self) -> MetricDirection:
+        """Whether the evaluator's metric is better higher (``'maximize'``, the default) or lower."""
+        return getattr(self.evaluator, "metric_direction", "maximize")
 
     def leaf_mutables(self, is_leaf: IsLeaf = None) -> Iterator[LabeledMutable]:
         yield from self._space_leaf_mutables(is_leaf)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from nasflow.runtime import MetricValue, normalize_metric
 
-__all__ = ["ModelStatus", "Metrics", "metric_number"]
+__all__ = ["METRIC_DIRECTIONS", "MetricDirection", "ModelStatus", "Metrics", "metric_number", "metric_score"]
 
 
 class ModelStatus(StrEnum):
@@ -28,6 +28,16 @@ class ModelStatus(StrEnum):
 
     def completed(self) -> bool:
         return self in (ModelStatus.Trained, ModelStatus.Failed, ModelStatus.Interrupted, ModelStatus.Invalid)
+
+
+MetricDirection = Literal["maximize", "minimize"]
+METRIC_DIRECTIONS: tuple[MetricDirection, ...] = ("maximize", "minimize")
+
+
+def metric_score(value: MetricValue | None, direction: MetricDirection = "maximize") -> float | None:
+    """The number to maximize: the metric's number, negated when lower is better."""
+    number = metric_number(value)
+    return None if number is None else (number if direction == "maximize" else -number)
 
 
 def metric_number(value: MetricValue | None) -> float | None:

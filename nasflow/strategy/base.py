@@ -17,9 +17,10 @@ _logger = logging.getLogger(__name__)
 
 
 def sort_models(models: list[ExecutableModelSpace]) -> list[ExecutableModelSpace]:
-    """Best first (higher metric is better); models without a metric last, in submission order."""
-    scored = [m for m in models if m.metric is not None]
-    return sorted(scored, key=lambda m: -m.metric) + [m for m in models if m.metric is None]  # type: ignore[operator]
+    """Best first (by ``score``: the metric in the evaluator's direction); models without a metric last,
+    in submission order."""
+    scored = [m for m in models if m.score is not None]
+    return sorted(scored, key=lambda m: -m.score) + [m for m in models if m.score is None]  # type: ignore[operator]
 
 
 class Strategy(abc.ABC):

@@ -105,9 +105,9 @@ class RegularizedEvolution(Strategy):
     def _on_training_end(self, event: ModelEvent) -> None:
         model = event.model
         self._running.pop(id(model), None)
-        if model.sample is None or model.metric is None:
+        if model.sample is None or model.score is None:
             return
-        self._population.append((dict(model.sample), model.metric))
+        self._population.append((dict(model.sample), model.score))
         while len(self._population) > self.population_size:  # type: ignore[operator]
             self._population.popleft()  # the oldest dies, however good it was
 

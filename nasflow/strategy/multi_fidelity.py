@@ -90,9 +90,9 @@ class _MultiFidelity(LearningStrategy):
 
     def _on_training_end(self, event: ModelEvent) -> None:
         entry = self._running.pop(id(event.model), None)
-        if entry is not None and event.model.metric is not None:
+        if entry is not None and event.model.score is not None:
             key, rung = entry
-            self._results[rung][key] = event.model.metric
+            self._results[rung][key] = event.model.score
 
     def _best(self, rung: int, keys: list[str], count: int) -> list[str]:
         scored = [k for k in keys if k in self._results[rung]]

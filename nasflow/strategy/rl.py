@@ -119,7 +119,7 @@ class PolicyBasedRL(LearningStrategy):
         entry = self._running.pop(id(event.model), None)
         if entry is None:
             return
-        reward = event.model.metric
+        reward = event.model.score
         if reward is None:
             if self.reward_for_invalid is None:
                 return

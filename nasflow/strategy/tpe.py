@@ -7,7 +7,7 @@ import random
 from typing import TYPE_CHECKING, Any
 
 from nasflow.execution import ExecutionEngine, ModelEvent, ModelEventType
-from nasflow.space import ExecutableModelSpace, ModelStatus, metric_number
+from nasflow.space import ExecutableModelSpace, ModelStatus, metric_score
 
 from .base import Strategy
 from .utils import EventHooks, check_int, check_seed, sample_key
@@ -142,7 +142,9 @@ class TPE(Strategy):
     # ---- telling ------------------------------------------------------------------------------
     def _on_intermediate(self, event: ModelEvent) -> None:
         entry = self._asked.get(id(event.model))
-        value = metric_number(event.model.metrics.intermediates[-1]) if event.model.metrics.intermediates else None
+        model = event.model
+        last = model.metrics.intermediates[-1] if model.metrics.intermediates else None
+        value = metric_score(last, model.metric_direction)
         if entry is None or value is None:
             return
         step = len(event.model.metrics.intermediates) - 1
@@ -159,7 +161,7 @@ class TPE(Strategy):
         intermediates = self._reported.pop(id(model), {})
         if model.sample is None:
             return
-        metric = model.metric
+        metric = model.score  # optuna maximizes: a minimized metric is told negated
         self._results[sample_key(model.sample)] = metric if metric is not None else _FAILED
         if entry is None:  # not asked by TPE: told as a finished trial of its own
             self._add_finished(model.sample, metric)

@@ -7,7 +7,7 @@ import statistics
 from typing import Any
 
 from nasflow.execution import ModelEvent, ModelEventType
-from nasflow.space import ExecutableModelSpace, ModelStatus, metric_number
+from nasflow.space import ExecutableModelSpace, ModelStatus, metric_score
 
 from ..utils import check_int
 from .base import StrategyMiddleware
@@ -70,4 +70,6 @@ class MedianStop(StrategyMiddleware):
 
 
 def _numbers(model: ExecutableModelSpace) -> list[float]:
-    return [v for v in (metric_number(m) for m in model.metrics.intermediates) if v is not None]
+    """The model's intermediate metrics as scores (negated when its evaluator minimizes)."""
+    direction = model.metric_direction
+    return [v for v in (metric_score(m, direction) for m in model.metrics.intermediates) if v is not None]

@@ -23,22 +23,16 @@ import torch
 from torch import nn
 
 from nasflow.mutable import Sample
+from nasflow.space import metric_score
 from nasflow.strategy.utils import sample_key
 
 from .architecture import Architecture, plain_sample
 from .controller import ReinforceController
 from .module import OneShotModule
 
-__all__ = ["RandomModule", "EnasModule", "higher_is_better"]
+__all__ = ["RandomModule", "EnasModule"]
 
 _logger = logging.getLogger(__name__)
-
-
-def higher_is_better(training_module: lightning.LightningModule) -> bool:
-    """Whether the module's default metric grows with quality (Regression's is an error: it does not)."""
-    from nasflow.evaluator import RegressionModule
-
-    return not isinstance(training_module, RegressionModule)
 
 
 class RandomModule(OneShotModule):
@@ -65,8 +59,7 @@ class RandomModule(OneShotModule):
         return self.arch.uniform(random.Random(self.seed), self.filter)
 
     def _rank(self, result: tuple[Sample, dict[str, Any]]) -> float:
-        value = float(result[1]["default"])
-        return value if higher_is_better(self.training_module) else -value
+        return metric_score(float(result[1]["default"]), self.training_module.metric_direction)  # type: ignore[return-value]
 
     def final_export(self) -> Sample:
         candidates: list[Sample] = []
@@ -139,8 +132,7 @@ class EnasModule(OneShotModule):
         name = self.reward_metric_name or "default"
         if name not in metrics:
             raise KeyError(f"ENAS's reward_metric_name {name!r} is not among the validation metrics {sorted(metrics)}.")
-        value = float(metrics[name])
-        return value if higher_is_better(self.training_module) else -value
+        return metric_score(float(metrics[name]), self.training_module.metric_direction)  # type: ignore[return-value]
 
     def _controller_step(self, val_batch: Any, batch_idx: int) -> None:
         sample = self._draw()

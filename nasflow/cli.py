@@ -18,7 +18,8 @@ from rich.table import Table
 
 from nasflow.dashboard import DEFAULT_PORT
 from nasflow.experiment.config import NasExperimentConfig
-from nasflow.experiment.store import ExperimentStore, ModelRecord, StoreError
+from nasflow.experiment.store import ExperimentStore, ModelRecord, StoreError, rank_trained
+from nasflow.runtime.ranking import metric_number
 
 __all__ = ["main"]
 
@@ -34,8 +35,6 @@ def _when(timestamp: float) -> str:
 
 
 def _metric(record: ModelRecord) -> str:
-    from nasflow.space import metric_number
-
     value = metric_number(record.metrics.final)
     return "-" if value is None else f"{value:.6g}"
 
@@ -66,23 +65,17 @@ def cmd_list(args: argparse.Namespace) -> int:
         try:
             with ExperimentStore.open(db.parent, read_only=True) as store:
                 exp, records = store.experiment(), store.models(include_payload=False)
+                ranked = rank_trained(records, store.metric_direction())
         except StoreError as err:
             table.add_row(db.parent.name, "?", f"unreadable: {err}", "", "", "", "", "")
             continue
-        best = top_records_from(records)
+        best = ranked[0] if ranked else None
         table.add_row(exp.experiment_id, exp.name, exp.status,
                       str(sum(r.status == "trained" for r in records)),
                       str(sum(r.status == "failed" for r in records)), str(len(records)),
                       _metric(best) if best else "-", _when(exp.created))
     console.print(table)
     return 0
-
-
-def top_records_from(records: Sequence[ModelRecord]) -> ModelRecord | None:
-    trained = [r for r in records if r.status == "trained" and r.metrics.final is not None]
-    from nasflow.space import metric_number
-
-    return max(trained, key=lambda r: metric_number(r.metrics.final), default=None)  # type: ignore[arg-type, return-value]
 
 
 def cmd_show(args: argparse.Namespace) -> int:

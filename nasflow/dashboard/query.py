@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nasflow.experiment.store import MODEL_STATUSES, ExperimentStore, StoreError, UnknownModelError
+from nasflow.experiment.store import (
+    METRIC_DIRECTION_KEY,
+    MODEL_STATUSES,
+    ExperimentStore,
+    StoreError,
+    UnknownModelError,
+)
 
 __all__ = ["QueryError", "StoreView", "TrialQuery", "TERMINAL_STATUSES", "parse_ids"]
 
@@ -285,6 +291,7 @@ class StoreView:
             counts = dict(conn.execute("SELECT status, COUNT(*) FROM model GROUP BY status").fetchall())
             formats = [f for (f,) in conn.execute("SELECT DISTINCT format FROM model ORDER BY format")]
             best = self._top(conn, 1)
+            direction = "minimize" if _minimized(conn) else "maximize"
             labels = self._cached("labels", conn, self._labels)
             version = self._version(conn)
         end = time.time() if status == "running" else updated
@@ -294,6 +301,7 @@ class StoreView:
             "elapsed": max(0.0, end - created), "config": _json(config, config), "counts": counts,
             "total": sum(counts.values()), "best": best[0] if best else None, "labels": labels,
             "version": version, "directory": str(self.directory), "formats": formats,
+            "metric_direction": direction,
         }
 
     @staticmethod
@@ -312,8 +320,9 @@ class StoreView:
             created = conn.execute("SELECT created FROM experiment").fetchone()[0]
             rows = conn.execute(_TRIALS + "SELECT r.id, r.ended, r.metric FROM r WHERE r.status = 'trained' "
                                 "AND r.metric IS NOT NULL ORDER BY r.ended, r.id", [time.time()]).fetchall()
+            minimized = _minimized(conn)
         return {"created": created, "ids": [r[0] for r in rows], "times": [r[1] - created for r in rows],
-                "metrics": [r[2] for r in rows]}
+                "metrics": [r[2] for r in rows], "metric_direction": "minimize" if minimized else "maximize"}
 
     # -- trials -------------------------------------------------------------------------------
 
@@ -345,10 +354,10 @@ class StoreView:
             return self._cached("choices", conn, self._choices)
 
     def _choices(self, conn: sqlite3.Connection) -> list[dict[str, Any]]:
-        rows = conn.execute(_TRIALS + """
+        rows = conn.execute(_TRIALS + f"""
             SELECT j.key, j.type, j.value, COUNT(*), SUM(r.status = 'trained' AND r.metric IS NOT NULL),
                    AVG(CASE WHEN r.status = 'trained' THEN r.metric END),
-                   MAX(CASE WHEN r.status = 'trained' THEN r.metric END)
+                   {"MIN" if _minimized(conn) else "MAX"}(CASE WHEN r.status = 'trained' THEN r.metric END)
             FROM r, json_each(r.sample) j GROUP BY j.key, j.type, j.value""", [0.0]).fetchall()
         by_label: dict[str, list[dict[str, Any]]] = {}
         for key, kind, value, count, trained, mean, best in rows:
@@ -516,10 +525,17 @@ class StoreView:
     @staticmethod
     def _top(conn: sqlite3.Connection, top_k: int | None) -> list[dict[str, Any]]:
         """Trained models, best final metric first (ties: lower id first, as ``export_top_models``)."""
+        order = "ASC" if _minimized(conn) else "DESC"
         rows = conn.execute(_TRIALS + "SELECT r.id, r.metric, r.sample FROM r WHERE r.status = 'trained' "
-                            "AND r.metric IS NOT NULL ORDER BY r.metric DESC, r.id LIMIT ?",
+                            f"AND r.metric IS NOT NULL ORDER BY r.metric {order}, r.id LIMIT ?",
                             [0.0, -1 if top_k is None else top_k]).fetchall()
         return [{"id": r[0], "metric": r[1], "sample": _json(r[2], {})} for r in rows]
+
+
+def _minimized(conn: sqlite3.Connection) -> bool:
+    """Whether lower metrics are better (the experiment recorded its evaluator's direction)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (METRIC_DIRECTION_KEY,)).fetchone()
+    return row is not None and _json(row[0]) == "minimize"
 
 
 def _code_availability(fmt: str, has_payload: bool) -> dict[str, Any]:

@@ -30,7 +30,15 @@ from .engines import build_engine
 from .persistence import SETUP_KEY, dump_setup, load_setup, restore_model
 from .progress import ProgressDisplay
 from .recording import RecordingMiddleware
-from .store import DB_FILENAME, ExperimentStore, ModelRecord, StoreError, StoreNotFoundError
+from .store import (
+    DB_FILENAME,
+    METRIC_DIRECTION_KEY,
+    ExperimentStore,
+    ModelRecord,
+    StoreError,
+    StoreNotFoundError,
+    rank_trained,
+)
 
 __all__ = ["NasExperiment", "EXPERIMENT_STOPPED"]
 
@@ -194,6 +202,7 @@ class NasExperiment:
             raise
         try:
             store.set_meta(SETUP_KEY, setup)
+            store.set_meta(METRIC_DIRECTION_KEY, space.metric_direction)
             self.config = config
             self._serve_dashboard(store, sock)
             self._launch(space, store, engine, restored=[], resubmit=[], strategy_state=None, engine_state=None)
@@ -473,12 +482,9 @@ def _attach_strategy_dir(strategy: Any, store: ExperimentStore) -> None:
 
 
 def top_records(store: ExperimentStore, top_k: int | None) -> list[ModelRecord]:
-    """Trained models of a store, best final metric first."""
-    from nasflow.space import metric_number
-
-    trained = [r for r in store.models(ModelStatus.Trained.value) if r.metrics.final is not None]
-    trained.sort(key=lambda r: -metric_number(r.metrics.final))  # type: ignore[arg-type, operator]
-    return trained[:top_k] if top_k is not None else trained
+    """Trained models of a store, best final metric first (in the experiment's metric direction)."""
+    ranked = rank_trained(store.models(ModelStatus.Trained.value), store.metric_direction())
+    return ranked[:top_k] if top_k is not None else ranked
 
 
 def export_code(record: ModelRecord) -> str:

@@ -26,11 +26,17 @@ class ProgressDisplay:
         self.done = sum(1 for m in restored if m.status == ModelStatus.Trained)
         self.failed = sum(1 for m in restored if m.status in (ModelStatus.Failed, ModelStatus.Interrupted))
         self.running = 0
-        metrics = [m.metric for m in restored if m.metric is not None]
-        self.best: float | None = max(metrics) if metrics else None
+        self.best: ExecutableModelSpace | None = None  # the best trained model (by score) so far
+        for model in restored:
+            self._consider(model)
         self._console = Console(file=sys.stderr)
         self._progress: Progress | None = None
         self._task = None
+
+    def _consider(self, model: ExecutableModelSpace) -> None:
+        score = model.score
+        if score is not None and (self.best is None or score > self.best.score):  # type: ignore[operator]
+            self.best = model
 
     def start(self) -> None:
         if not self._console.is_terminal:
@@ -47,7 +53,7 @@ class ProgressDisplay:
         return self.done + self.failed
 
     def _status(self) -> str:
-        best = "-" if self.best is None else f"{self.best:.4g}"
+        best = "-" if self.best is None else f"{self.best.metric:.4g}"
         return f"running {self.running}  failed {self.failed}  best {best}"
 
     def on_event(self, event: ModelEvent) -> None:
@@ -57,9 +63,7 @@ class ProgressDisplay:
             self.running = max(0, self.running - 1)
             if event.status == ModelStatus.Trained:
                 self.done += 1
-                metric = event.model.metric
-                if metric is not None and (self.best is None or metric > self.best):
-                    self.best = metric
+                self._consider(event.model)
             else:
                 self.failed += 1
             if self._progress is None:

@@ -23,17 +23,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nasflow.runtime.ranking import MetricDirection, metric_score
+
 __all__ = [
-    "APPLICATION_ID", "DB_FILENAME", "EXPERIMENT_STATUSES", "MODEL_STATUSES", "SCHEMA_VERSION",
+    "APPLICATION_ID", "DB_FILENAME", "EXPERIMENT_STATUSES", "METRIC_DIRECTION_KEY", "MODEL_STATUSES", "SCHEMA_VERSION",
     "DuplicateModelError", "ExperimentRecord", "ExperimentStore", "MetricsRecord", "ModelRecord",
     "StatusChange", "StoreClosedError", "StoreCorruptError", "StoreError", "StoreExistsError",
     "StoreForeignError", "StoreNotFoundError", "StoreReadOnlyError", "StoreVersionError",
-    "UnknownModelError", "database_path", "default_experiment_dir",
+    "UnknownModelError", "database_path", "default_experiment_dir", "rank_trained",
 ]
 
 DB_FILENAME = "nasflow.db"
 APPLICATION_ID = 0x4E415346  # "NASF": marks a SQLite file as a nasflow store (PRAGMA application_id)
 SCHEMA_VERSION = 1  # PRAGMA user_version; bump with a migration when the tables change
+METRIC_DIRECTION_KEY = "metric_direction"  # meta: 'maximize' (the default) or 'minimize', for readers
 
 MODEL_STATUSES = frozenset(
     {"initialized", "frozen", "training", "trained", "failed", "interrupted", "invalid", "retrying"}
@@ -507,6 +510,10 @@ class ExperimentStore:
             row = conn.execute("SELECT value FROM meta WHERE key = ?", (str(key),)).fetchone()
         return default if row is None else json.loads(row[0])
 
+    def metric_direction(self) -> MetricDirection:
+        """Whether the experiment's metric is better higher (``'maximize'``) or lower (``'minimize'``)."""
+        return "minimize" if self.get_meta(METRIC_DIRECTION_KEY) == "minimize" else "maximize"
+
     def save_strategy_state(self, state: bytes) -> None:
         """Replace the strategy's opaque state blob (only the latest one is kept)."""
         if not isinstance(state, (bytes, bytearray, memoryview)):
@@ -658,6 +665,13 @@ class ExperimentStore:
         ):
             history[model_id].append(StatusChange(status, changed, error))
         return [_model_record(row, intermediates[row[0]], history[row[0]]) for row in rows]
+
+
+def rank_trained(records: Iterable[ModelRecord], direction: MetricDirection = "maximize") -> list[ModelRecord]:
+    """Trained models with a final metric, best first by its number (``'default'`` of a dict) in
+    ``direction``; ties keep id order."""
+    trained = [r for r in records if r.status == "trained" and r.metrics.final is not None]
+    return sorted(trained, key=lambda r: -metric_score(r.metrics.final, direction))  # type: ignore[arg-type, operator]
 
 
 def _in_clause(statuses: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:

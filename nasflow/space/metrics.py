@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
-from nasflow.runtime import MetricValue, normalize_metric
+from nasflow.runtime import normalize_metric
+from nasflow.runtime.ranking import METRIC_DIRECTIONS, MetricDirection, metric_number, metric_score
 
 __all__ = ["METRIC_DIRECTIONS", "MetricDirection", "ModelStatus", "Metrics", "metric_number", "metric_score"]
 
@@ -28,23 +29,6 @@ class ModelStatus(StrEnum):
 
     def completed(self) -> bool:
         return self in (ModelStatus.Trained, ModelStatus.Failed, ModelStatus.Interrupted, ModelStatus.Invalid)
-
-
-MetricDirection = Literal["maximize", "minimize"]
-METRIC_DIRECTIONS: tuple[MetricDirection, ...] = ("maximize", "minimize")
-
-
-def metric_score(value: MetricValue | None, direction: MetricDirection = "maximize") -> float | None:
-    """The number to maximize: the metric's number, negated when lower is better."""
-    number = metric_number(value)
-    return None if number is None else (number if direction == "maximize" else -number)
-
-
-def metric_number(value: MetricValue | None) -> float | None:
-    """The number strategies compare: the value itself, or its ``'default'`` entry."""
-    if value is None:
-        return None
-    return float(value["default"]) if isinstance(value, dict) else float(value)
 
 
 class Metrics:

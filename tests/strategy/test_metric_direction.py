@@ -3,13 +3,19 @@ every strategy and middleware looks for the lowest value, and ``list_models`` ra
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import nasflow
+from nasflow.dashboard.query import StoreView
 from nasflow.evaluator import FunctionalEvaluator
 from nasflow.evaluator.classification import ClassificationModule, RegressionModule
+from nasflow.experiment import NasExperiment, NasExperimentConfig
 from nasflow.space import ModelStatus, SimplifiedModelSpace, metric_score
 from nasflow.strategy import TPE, Chain, GridSearch, MedianStop, RegularizedEvolution, SuccessiveHalving
 
@@ -85,3 +91,28 @@ def test_median_stop_stops_the_high_errors(make_space, search) -> None:
     status = {m.sample["w0"]: m.status for m in result.engine.list_models()}
     assert status == {24: ModelStatus.Trained, 32: ModelStatus.Trained, 40: ModelStatus.Trained,
                       16: ModelStatus.Trained, 48: ModelStatus.Interrupted, 56: ModelStatus.Interrupted}
+
+
+def test_export_cli_and_dashboard_rank_the_lowest_error_first(make_space, tmp_path: Path) -> None:
+    """What the experiment recorded (its evaluator's direction) ranks stored results, for every reader."""
+    config = NasExperimentConfig("sequential", "simplified", max_trial_number=4, progress=False,
+                                 experiment_working_directory=str(tmp_path))
+    exp = NasExperiment(space_of(make_space, n_layers=1), None, GridSearch(shuffle=False), config)
+    exp.run()
+    assert exp.export_top_models(top_k=4) == [{"w0": 8}, {"w0": 16}, {"w0": 32}, {"w0": 64}]
+
+    view = StoreView(tmp_path / exp.id)
+    try:
+        summary = view.summary()
+        assert summary["metric_direction"] == "minimize" and summary["best"]["metric"] == 8.0
+        assert [row["metric"] for row in view.export_rows(top_k=2)] == [8.0, 16.0]
+        [choice] = view.choices()
+        assert {v["value"]: v["best"] for v in choice["values"]} == {8: 8.0, 16: 16.0, 32: 32.0, 64: 64.0}
+        assert view.progress()["metric_direction"] == "minimize"
+    finally:
+        view.close()
+
+    listing = subprocess.run([sys.executable, "-m", "nasflow.cli", "list", "--dir", str(tmp_path)],
+                             capture_output=True, text=True, check=True, env={**os.environ, "COLUMNS": "200"})
+    row = next(line for line in listing.stdout.splitlines() if exp.id in line)
+    assert " 8 " in row and " 64 " not in row  # the best column holds the lowest error

@@ -58,10 +58,11 @@ export function choicesPage(root, _route, ctx) {
       }).filter(Boolean);
       entry.plot.setData([{ id: choice.label, name: choice.label, points, color: '#1565c0', mode: 'markers',
         radius: 3 }]);
-      const best = Math.max(...choice.values.map((v) => v.best ?? -Infinity));
+      const sign = ctx.summary.metric_direction === 'minimize' ? -1 : 1; // lower is better for an error
+      const best = sign * Math.max(...choice.values.map((v) => (v.best == null ? -Infinity : sign * v.best)));
       clear(entry.table, h('table', { class: 'data compact' },
         h('thead', {}, h('tr', {}, ['value', 'models', 'trained', 'mean', 'best'].map((t) => h('th', {}, t)))),
-        h('tbody', {}, choice.values.map((v) => h('tr', { class: v.best === best && best > -Infinity ? 'best' : null },
+        h('tbody', {}, choice.values.map((v) => h('tr', { class: v.best === best && Number.isFinite(best) ? 'best' : null },
           h('td', {}, fmtValue(v.value)), h('td', { class: 'num' }, v.count), h('td', { class: 'num' }, v.trained),
           h('td', { class: 'num' }, fmtMetric(v.mean)), h('td', { class: 'num' }, fmtMetric(v.best)))))),
         choice.distinct > choice.values.length ? h('p', { class: 'muted' },

@@ -34,7 +34,8 @@ export function comparePage(root, route, ctx) {
       ['Duration', trials.map((t) => fmtDuration(t.duration))],
       ...labels.map((label) => [label, trials.map((t) => (label in t.sample ? fmtValue(t.sample[label]) : '–'))]),
     ];
-    const best = Math.max(...trials.map((t) => (typeof t.metric === 'number' ? t.metric : -Infinity)));
+    const sign = ctx.summary.metric_direction === 'minimize' ? -1 : 1; // lower is better for an error
+    const best = sign * Math.max(...trials.map((t) => (typeof t.metric === 'number' ? sign * t.metric : -Infinity)));
     const query = ids.join(',');
     clear(body,
       h('div', { class: 'actions' }, `${ids.length} models`, ctx.selection.ids.size > MAX_COMPARED

@@ -53,11 +53,12 @@ export function overviewPage(root, _route, ctx) {
         s.best ? [h('div', { class: 'big' }, fmtMetric(s.best.metric), ' ', modelLink(s.best.id)),
           h('div', { class: 'muted' }, Object.entries(s.best.sample).map(([k, v]) => `${k}=${fmtValue(v)}`).join(', '))]
           : h('div', { class: 'muted' }, 'No model has finished training yet.')));
+    const sign = progress.metric_direction === 'minimize' ? -1 : 1; // lower is better for an error
     let best = -Infinity;
     const steps = [];
     const points = progress.times.map((t, i) => {
       const metric = progress.metrics[i];
-      if (metric > best) { best = metric; steps.push([t, metric, progress.ids[i]]); }
+      if (sign * metric > sign * best || steps.length === 0) { best = metric; steps.push([t, metric, progress.ids[i]]); }
       return [t, metric, progress.ids[i]];
     });
     if (steps.length) steps.push([points[points.length - 1][0], best, steps[steps.length - 1][2]]);

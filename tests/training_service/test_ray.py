@@ -23,7 +23,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason='Ray is optional: pip install "nasflow[ray]"')
 from ray.cluster_utils import Cluster  # noqa: E402
-from support import alive, wait_for  # noqa: E402
+from support import HANG_GUARD_S, alive, wait_for  # noqa: E402
 from torch import nn  # noqa: E402
 
 import nasflow  # noqa: E402
@@ -241,6 +241,30 @@ def test_experiment_runs_on_the_cluster_and_leaves_it_running(cluster: Cluster, 
         assert not ray.is_initialized()
         ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
     assert sum(n["Alive"] for n in ray.nodes()) == 3
+
+
+LOCAL_SERVICE = """
+import sys, ray
+from nasflow.training_service.ray import RayTrainingService
+service = RayTrainingService(trial_concurrency=1, log_dir=sys.argv[1])
+service.start()
+try:
+    print(sorted(name for node in ray.nodes() if node["Alive"] for name in node["Resources"]
+                 if name.startswith("node_")))
+finally:
+    service.shutdown()
+"""
+
+
+def test_a_local_service_starts_its_own_instance_beside_a_running_cluster(cluster: Cluster, tmp_path: Path) -> None:
+    """``address=None`` means a Ray instance of the service's own, even where ``ray.init()`` would
+    find and join another one (``RAY_ADDRESS``, or an instance recorded under /tmp/ray). In a process
+    of its own: one process holds one Ray connection and its credentials."""
+    result = subprocess.run([sys.executable, "-c", LOCAL_SERVICE, str(tmp_path / "logs")], capture_output=True,
+                            text=True, env={**os.environ, "RAY_ADDRESS": cluster.address}, timeout=HANG_GUARD_S)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"  # none of the cluster's nodes
+    assert all(node.remaining_processes_alive() for node in cluster.list_all_nodes())  # the cluster: untouched
 
 
 @pytest.mark.parametrize("engine", ["ts", "cgo"])

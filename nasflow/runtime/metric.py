@@ -33,14 +33,14 @@ def normalize_metric(value: Any) -> MetricValue:
         plain = _plain(value, "metric")
         plain["default"] = _number(value["default"], "metric['default']")
         return plain
-    return _number(value, "The metric")
+    return _number(value, "A metric")
 
 
 def _number(value: Any, where: str) -> float:
     value = _unwrap(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{where} must be a number (or the metric a dict with a numeric 'default'), "
-                        f"got {type(value).__name__}: {value!r}.")
+        raise TypeError(f"{where} must be a number, got {type(value).__name__}: {value!r}. Report a number, or "
+                        "a dict whose 'default' entry is one.")
     result = float(value)
     if not math.isfinite(result):
         raise ValueError(f"{where} is {result}; report a finite number (or raise, to mark the trial failed).")

@@ -69,7 +69,8 @@ def _execute(model: ExecutableModelSpace, trial_dir: str | None = None) -> None:
     try:
         model.execute()
     except BaseException as err:
-        if journal is not None and not (isinstance(err, SystemExit) and err.code in (None, 0)):
+        clean_exit = isinstance(err, SystemExit) and err.code in (None, 0)
+        if journal is not None and not journal.undelivered and not clean_exit:
             journal.end_failed(traceback.format_exc())
         raise
     finally:

@@ -42,6 +42,7 @@ class TrialJournal:
         self.path = folder / JOURNAL_NAME
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._lock = threading.Lock()
+        self.undelivered = False  # a report could not reach the experiment (it died): not the trial's failure
         self._write({"journal": JOURNAL_VERSION, "model_id": model_id, "time": time.time()})
         _fsync_dir(folder)  # the file's name must survive a crash too
 

@@ -74,9 +74,7 @@ def report_intermediate_result(metric: Any) -> None:
         _logger.info("Intermediate result (no trial running): %s", value)
         return
     context.intermediates.append(value)
-    if context.journal is not None:
-        context.journal.append("intermediate", value)
-    context.emit("intermediate", value)
+    _send(context, "intermediate", value)
 
 
 def report_final_result(metric: Any) -> None:
@@ -89,6 +87,18 @@ def report_final_result(metric: Any) -> None:
     if context.final_reported:
         raise RuntimeError("report_final_result was called twice in one trial; report the final metric once.")
     context.final_reported = True
-    if context.journal is not None:
-        context.journal.append("final", value)
-    context.emit("final", value)
+    _send(context, "final", value)
+
+
+def _send(context: TrialContext, kind: str, value: MetricValue) -> None:
+    """To the journal (on disk when this returns), then to the engine; a journal notes a failed delivery,
+    which is the experiment's side going away, not a failure of the trial's code."""
+    if context.journal is None:
+        context.emit(kind, value)
+        return
+    context.journal.append(kind, value)
+    try:
+        context.emit(kind, value)
+    except BaseException:
+        context.journal.undelivered = True
+        raise

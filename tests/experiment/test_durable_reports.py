@@ -17,10 +17,14 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import nasflow
+from nasflow.execution.training_service import _execute
 from nasflow.experiment import ExperimentStore, NasExperiment
+from nasflow.runtime import trial_context
 from nasflow.runtime.journal import JOURNAL_NAME, TrialJournal, read_journal
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="signals and the local service")
@@ -158,3 +162,31 @@ def test_a_journal_is_json_lines_and_a_torn_last_line_is_ignored(tmp_path: Path)
     assert record.intermediates == [{"default": 0.5, "n": 1}] and record.final == 0.75 and record.error is None
     os.truncate(path, 0)
     assert read_journal(path) is None  # no header yet: nothing to ingest
+
+
+class _Reporting:
+    """Just what a trial's body needs of a model: an id and ``execute``."""
+
+    model_id = 3
+
+    def __init__(self, fail: bool) -> None:
+        self.fail = fail
+
+    def execute(self) -> None:
+        nasflow.report_final_result(0.5)
+        if self.fail:
+            raise ValueError("the evaluator broke after reporting")
+
+
+def test_the_journal_records_the_trials_own_failure_not_a_lost_experiment(tmp_path: Path) -> None:
+    def experiment_gone(kind: str, value: Any) -> None:
+        raise BrokenPipeError("the experiment process died")
+
+    with trial_context(experiment_gone), pytest.raises(BrokenPipeError):
+        _execute(_Reporting(fail=False), str(tmp_path / "trial-3-a"))
+    gone = read_journal(tmp_path / "trial-3-a" / JOURNAL_NAME)
+    assert gone is not None and gone.final == 0.5 and gone.error is None  # resume records it trained
+    with trial_context(lambda kind, value: None), pytest.raises(ValueError):
+        _execute(_Reporting(fail=True), str(tmp_path / "trial-3-b"))
+    broke = read_journal(tmp_path / "trial-3-b" / JOURNAL_NAME)
+    assert broke is not None and "the evaluator broke after reporting" in (broke.error or "")

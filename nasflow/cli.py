@@ -19,7 +19,7 @@ from rich.table import Table
 from nasflow.dashboard import DEFAULT_PORT
 from nasflow.experiment.config import NasExperimentConfig
 from nasflow.experiment.store import ExperimentStore, ModelRecord, StoreError, rank_trained
-from nasflow.runtime.ranking import metric_number
+from nasflow.runtime.metric import metric_number
 
 __all__ = ["main"]
 

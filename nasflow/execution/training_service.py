@@ -12,6 +12,7 @@ import functools
 import logging
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import cloudpickle
 
 from nasflow.runtime import current_trial
+from nasflow.runtime.journal import TrialJournal
 from nasflow.space import ExecutableModelSpace, ModelStatus, RawFormatModelSpace, SimplifiedModelSpace
 from nasflow.training_service import TrainingService, TrialEvent, TrialSpec
 
@@ -55,10 +57,26 @@ def trial_payload(model: ExecutableModelSpace, trial_dir: str | None = None) -> 
 
 
 def _execute(model: ExecutableModelSpace, trial_dir: str | None = None) -> None:
+    """The trial's body in the worker. With a trial folder, its reports are journaled there first (a
+    resume ingests them should the experiment process die before it records them); a merged trial
+    (several models, ``trial_name``) reports for its models together and keeps no journal."""
     context = current_trial()
+    journal = None
     if context is not None and trial_dir is not None:
         context.trial_dir = trial_dir
-    model.execute()
+        if not hasattr(model, "trial_name"):
+            context.journal = journal = TrialJournal.open(trial_dir, model.model_id)
+    try:
+        model.execute()
+    except BaseException as err:
+        clean_exit = isinstance(err, SystemExit) and err.code in (None, 0)
+        if journal is not None and not journal.undelivered and not clean_exit:
+            journal.end_failed(traceback.format_exc())
+        raise
+    finally:
+        if journal is not None:
+            context.journal = None  # type: ignore[union-attr]
+            journal.close()
 
 
 def shareable(model: Any) -> Any:

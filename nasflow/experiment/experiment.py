@@ -27,6 +27,7 @@ from nasflow.space import ExecutableModelSpace, ModelStatus, RawFormatModelSpace
 
 from .config import NasExperimentConfig
 from .engines import build_engine
+from .journals import ingest_journals
 from .persistence import SETUP_KEY, dump_setup, load_setup, restore_model
 from .progress import ProgressDisplay
 from .recording import RecordingMiddleware
@@ -413,6 +414,7 @@ class NasExperiment:
             store.close()
             raise RuntimeError(f"Experiment {experiment_id} is still running (pid {record.pid}); stop it first.")
         space, strategy, config = load_setup(store)
+        ingest_journals(store, store.path.parent / "trials")  # reported but unrecorded results: not re-run
         records = store.models()
         unfinished = [r for r in records if r.status in _UNFINISHED
                       or (r.status == ModelStatus.Interrupted.value and r.error == EXPERIMENT_STOPPED)]

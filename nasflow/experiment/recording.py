@@ -106,6 +106,7 @@ class RecordingMiddleware(Middleware):
                 self.on_submit(model)
             if not self._add(model):  # a model resubmitted (resume, retry) keeps its id and row
                 status = ModelStatus.Retrying if model.status == ModelStatus.Retrying else ModelStatus.Frozen
+                self.store.clear_final(model.model_id)  # type: ignore[arg-type]  # as the engine clears its metrics
                 self.store.set_status(model.model_id, status.value)  # type: ignore[arg-type]
         self.engine.submit_models(*models)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 import operator
 import os
 import sqlite3
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nasflow.runtime.ranking import MetricDirection, metric_score
+from nasflow.runtime.metric import MetricDirection, metric_score, normalize_metric
 
 __all__ = [
     "APPLICATION_ID", "DB_FILENAME", "EXPERIMENT_STATUSES", "METRIC_DIRECTION_KEY", "MODEL_STATUSES", "SCHEMA_VERSION",
@@ -210,22 +209,12 @@ def _json_dict(value: Any, what: str) -> str:
     return _dumps(dict(value), what)
 
 
-def _number(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{what} must be a number or a dict with a numeric 'default', got {value!r}.")
-    result = float(value)
-    if not math.isfinite(result):
-        raise ValueError(f"{what} is {result}; report a finite number (or mark the model failed).")
-    return result
-
-
 def _metric_text(value: Any, what: str) -> str:
-    """A metric is a float, or a dict whose ``'default'`` entry is the number strategies compare."""
-    if isinstance(value, Mapping):
-        if "default" not in value:
-            raise TypeError(f"{what} is a dict without a 'default' entry: {value!r}.")
-        return _json_dict({**value, "default": _number(value["default"], f"{what}['default']")}, what)
-    return _dumps(_number(value, what), what)
+    """The trial's own check (``normalize_metric``), again: the store never keeps what a trial could not report."""
+    try:
+        return _dumps(normalize_metric(value), what)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{what}: {exc}") from exc
 
 
 def _status(value: Any, allowed: frozenset[str], what: str) -> str:
@@ -593,6 +582,19 @@ class ExperimentStore:
         text = _metric_text(value, f"Final metric of model {model_id}")
         with self._write() as conn:
             self._touch(conn, model_id, time.time(), final=text)
+
+    def clear_final(self, model_id: int) -> None:
+        """Forget the final metric of an earlier attempt (the model runs again); intermediates stay."""
+        model_id = _model_id(model_id)
+        with self._write() as conn:
+            self._touch(conn, model_id, time.time(), final=None)
+
+    def count_intermediates(self, model_id: int, since: float = -math.inf) -> int:
+        """How many intermediates of the model were recorded at or after ``since`` (``time.time()``)."""
+        model_id = _model_id(model_id)
+        with self._read() as conn:
+            return conn.execute("SELECT COUNT(*) FROM metric WHERE model_id = ? AND time >= ?",
+                                (model_id, since)).fetchone()[0]
 
     def set_sample(self, model_id: int, sample: Mapping[str, Any]) -> None:
         """Replace a model's sample (a one-shot search's record follows its current best architecture)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 import statistics
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -135,6 +136,18 @@ def index_of(values: Sequence[Any], value: Any) -> int:
     return -1
 
 
+def _float_for_int(expected: Any, value: Any) -> bool:
+    """A non-integral number (16.0) standing for an int value (16): equal, but a layer built from it fails."""
+    return (isinstance(expected, numbers.Integral) and not isinstance(expected, bool)
+            and isinstance(value, numbers.Number) and not isinstance(value, numbers.Integral))
+
+
+def _int_message(value: Any, expected: Any, label: str, values: list[Any]) -> SampleValidationError:
+    return SampleValidationError(
+        f"{value!r} is a {type(value).__name__}, but the values of {label!r} are integers {_short(values)}: "
+        f"give {expected!r} (an int)")
+
+
 def _same(a: Any, b: Any) -> bool:
     try:
         return bool(a == b)
@@ -184,9 +197,12 @@ class Categorical(MutableSymbol):
         self.default_value = default
 
     def _check_value(self, value: Any) -> SampleValidationError | None:
-        if index_of(self.values, value) < 0:
+        index = index_of(self.values, value)
+        if index < 0:
             return SampleValidationError(
                 f"{value!r} not found in {self.values} (label {self.label!r}; give it one of these values)")
+        if _float_for_int(self.values[index], value):
+            return _int_message(value, self.values[index], self.label, self.values)
         return None
 
     def _default_value(self) -> Any:
@@ -320,6 +336,9 @@ class CategoricalMultiple(MutableSymbol):
             return SampleValidationError(f"{value!r} must have length {self.n_chosen}{where}")
         if any(i < 0 for i in indices):
             return SampleValidationError(f"{value!r} must be contained in {self.values}{where}")
+        for v, i in zip(value, indices, strict=True):
+            if _float_for_int(self.values[i], v):
+                return _int_message(v, self.values[i], self.label, self.values)
         return None
 
     def _default_value(self) -> Any:

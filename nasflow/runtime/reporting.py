@@ -7,12 +7,14 @@ report calls go to whatever context is current. This keeps evaluators ignorant o
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+from .journal import TrialJournal
+from .metric import MetricValue, normalize_metric
 
 __all__ = [
     "MetricValue", "TrialContext", "trial_context", "current_trial", "normalize_metric",
@@ -21,23 +23,7 @@ __all__ = [
 
 _logger = logging.getLogger(__name__)
 
-MetricValue = float | dict[str, Any]
 Emit = Callable[[str, MetricValue], None]  # kind is "intermediate" or "final"
-
-
-def normalize_metric(value: Any) -> MetricValue:
-    """A float, or a dict whose ``'default'`` entry is a float; anything else is refused here."""
-    if isinstance(value, dict):
-        if "default" not in value:
-            raise TypeError(f"A dict metric needs a 'default' entry (the number strategies compare), got {value!r}.")
-        return {**value, "default": normalize_metric(value["default"])}
-    if hasattr(value, "item") and callable(value.item):  # 0-d tensors and numpy scalars
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"A metric must be a number or a dict with 'default', got {type(value).__name__}: {value!r}.")
-    if not math.isfinite(value):
-        raise ValueError(f"A metric is {value}; report a finite number (or raise, to mark the trial failed).")
-    return float(value)
 
 
 @dataclass
@@ -55,6 +41,7 @@ class TrialContext:
     trial_dir: str | None = None
     final_reported: bool = False
     intermediates: list[MetricValue] = field(default_factory=list)
+    journal: TrialJournal | None = None  # where reports go to disk before they are emitted (see journal.py)
 
 
 _local = threading.local()
@@ -87,7 +74,7 @@ def report_intermediate_result(metric: Any) -> None:
         _logger.info("Intermediate result (no trial running): %s", value)
         return
     context.intermediates.append(value)
-    context.emit("intermediate", value)
+    _send(context, "intermediate", value)
 
 
 def report_final_result(metric: Any) -> None:
@@ -100,4 +87,18 @@ def report_final_result(metric: Any) -> None:
     if context.final_reported:
         raise RuntimeError("report_final_result was called twice in one trial; report the final metric once.")
     context.final_reported = True
-    context.emit("final", value)
+    _send(context, "final", value)
+
+
+def _send(context: TrialContext, kind: str, value: MetricValue) -> None:
+    """To the journal (on disk when this returns), then to the engine; a journal notes a failed delivery,
+    which is the experiment's side going away, not a failure of the trial's code."""
+    if context.journal is None:
+        context.emit(kind, value)
+        return
+    context.journal.append(kind, value)
+    try:
+        context.emit(kind, value)
+    except BaseException:
+        context.journal.undelivered = True
+        raise

@@ -6,7 +6,7 @@ from enum import StrEnum
 from typing import Any
 
 from nasflow.runtime import normalize_metric
-from nasflow.runtime.ranking import METRIC_DIRECTIONS, MetricDirection, metric_number, metric_score
+from nasflow.runtime.metric import METRIC_DIRECTIONS, MetricDirection, metric_number, metric_score
 
 __all__ = ["METRIC_DIRECTIONS", "MetricDirection", "ModelStatus", "Metrics", "metric_number", "metric_score"]
 
@@ -58,11 +58,11 @@ class Metrics:
                 raise ValueError(f"A dict metric must have a 'default' entry (the number strategies compare), "
                                  f"got {value!r}.")
             value = value["default"]
-        if hasattr(value, "item") and callable(value.item):  # 0-d tensors and numpy scalars
-            value = value.item()
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"Metric {value!r} is not a number: report a number, or a dict with a 'default' number.")
-        return float(normalize_metric(value))
+        try:
+            return normalize_metric(value)  # a number here: the trial's definition of one
+        except TypeError as err:
+            raise ValueError(f"Metric {value!r} is not a number: report a number, or a dict with a 'default' "
+                             "number.") from err
 
     def add_intermediate(self, value: Any) -> None:
         self.intermediates.append(self._dump(value))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ _DRAIN_SECONDS = 1.0  # how long one drain call on the collector may block
 _STALL_SECONDS = 45.0  # a drain call pending this long past its own wait means the cluster stopped answering
 _STREAM_GRACE = 10.0  # how long a finished trial waits for events still on their way
 _SHUTDOWN_WAIT = 15.0  # how long shutdown waits for cancelled trials' workers to die
+_HEAD_PROBE_SECONDS = 5.0  # how long a connection to the head's GCS may take before the head counts as lost
 _RESOURCE_LAG = 1.0  # how long Ray's free-resource figures may still count a finished trial as running
 
 
@@ -143,6 +145,7 @@ class RayTrainingService(TrainingService):
         self._events: list[TrialEvent] = []
         self._broken: RayClusterError | None = None
         self._released: list[tuple[float, dict[str, float]]] = []  # (when, resources) of trials just ended
+        self._gcs_address: str | None = None  # the head node's GCS, "host:port" (None under Ray Client)
 
     # A service object can sit in an experiment config, which is deep-copied and pickled into the
     # store: only the arguments travel, so a copy (or a resumed experiment) starts unconnected.
@@ -185,6 +188,7 @@ class RayTrainingService(TrainingService):
                          else f"join the Ray cluster at {self.address!r}")
                 raise RayClusterError(f"Could not {where}: {err}") from err
             self._owns_connection = True
+        self._gcs_address = _gcs_address(ray)
         try:
             collector = ray.remote(EventCollector).options(
                 num_cpus=0, max_concurrency=64, max_restarts=0, resources={HEAD_RESOURCE: 0.001},
@@ -217,10 +221,11 @@ class RayTrainingService(TrainingService):
                 _logger.warning("Could not confirm that the cancelled trials stopped.", exc_info=True)
         for trial in list(self._trials.values()):
             self._finish(trial, *(trial.verdict or trial.outcome or ("cancelled", "The service was shut down.")))
-        try:
-            ray.kill(self._collector)
-        except Exception:  # noqa: BLE001
-            pass
+        if self._broken is None:  # a GCS call: on a lost head it would wait for Ray's 60 s exit
+            try:
+                ray.kill(self._collector)
+            except Exception:  # noqa: BLE001
+                pass
         self._collector = None
         self._drain_ref = None
         if self._owns_connection:
@@ -236,6 +241,7 @@ class RayTrainingService(TrainingService):
             return 0
         request = self._request(None)
         unstarted = sum(1 for t in self._trials.values() if t.started_at is None)
+        self._check_head()
         try:
             free = dict(self._ray.available_resources())
             total = self._ray.cluster_resources()
@@ -331,6 +337,7 @@ class RayTrainingService(TrainingService):
 
     def _check_feasible(self, request: dict[str, float], trial_id: str | None = None) -> None:
         """Refuse a request no node could ever satisfy, instead of waiting for it forever."""
+        self._check_head()
         try:
             nodes = [n for n in self._ray.nodes() if n.get("Alive")]
         except Exception as err:
@@ -351,6 +358,22 @@ class RayTrainingService(TrainingService):
     def _check_usable(self) -> None:
         if self._broken is not None:
             raise self._broken
+
+    def _check_head(self) -> None:
+        """Raise ``RayClusterError`` now if the head node's GCS refuses connections.
+
+        Ray's calls that go to the GCS (free resources, the node list) wait for a lost head to come
+        back for 60 s, and then Ray ends this process, so the experiment could record nothing; a
+        TCP connection to the GCS port tells a dead head at once (refused) or within seconds.
+        """
+        if self._gcs_address is None:
+            return
+        host, _, port = self._gcs_address.rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=_HEAD_PROBE_SECONDS).close()
+        except OSError as err:
+            raise self._lost(ConnectionError(f"the head node's GCS at {self._gcs_address} does not accept "
+                                             f"connections ({err})")) from err
 
     def _lost(self, err: BaseException) -> RayClusterError:
         """Mark the service unusable and say why (raised by the caller)."""
@@ -495,6 +518,15 @@ class RayTrainingService(TrainingService):
         if trial.started_at is not None:
             self._released.append((trial.settled_at or time.monotonic(), trial.request))
         self._events.append(TrialEvent(trial.spec.trial_id, "end", status=status, error=error))
+
+
+def _gcs_address(ray: Any) -> str | None:
+    """The GCS address of the cluster this process is connected to, when Ray says it."""
+    try:
+        address = ray.get_runtime_context().gcs_address
+    except Exception:  # noqa: BLE001 - Ray Client, or another Ray version: no probe then
+        return None
+    return address if isinstance(address, str) and ":" in address else None
 
 
 def _fits(request: dict[str, float], available: Mapping[str, float]) -> int:

@@ -207,7 +207,12 @@ def _run_trial(channel: _Channel, message: tuple, config: dict[str, Any], pinned
     """Run one trial and report its end; returns the GPUs CUDA is pinned to afterwards."""
     _, trial_id, payload, log_path, gpus = message
     pid = os.getpid()
-    _redirect_output(log_path)
+    try:
+        _redirect_output(log_path)
+    except OSError as err:  # said in the trial's end, not as a bare exit code of the worker
+        channel.send(("end", trial_id, "failed", f"The trial cannot write its log file {log_path}: {err!r}. Make "
+                      "its folder writable (or choose another experiment_working_directory).", pinned))
+        return pinned
     _set_visible_gpus(gpus, config)
     channel.send(("started", trial_id, {"pid": pid, "gpus": list(gpus or []), "log_path": log_path}))
     status, error = "succeeded", None

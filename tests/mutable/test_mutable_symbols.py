@@ -233,3 +233,31 @@ def test_choice_shortcut_orders() -> None:
     assert unlabeled.values == [1, 2] and unlabeled.label.startswith("global/")
     with pytest.raises(TypeError, match=r"choice\('act'\) has no candidates"):
         nasflow.choice("act")
+
+
+def test_a_float_for_an_int_value_is_refused_naming_the_label() -> None:
+    """16.0 == 16, but a layer built with 16.0 fails inside torch: refuse it at validation, with the fix."""
+    import numpy as np
+
+    from nasflow.nn import ModelSpace, MutableLinear
+
+    width = Categorical([8, 16], label="width")
+    for bad in (16.0, np.float64(16.0)):
+        with pytest.raises(SampleValidationError, match=r"values of 'width' are integers.*give 16 \(an int\)"):
+            width.freeze({"width": bad})
+    assert width.freeze({"width": np.int64(16)}) == 16  # another integer type is still that int
+    with pytest.raises(SampleValidationError, match="not found"):
+        width.freeze({"width": 3.5})
+    assert Categorical([0.5, 1.0], label="rate").freeze({"rate": 1}) == 1  # an int for a float value is exact
+    multiple = CategoricalMultiple([2, 4, 8], label="kernels")
+    with pytest.raises(SampleValidationError, match=r"'kernels' are integers.*give 4"):
+        multiple.freeze({"kernels": [2, 4.0]})
+
+    class Space(ModelSpace):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = MutableLinear(2, nasflow.choice("width", [8, 16]))
+
+    with pytest.raises(SampleValidationError, match="'width'"):
+        Space().freeze({"width": 16.0})
+    assert Space().freeze({"width": 16}).fc.out_features == 16

@@ -228,6 +228,28 @@ def test_failures_end_with_status_and_reason_and_later_trials_run(service: Local
     assert any(e.kind == "final" for e in events["after"])
 
 
+@pytest.mark.parametrize("how", ["a file in the way", "no write permission"])
+def test_a_log_that_cannot_be_written_fails_its_trial_naming_the_error_and_path(
+        reuse_service: LocalTrainingService, tmp_path: Path, how: str) -> None:
+    """Not "exited with code 70": the trial's end carries the OSError and the path, and the worker goes on."""
+    trials = tmp_path / "trials"
+    if how == "a file in the way":
+        trials.write_text("not a folder")
+        expected = "FileExistsError"
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root writes into a read-only folder")
+        trials.mkdir(mode=0o500)
+        expected = "PermissionError"
+    log = trials / "trial-0.log"
+    events = run_all(reuse_service, [TrialSpec("unwritable", payload(pid_trial), log_path=str(log)),
+                                     TrialSpec("fine", payload(pid_trial))])
+    end = end_of(events["unwritable"])
+    assert end.status == "failed" and expected in end.error and str(log) in end.error, end.error
+    assert "code 70" not in end.error
+    assert end_of(events["fine"]).status == "succeeded"
+
+
 def test_timeout_kills_the_process(service: LocalTrainingService) -> None:
     service.submit(TrialSpec("slow", payload(sleeping_trial, 30), timeout=0.3))
     events = wait_for(service, lambda e: e.kind == "end")

@@ -31,6 +31,7 @@ from .persistence import SETUP_KEY, dump_setup, load_setup, restore_model
 from .progress import ProgressDisplay
 from .recording import RecordingMiddleware
 from .store import DB_FILENAME, ExperimentStore, ModelRecord, StoreError, StoreNotFoundError
+from .summary import record_run, summarize
 
 __all__ = ["NasExperiment", "EXPERIMENT_STOPPED"]
 
@@ -240,11 +241,10 @@ class NasExperiment:
         self.strategy.initialize(space, recorder)
         if strategy_state is not None:
             self.strategy.load_state_dict(strategy_state)
-        if config.progress:
-            self._progress = ProgressDisplay(config.max_trial_number, restored)
-            for event_type in ModelEventType:
-                recorder.register_model_event_callback(event_type, self._progress.on_event)
-            self._progress.start()
+        self._progress = ProgressDisplay(config.max_trial_number, restored, bar=config.progress)
+        for event_type in ModelEventType:
+            recorder.register_model_event_callback(event_type, self._progress.on_event)
+        self._progress.start()
         store.set_experiment_status("running", os.getpid())
         self._thread = threading.Thread(target=self._drive, args=(recorder, engine, resubmit),
                                         name=f"nasflow-{self.id}", daemon=True)
@@ -265,6 +265,7 @@ class NasExperiment:
             finally:
                 try:
                     self._finish_store()
+                    self._report_summary()
                 finally:
                     self._done.set()
 
@@ -283,6 +284,18 @@ class NasExperiment:
             if self._progress is not None:
                 self._progress.stop()
             self._release_writer()
+
+    def _report_summary(self) -> None:
+        """Counts, the best model, and why trials failed when none succeeded, on stderr; kept for the CLI."""
+        if self._store is None:
+            return
+        try:
+            summary = summarize(self._store)
+        except StoreError as err:
+            _logger.warning("Experiment %s finished, but its summary cannot be read: %s", self.id, err)
+            return
+        record_run(summary)
+        print(summary.text(), file=sys.stderr, flush=True)
 
     def _release_writer(self) -> None:
         """Close the writing connection (its thread, and the WAL folded into the file); keep reading."""

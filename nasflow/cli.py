@@ -110,9 +110,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     with _open(args.id, args.dir) as store:
         exp, records = store.experiment(), store.models(include_payload=False)
         from nasflow.experiment.experiment import top_records
+        from nasflow.experiment.stored import DESCRIPTION_KEY
 
         best = top_records(store, args.top_k)
-    console.print(f"[bold]{exp.experiment_id}[/bold] {exp.name}: {exp.status}, {len(records)} models, "
+        setup = store.get_meta(DESCRIPTION_KEY) or {}
+    described = f"{setup['strategy']} strategy, {setup['model_format']} format, " if setup else ""
+    console.print(f"[bold]{exp.experiment_id}[/bold] {exp.name}: {exp.status}, {len(records)} models, {described}"
                   f"created {_when(exp.created)}, store {_base_dir(args.dir) / args.id}")
     table = Table(title="Trials")
     for column in ("model", "status", "metric", "intermediates", "sample", "trial", "error"):

@@ -1,7 +1,7 @@
 """The ``nasflow`` command: run a search script, list, show, view, resume, stop and export experiments,
 and print a trial's log.
 
-Torch loads only in the commands that need it (show, export, resume, run), so ``nasflow view``
+Torch loads only in the commands that need it (list, show, export, resume, run, stop), so ``nasflow view``
 starts in a fraction of a second."""
 
 from __future__ import annotations

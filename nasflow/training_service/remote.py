@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -102,6 +103,12 @@ class RemoteMachineConfig:
             state["password"] = None
             state[_PASSWORD_LEFT_OUT] = True
         return state
+
+    def __copy__(self) -> RemoteMachineConfig:  # a copy in memory keeps the password; only pickles drop it
+        return dataclasses.replace(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> RemoteMachineConfig:
+        return dataclasses.replace(self)
 
     def password_variables(self) -> tuple[str, str]:
         """The environment variables a restored config reads its password from, most specific first."""

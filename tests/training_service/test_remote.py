@@ -334,6 +334,15 @@ def test_ssh_never_uses_dev_null_known_hosts_nor_puts_a_password_on_the_command_
 PASSWORD = "pw-6a1f-never-on-disk"
 
 
+def test_a_pickled_machine_config_leaves_its_password_out_and_a_copy_keeps_it() -> None:
+    import copy
+
+    machine = RemoteMachineConfig("gpu-1.lab", user="me", password=PASSWORD)
+    assert PASSWORD.encode() not in cloudpickle.dumps(machine) and copy.deepcopy(machine).password == PASSWORD
+    restored = cloudpickle.loads(cloudpickle.dumps(machine))
+    assert restored.password is None and restored.password_variables()[0] == "NASFLOW_SSH_PASSWORD_GPU_1_LAB"
+
+
 def files_holding(root: Path, secret: bytes) -> list[Path]:
     """Every file under ``root`` whose bytes contain ``secret`` (plain, or hex-encoded as the setup is)."""
     return [path for path in root.rglob("*") if path.is_file()

@@ -1,6 +1,7 @@
-"""The ``nasflow`` command: run a search script, list, show, view, resume and export experiments.
+"""The ``nasflow`` command: run a search script, list, show, view, resume, stop and export experiments,
+and print a trial's log.
 
-Torch loads only in the commands that need it (show, export, resume, run), so ``nasflow view``
+Torch loads only in the commands that need it (list, show, export, resume, run, stop), so ``nasflow view``
 starts in a fraction of a second."""
 
 from __future__ import annotations
@@ -8,22 +9,31 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import runpy
+import shutil
+import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from nasflow.dashboard import DEFAULT_PORT
 from nasflow.experiment.config import NasExperimentConfig
-from nasflow.experiment.store import ExperimentStore, ModelRecord, StoreError, rank_trained
+from nasflow.experiment.store import ExperimentStore, ModelRecord, StoreError, UnknownModelError, rank_trained
 from nasflow.runtime.metric import metric_number
+
+if TYPE_CHECKING:
+    from nasflow.experiment.summary import RunSummary
 
 __all__ = ["main"]
 
 console = Console()
+err_console = Console(stderr=True, soft_wrap=True)  # refusals, kept apart from what a command prints (a log, an export)
 
 
 def _base_dir(directory: str | None) -> Path:
@@ -52,29 +62,45 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise SystemExit(f"No script at {script}.")
     sys.argv = [str(script), *args.script_args]
     sys.path.insert(0, str(script.resolve().parent))
+    from nasflow.experiment.summary import finished_runs
+
+    before = len(finished_runs())
     runpy.run_path(str(script), run_name="__main__")
+    return _exit_status(finished_runs()[before:])
+
+
+def _exit_status(runs: Sequence[RunSummary]) -> int:
+    """1 when an experiment ran to its end without a single trained model (each run printed why)."""
+    hopeless = [run.experiment_id for run in runs if run.status != "stopped" and not run.succeeded]
+    if hopeless:
+        print(f"nasflow: no trial succeeded in experiment(s) {', '.join(hopeless)}; `nasflow show ID` lists "
+              "the failures and `nasflow logs ID MODEL` prints a trial's log.", file=sys.stderr)
+        return 1
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     base = _base_dir(args.dir)
-    table = Table(title=f"Experiments in {base}")
-    for column in ("id", "name", "status", "trained", "failed", "total", "best", "created"):
-        table.add_column(column)
+    table = Table(title=f"Experiments in {base}", show_edge=False, pad_edge=False)
+    for column in ("id", "name", "status", "trained", "failed", "intr.", "total", "best", "created"):
+        table.add_column(column, min_width=10 if column == "status" else None)
+    unreadable: list[str] = []
     for db in sorted(base.glob("*/nasflow.db"), key=lambda p: p.stat().st_mtime):
         try:
             with ExperimentStore.open(db.parent, read_only=True) as store:
                 exp, records = store.experiment(), store.models(include_payload=False)
                 ranked = rank_trained(records, store.metric_direction())
         except StoreError as err:
-            table.add_row(db.parent.name, "?", f"unreadable: {err}", "", "", "", "", "")
+            table.add_row(db.parent.name, "?", "unreadable", "", "", "", "", "", "")
+            unreadable.append(f"{db.parent.name}: {err}")
             continue
         best = ranked[0] if ranked else None
-        table.add_row(exp.experiment_id, exp.name, exp.status,
-                      str(sum(r.status == "trained" for r in records)),
-                      str(sum(r.status == "failed" for r in records)), str(len(records)),
+        counts = (str(sum(r.status == status for r in records)) for status in ("trained", "failed", "interrupted"))
+        table.add_row(exp.experiment_id, exp.name, exp.status, *counts, str(len(records)),
                       _metric(best) if best else "-", _when(exp.created))
     console.print(table)
+    for line in unreadable:
+        console.print(line, soft_wrap=True, markup=False)
     return 0
 
 
@@ -82,9 +108,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     with _open(args.id, args.dir) as store:
         exp, records = store.experiment(), store.models(include_payload=False)
         from nasflow.experiment.experiment import top_records
+        from nasflow.experiment.stored import DESCRIPTION_KEY
 
         best = top_records(store, args.top_k)
-    console.print(f"[bold]{exp.experiment_id}[/bold] {exp.name}: {exp.status}, {len(records)} models, "
+        setup = store.get_meta(DESCRIPTION_KEY) or {}
+    described = f"{setup['strategy']} strategy, {setup['model_format']} format, " if setup else ""
+    console.print(f"[bold]{exp.experiment_id}[/bold] {exp.name}: {exp.status}, {len(records)} models, {described}"
                   f"created {_when(exp.created)}, store {_base_dir(args.dir) / args.id}")
     table = Table(title="Trials")
     for column in ("model", "status", "metric", "intermediates", "sample", "trial", "error"):
@@ -120,9 +149,61 @@ def cmd_view(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from nasflow.experiment.experiment import NasExperiment
+    from nasflow.experiment.summary import finished_runs
 
-    experiment = NasExperiment.resume(args.id, experiment_working_directory=args.dir, wait_completion=True)
-    console.print(f"Experiment {experiment.id} finished; best: {experiment.export_top_models(1)}")
+    before = len(finished_runs())
+    NasExperiment.resume(args.id, experiment_working_directory=args.dir, wait_completion=True)
+    return _exit_status(finished_runs()[before:])  # the run printed its summary
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """Ctrl-C for an experiment running elsewhere: SIGINT to its process, which stops it resumably."""
+    from nasflow.experiment.experiment import _pid_alive
+
+    with _open(args.id, args.dir) as store:
+        record = store.experiment()
+    if record.status != "running":
+        err_console.print(f"Experiment {args.id} is not running (status {record.status}); nothing to stop.")
+        return 1
+    if not _pid_alive(record.pid):
+        err_console.print(f"Experiment {args.id} is not running: its process {record.pid} is gone (killed?). "
+                      f"`nasflow resume {args.id}` continues it.")
+        return 1
+    os.kill(record.pid, signal.SIGINT)  # type: ignore[arg-type]
+    console.print(f"Asked experiment {args.id} (pid {record.pid}) to stop; running trials are interrupted and "
+                  f"`nasflow resume {args.id}` continues it.")
+    if args.no_wait:
+        return 0
+    while _pid_alive(record.pid):
+        with _open(args.id, args.dir) as store:
+            if store.experiment().status != "running":
+                break
+        time.sleep(0.2)
+    with _open(args.id, args.dir) as store:
+        console.print(f"Experiment {args.id} is {store.experiment().status}.")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """A model's trial log, as the trial wrote it."""
+    with _open(args.id, args.dir) as store:
+        try:
+            record = store.model(args.model)
+        except UnknownModelError:
+            err_console.print(f"Experiment {args.id} has no model {args.model}; `nasflow show {args.id}` lists "
+                              "its models.")
+            return 1
+    if record.log_path is None:
+        err_console.print(f"Model {args.model} of experiment {args.id} has no trial log (status {record.status}: it "
+                      "never started a trial, or ran in the experiment's own process, whose output is the script's).")
+        return 1
+    try:
+        with open(record.log_path, "rb") as log:
+            shutil.copyfileobj(log, sys.stdout.buffer)
+    except OSError as err:
+        err_console.print(f"The log of model {args.model} cannot be read: {err}.")
+        return 1
+    sys.stdout.flush()
     return 0
 
 
@@ -154,11 +235,17 @@ def build_parser() -> argparse.ArgumentParser:
                                  ("show", cmd_show, "trials and best models of an experiment"),
                                  ("view", cmd_view, "serve an experiment's dashboard in the browser"),
                                  ("resume", cmd_resume, "continue a stopped or killed experiment"),
-                                 ("export", cmd_export, "export the best models")):
+                                 ("export", cmd_export, "export the best models"),
+                                 ("stop", cmd_stop, "stop a running experiment (resumable)"),
+                                 ("logs", cmd_logs, "print a model's trial log")):
         p = sub.add_parser(name, help=helptext)
         if name != "list":
             p.add_argument("id")
         p.add_argument("--dir", help="experiment working directory (default ~/.nasflow/experiments)")
+        if name == "logs":
+            p.add_argument("model", type=int, help="model id (as in `nasflow show ID`)")
+        if name == "stop":
+            p.add_argument("--no-wait", action="store_true", help="return once signalled, not once stopped")
         if name in ("show", "export"):
             p.add_argument("--top-k", type=int, default=5 if name == "show" else 1)
         if name == "view":

@@ -85,7 +85,7 @@ def test_run_then_list(ran: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     row = next(line for line in out.splitlines() if "clirun" in line)
     cells = [cell.strip() for cell in row.split("│") if cell.strip()]
-    assert cells[:6] == ["clirun", "clirun", "done", "4", "0", "4"]
+    assert cells[:7] == ["clirun", "clirun", "done", "4", "0", "0", "4"]  # trained, failed, interrupted, total
 
 
 def test_show(ran: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -181,8 +181,8 @@ def test_resume_a_stopped_experiment(tmp_path: Path, capsys: pytest.CaptureFixtu
     store.close()
 
     flag.unlink()
-    code, out = cli(capsys, "resume", exp.id, "--dir", str(tmp_path))
-    assert code == 0 and f"Experiment {exp.id} finished" in out
+    code = main(["resume", exp.id, "--dir", str(tmp_path)])
+    assert code == 0 and f"Experiment {exp.id} done: 4 trained, 0 failed" in capsys.readouterr().err
     with ExperimentStore.open(tmp_path / exp.id, read_only=True) as store:
         assert store.experiment().status == "done"
         assert store.count_models("trained") == 4 and store.count_models() == 4

@@ -13,12 +13,12 @@ __all__ = [
     "NasExperiment", "NasExperimentConfig", "ConfigError", "ExperimentStore", "StoreError", "RemoteConfig",
     "RemoteMachineConfig", "ExecutionEngineConfig", "TrainingServiceEngineConfig", "SequentialEngineConfig",
     "CgoEngineConfig", "ModelFormatConfig", "RawModelFormatConfig", "SimplifiedModelFormatConfig",
-    "GraphModelFormatConfig", "TrainingServiceConfig", "LocalConfig", "RayConfig",
+    "GraphModelFormatConfig", "TrainingServiceConfig", "LocalConfig", "RayConfig", "UntrustedStoreError",
 ]
 
 _LAZY = {
     "NasExperiment": ".experiment", "NasExperimentConfig": ".config", "ConfigError": ".config",
-    "ExperimentStore": ".store", "StoreError": ".store",
+    "ExperimentStore": ".store", "StoreError": ".store", "UntrustedStoreError": ".stored",
     **{name: ".config" for name in (
         "ExecutionEngineConfig", "TrainingServiceEngineConfig", "SequentialEngineConfig", "CgoEngineConfig",
         "ModelFormatConfig", "RawModelFormatConfig", "SimplifiedModelFormatConfig", "GraphModelFormatConfig",

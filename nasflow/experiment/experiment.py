@@ -40,6 +40,8 @@ from .store import (
     StoreNotFoundError,
     rank_trained,
 )
+from .stored import DESCRIPTION_KEY, StoredModel, config_from_record, describe, untrusted
+from .summary import record_run, summarize
 
 __all__ = ["NasExperiment", "EXPERIMENT_STOPPED"]
 
@@ -131,11 +133,18 @@ class NasExperiment:
             raise TypeError("NasExperiment needs a strategy, e.g. nasflow.strategy.Random().")
         if evaluator is None and not isinstance(model_space, ExecutableModelSpace):
             raise TypeError("NasExperiment needs an evaluator, e.g. FunctionalEvaluator(train_and_test).")
-        self.model_space, self.evaluator, self.strategy = model_space, evaluator, strategy
         # inferred now (NNI), so `exp.config.max_trial_number = 3` works before run(); unset fields are
         # inferred again at start, after the user's edits
-        self.config = config if config is not None else NasExperimentConfig.default(model_space, evaluator, strategy)
-        self.id = id or _new_id()
+        config = config if config is not None else NasExperimentConfig.default(model_space, evaluator, strategy)
+        self._init_fields(model_space, evaluator, strategy, config, id or _new_id())
+
+    def _init_fields(self, model_space: Any, evaluator: Any, strategy: Any, config: NasExperimentConfig | None,
+                     experiment_id: str, *, trusted: bool = True) -> None:
+        self.model_space, self.evaluator, self.strategy = model_space, evaluator, strategy
+        self.config = config
+        self.id = experiment_id
+        self._trusted = trusted  # may unpickle its store's setup (False for a plain view)
+        self.description: dict[str, Any] | None = None  # the setup as JSON (strategy, format...): see stored.describe
         self._store: ExperimentStore | None = None
         self._recorder: RecordingMiddleware | None = None
         self._thread: threading.Thread | None = None
@@ -203,7 +212,6 @@ class NasExperiment:
             raise
         try:
             store.set_meta(SETUP_KEY, setup)
-            store.set_meta(METRIC_DIRECTION_KEY, space.metric_direction)
             self.config = config
             self._serve_dashboard(store, sock)
             self._launch(space, store, engine, restored=[], resubmit=[], strategy_state=None, engine_state=None)
@@ -240,6 +248,9 @@ class NasExperiment:
         config = self.config
         assert config is not None
         self._space, self._store = space, store
+        self.description = describe(space, self.strategy, config)
+        store.set_meta(DESCRIPTION_KEY, self.description)  # what readers show, without unpickling the setup
+        store.set_meta(METRIC_DIRECTION_KEY, space.metric_direction)  # how readers rank
         if engine_state:
             engine.load_state_dict(engine_state)
         recorder = RecordingMiddleware(store, on_submit=self._save_progress, on_model_end=self._save_progress,
@@ -250,11 +261,10 @@ class NasExperiment:
         self.strategy.initialize(space, recorder)
         if strategy_state is not None:
             self.strategy.load_state_dict(strategy_state)
-        if config.progress:
-            self._progress = ProgressDisplay(config.max_trial_number, restored)
-            for event_type in ModelEventType:
-                recorder.register_model_event_callback(event_type, self._progress.on_event)
-            self._progress.start()
+        self._progress = ProgressDisplay(config.max_trial_number, restored, bar=config.progress)
+        for event_type in ModelEventType:
+            recorder.register_model_event_callback(event_type, self._progress.on_event)
+        self._progress.start()
         store.set_experiment_status("running", os.getpid())
         self._thread = threading.Thread(target=self._drive, args=(recorder, engine, resubmit),
                                         name=f"nasflow-{self.id}", daemon=True)
@@ -275,6 +285,7 @@ class NasExperiment:
             finally:
                 try:
                     self._finish_store()
+                    self._report_summary()
                 finally:
                     self._done.set()
 
@@ -293,6 +304,18 @@ class NasExperiment:
             if self._progress is not None:
                 self._progress.stop()
             self._release_writer()
+
+    def _report_summary(self) -> None:
+        """Counts, the best model, and why trials failed when none succeeded, on stderr; kept for the CLI."""
+        if self._store is None:
+            return
+        try:
+            summary = summarize(self._store)
+        except StoreError as err:
+            _logger.warning("Experiment %s finished, but its summary cannot be read: %s", self.id, err)
+            return
+        record_run(summary)
+        print(summary.text(), file=sys.stderr, flush=True)
 
     def _release_writer(self) -> None:
         """Close the writing connection (its thread, and the WAL folded into the file); keep reading."""
@@ -357,8 +380,10 @@ class NasExperiment:
         """Every model of the experiment (restored ones included), optionally filtered by status."""
         if self._recorder is not None:
             return list(self._recorder.list_models(status))
+        records = self._require_store().models(status.value if status else None, include_payload=False)
+        if not self._trusted:  # a plain view: the models as recorded, nothing unpickled
+            return [StoredModel(r, self.id) for r in records]
         space = self._setup_space()
-        records = self._require_store().models(status.value if status else None)
         return [restore_model(space, r) for r in records]
 
     def export_top_models(self, top_k: int = 1, *, formatter: Formatter = "dict") -> list[Any]:
@@ -385,8 +410,12 @@ class NasExperiment:
 
     def _setup_space(self) -> ExecutableModelSpace:
         if self._space is None:
+            if not self._trusted:
+                raise untrusted(self.id, "Rebuilding models (formatter='instance')")
             store = self._require_store()
-            self._space = load_setup(store)[0]
+            self._space, strategy, _ = load_setup(store)
+            if self.strategy is None:  # a trusted view: the strategy as configured
+                self.strategy = strategy
             if _one_shot(self.strategy):  # its models inherit the trained supernet's weights
                 _attach_strategy_dir(self.strategy, store)
                 self.strategy.load_supernet(self._space)
@@ -446,20 +475,26 @@ class NasExperiment:
 
     @classmethod
     def view(cls, experiment_id: str, port: int | None = None, non_blocking: bool = False, *,
-             experiment_working_directory: str | None = None) -> NasExperiment:
+             experiment_working_directory: str | None = None, trusted: bool = False) -> NasExperiment:
         """Open an experiment read-only to list and export its models.
 
-        As in NNI, ``port`` also serves its read-only dashboard (as ``nasflow view``) and, unless
-        ``non_blocking``, serves until Ctrl-C; otherwise ``experiment.dashboard.close()`` ends it."""
+        Viewing reads JSON and SQL only: ``list_models()`` gives the models as recorded and
+        ``export_top_models`` exports samples and code. Rebuilding modules (``formatter='instance'``)
+        unpickles the stored setup, which can run any code, so it needs ``trusted=True``: pass it
+        only for a store you trust. As in NNI, ``port`` also serves its read-only dashboard (as
+        ``nasflow view``) and, unless ``non_blocking``, serves until Ctrl-C; otherwise
+        ``experiment.dashboard.close()`` ends it."""
         sock = _dashboard_socket(port)
         try:
             store = cls._open_store(experiment_id, experiment_working_directory, read_only=True)
-            space, strategy, config = load_setup(store)
         except BaseException:
             if sock is not None:
                 sock.close()
             raise
-        experiment = cls(space, None, strategy, config, id=experiment_id)
+        experiment = cls.__new__(cls)
+        experiment._init_fields(None, None, None, config_from_record(store.config()), experiment_id,
+                                trusted=trusted)
+        experiment.description = store.get_meta(DESCRIPTION_KEY)
         experiment._store = store
         experiment._serve_dashboard(store, sock, live=False)
         if experiment.dashboard is not None and not non_blocking:

@@ -7,9 +7,10 @@ from typing import Any
 
 import cloudpickle
 
-from nasflow.space import ExecutableModelSpace, ModelStatus, RawFormatModelSpace
+from nasflow.space import ExecutableModelSpace, RawFormatModelSpace
 
 from .store import ExperimentStore, ModelRecord
+from .stored import apply_record
 
 __all__ = ["dump_setup", "save_setup", "load_setup", "restore_model", "SETUP_KEY"]
 
@@ -73,10 +74,4 @@ def load_setup(store: ExperimentStore) -> tuple[ExecutableModelSpace, Any, Any]:
 
 def restore_model(space: ExecutableModelSpace, record: ModelRecord) -> ExecutableModelSpace:
     """The model of a store record, with its id, status and metrics."""
-    model = space.freeze(record.sample)
-    model.model_id = record.model_id
-    model.status = ModelStatus(record.status)
-    for value in record.metrics.intermediates:  # the store keeps dicts whole; Metrics keeps their numbers
-        model.metrics.add_intermediate(value)
-    model.metrics.final = record.metrics.final
-    return model
+    return apply_record(space.freeze(record.sample), record)

@@ -272,8 +272,8 @@ class RayTrainingService(TrainingService):
         if log_path is None and self.log_dir is not None:
             log_path = os.path.join(self.log_dir, f"{trial.trial_id}.log")
         if log_path is not None:
-            os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
-            open(log_path, "w").close()
+            os.makedirs(os.path.dirname(os.path.abspath(log_path)), mode=0o700, exist_ok=True)
+            os.close(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))  # a trial's output may be private
         options: dict[str, Any] = {
             "num_cpus": request.get("CPU", 0), "num_gpus": request.get("GPU", 0),
             "resources": {k: v for k, v in request.items() if k not in ("CPU", "GPU", "memory")},

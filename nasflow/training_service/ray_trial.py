@@ -152,6 +152,7 @@ def run_ray_trial(collector: Any, trial_id: str, payload: bytes, capture_log: bo
         "pid": os.getpid(), "gpus": [str(g) for g in ray.get_gpu_ids()],
     })
     capture = _LogCapture(push) if capture_log else None
+    os.umask(0o077)  # what the trial writes is its user's alone, as in a local worker
     status, error = "succeeded", None
     try:
         run_payload(payload, push)

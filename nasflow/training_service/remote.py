@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -55,7 +56,16 @@ class RemoteMachineConfig:
     """One machine, as in NNI. ``python_path`` is the Python interpreter to use there, or (as in NNI)
     the directory holding it, e.g. a virtualenv's ``bin``; ``None`` means ``python3`` on the login PATH.
     ``gpu_indices`` (list, ``"0,1"`` or an int) limits the GPUs used; ``None`` means all. With
-    ``use_active_gpu=False`` GPUs that already run processes are left out."""
+    ``use_active_gpu=False`` GPUs that already run processes are left out.
+
+    Host keys are checked against ``known_hosts_file`` (default: your ``~/.ssh/known_hosts``); a new
+    host is accepted and recorded once, a changed key is refused. ``strict_host_key_checking=False``
+    accepts any key (only for machines you cannot reach otherwise, e.g. re-created containers).
+
+    ``password`` is never written anywhere: pickling (the experiment's stored setup) leaves it out,
+    and a config restored from a store (``nasflow resume``) takes it from the environment variable
+    ``NASFLOW_SSH_PASSWORD_<HOST>`` (the host upper-cased, other characters than letters and digits as
+    ``_``) or ``NASFLOW_SSH_PASSWORD``."""
 
     host: str
     port: int = 22
@@ -67,6 +77,8 @@ class RemoteMachineConfig:
     gpu_indices: list[int] | str | int | None = None
     max_trial_number_per_gpu: int = 1
     use_active_gpu: bool = False
+    known_hosts_file: str | None = None
+    strict_host_key_checking: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host.strip():
@@ -84,14 +96,49 @@ class RemoteMachineConfig:
             raise ValueError(f"RemoteMachineConfig.max_trial_number_per_gpu must be a positive integer, got "
                              f"{self.max_trial_number_per_gpu!r} for {self.host}.")
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Everything but the password: a pickled config is stored with the experiment."""
+        state = dict(self.__dict__)
+        if state.get("password") is not None:
+            state["password"] = None
+            state[_PASSWORD_LEFT_OUT] = True
+        return state
+
+    def __copy__(self) -> RemoteMachineConfig:  # a copy in memory keeps the password; only pickles drop it
+        return dataclasses.replace(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> RemoteMachineConfig:
+        return dataclasses.replace(self)
+
+    def password_variables(self) -> tuple[str, str]:
+        """The environment variables a restored config reads its password from, most specific first."""
+        return f"{PASSWORD_VAR}_{re.sub(r'[^A-Za-z0-9]', '_', self.host).upper()}", PASSWORD_VAR
+
+    def login_password(self) -> str | None:
+        """The password to log in with: the one given, or for a config restored without it, the environment's."""
+        if self.password is not None or not getattr(self, _PASSWORD_LEFT_OUT, False):
+            return self.password
+        variables = self.password_variables()
+        password = next((os.environ[name] for name in variables if os.environ.get(name)), None)
+        if password is None:
+            raise SshError(self.host, f"{self.user + '@' if self.user else ''}{self.host}:{self.port} logs in with a "
+                           "password, which nasflow never stores; give it again in the environment variable "
+                           f"{variables[0]} (or {variables[1]} for every machine) and run again.")
+        return password
+
     def target(self, connect_timeout: float = 10.0) -> SshTarget:
-        return SshTarget(self.host, self.port, self.user, self.ssh_key_file, self.password, connect_timeout)
+        return SshTarget(self.host, self.port, self.user, self.ssh_key_file, self.login_password(), connect_timeout,
+                         self.known_hosts_file, self.strict_host_key_checking)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         if data["password"] is not None:
             data["password"] = "***"  # the experiment record is not the place for secrets
         return data
+
+
+PASSWORD_VAR = "NASFLOW_SSH_PASSWORD"
+_PASSWORD_LEFT_OUT = "_password_left_out"  # set on a config unpickled from a store: its password must be given again
 
 
 def _parse_gpus(value: Any, host: str) -> list[int] | None:

@@ -1,10 +1,15 @@
 """Running commands on remote machines with the system ``ssh`` client, with errors a user can act on.
 
 Why the system client: it honours the user's ssh setup (agent, ProxyJump in ~/.ssh/config, key types)
-and needs no Python dependency. Every call is non-interactive (``BatchMode``), trusts new host keys
-without recording them (the machines are the user's own), and turns ssh's failure output into a
-message that names the host and says what to fix. Password login goes through ``sshpass`` when it is
-installed; otherwise asking for a password is an error, raised before any connection is tried.
+and needs no Python dependency. Every call is non-interactive (``BatchMode``) and turns ssh's failure
+output into a message that names the host and says what to fix.
+
+Host keys are checked against the user's known hosts (``~/.ssh/known_hosts``, or ``known_hosts_file``):
+a host seen for the first time is trusted and recorded (``StrictHostKeyChecking=accept-new``), a host
+whose key changed is refused. ``strict_host_key_checking=False`` is the explicit opt-out (any key is
+accepted; ssh still records new ones). Password login goes through ``sshpass -e``: the password
+travels in sshpass's environment, never on a command line, and is never written anywhere; without
+``sshpass`` asking for a password is an error, raised before any connection is tried.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import os
 import shlex
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["SshTarget", "SshError", "run_script", "ssh_command", "tunnel_command"]
 
@@ -34,8 +39,10 @@ class SshTarget:
     port: int = 22
     user: str | None = None
     ssh_key_file: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     connect_timeout: float = 10.0
+    known_hosts_file: str | None = None  # None: ssh's own (~/.ssh/known_hosts and the user's ssh config)
+    strict_host_key_checking: bool = True
 
     @property
     def label(self) -> str:
@@ -46,11 +53,14 @@ class SshTarget:
 
 
 def _options(target: SshTarget) -> list[str]:
+    checking = "accept-new" if target.strict_host_key_checking else "no"
     options = [
-        "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+        "-o", f"StrictHostKeyChecking={checking}", "-o", "LogLevel=ERROR",
         "-o", f"ConnectTimeout={max(1, int(target.connect_timeout))}", "-o", "ServerAliveInterval=15",
         "-o", "ServerAliveCountMax=4", "-p", str(target.port),
     ]
+    if target.known_hosts_file is not None:
+        options += ["-o", f"UserKnownHostsFile={os.path.expanduser(target.known_hosts_file)}"]
     if target.password is not None:
         options += ["-o", "BatchMode=no", "-o", "PreferredAuthentications=password,keyboard-interactive",
                     "-o", "PubkeyAuthentication=no", "-o", "NumberOfPasswordPrompts=1"]
@@ -110,6 +120,14 @@ def explain_failure(target: SshTarget, stderr: str) -> str:
                 f"ssh: {text}")
     if any(s in lower for s in ("timed out", "no route to host", "network is unreachable", "connection reset")):
         return f"{where}: the machine is unreachable (down, or a firewall in the way?). ssh: {text}"
+    if "host key verification failed" in lower or "remote host identification has changed" in lower:
+        known = target.known_hosts_file or "~/.ssh/known_hosts"
+        entry = target.host if target.port == 22 else f"[{target.host}]:{target.port}"
+        return (f"{where}: its host key does not match the one recorded in {known}, so ssh refuses to connect: "
+                "the machine was reinstalled or re-keyed, or someone is intercepting the connection. If you know "
+                f"the key changed, remove the old one with `ssh-keygen -R '{entry}' -f {known}` and run again "
+                "(the new key is then recorded); RemoteMachineConfig.strict_host_key_checking=False turns the "
+                "check off.")
     if "unprotected private key" in lower or "bad permissions" in lower:
         return f"{where}: ssh refuses the key because others can read it; run `chmod 600 {target.ssh_key_file}`."
     if "permission denied" in lower or "authentication failed" in lower:

@@ -247,6 +247,7 @@ def worker_main(sock: socket.socket) -> NoReturn:
         kind, config = recv_message(sock)
         assert kind == "config", kind
         _apply_config(config)
+        os.umask(0o077)  # what a trial writes (checkpoints, its folder, logs) is its user's alone, whatever the umask
         pinned: list[int] | None = None
         while True:
             message = recv_message(sock)

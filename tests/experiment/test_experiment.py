@@ -18,7 +18,7 @@ from torch import nn
 import nasflow
 from nasflow.evaluator import FunctionalEvaluator
 from nasflow.execution import ModelEvent, ModelEventType
-from nasflow.experiment import ExperimentStore, NasExperiment, NasExperimentConfig, StoreError
+from nasflow.experiment import ExperimentStore, NasExperiment, NasExperimentConfig, StoreError, UntrustedStoreError
 from nasflow.experiment.experiment import EXPERIMENT_STOPPED
 from nasflow.experiment.store import StoreCorruptError, StoreExistsError, StoreForeignError, StoreReadOnlyError
 from nasflow.mutable import SampleValidationError
@@ -97,8 +97,12 @@ def test_view_is_read_only(tmp_path: Path, finished: NasExperiment) -> None:
     before = digest(tmp_path / finished.id)
     view = NasExperiment.view(finished.id, experiment_working_directory=str(tmp_path))
     assert view.export_top_models(2) == finished.export_top_models(2)
-    [best] = view.export_top_models(1, formatter="instance")
+    with pytest.raises(UntrustedStoreError, match=rf"view\('{finished.id}', trusted=True\)"):
+        view.export_top_models(1, formatter="instance")  # that would unpickle the store's setup
+    trusted = NasExperiment.view(finished.id, experiment_working_directory=str(tmp_path), trusted=True)
+    [best] = trusted.export_top_models(1, formatter="instance")
     assert best.fc.out_features == finished.export_top_models(1)[0]["width"]
+    trusted._require_store().close()
     models = view.list_models()
     assert len(models) == 5 and all(m.status == ModelStatus.Trained and m.metric is not None for m in models)
     assert [m.model_id for m in view.list_models(ModelStatus.Trained)] == [0, 1, 2, 3, 4]

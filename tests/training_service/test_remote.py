@@ -57,7 +57,8 @@ class Sshd:
 
     def machine(self, **overrides: object) -> RemoteMachineConfig:
         settings = {"host": "127.0.0.1", "port": self.port, "user": self.user, "ssh_key_file": str(self.key),
-                    "python_path": sys.executable, **overrides}
+                    "python_path": sys.executable, "known_hosts_file": str(self.tmp / "known_hosts"),
+                    **overrides}  # the tests' known hosts, never the user's
         return RemoteMachineConfig(**settings)  # type: ignore[arg-type]
 
 
@@ -290,3 +291,95 @@ def test_full_run_brings_up_ray_over_ssh_runs_trials_and_tears_down(sshd: Sshd, 
         time.sleep(0.2)
     assert not tagged_processes(tag or "-")
     assert not os.path.exists(f"/tmp/{tag}")
+
+
+# ----- host keys and secrets -----------------------------------------------------------------------
+
+
+def test_a_new_host_key_is_recorded_once_and_a_changed_one_is_refused(sshd: Sshd, tmp_path: Path) -> None:
+    from nasflow.training_service.ssh import SshError, run_script
+
+    known = tmp_path / "known_hosts"
+    machine = sshd.machine(known_hosts_file=str(known))
+    assert run_script(machine.target(), "echo hello").stdout.strip() == "hello"  # first contact: accepted
+    host_key = (sshd.tmp / "host_key.pub").read_text().split()[:2]
+    entry = f"[127.0.0.1]:{sshd.port}"
+    assert known.read_text().split()[1:] == host_key  # recorded in the given file (the name may be hashed)
+    found = subprocess.run(["ssh-keygen", "-F", entry, "-f", str(known)], capture_output=True, text=True)
+    assert found.returncode == 0 and host_key[1] in found.stdout
+    assert run_script(machine.target(), "echo again").stdout.strip() == "again"
+
+    impostor = (sshd.tmp / "other_key.pub").read_text().split()[:2]  # another key recorded for this host
+    known.write_text(" ".join([entry, *impostor]) + "\n")
+    with pytest.raises(SshError) as caught:
+        run_script(machine.target(), "echo never")
+    message = str(caught.value)
+    assert f"127.0.0.1:{sshd.port}" in message and "does not match the one recorded in" in message
+    assert f"ssh-keygen -R '{entry}' -f {known}" in message and "strict_host_key_checking=False" in message
+    assert known.read_text().split() == [entry, *impostor]  # left as it was
+
+    opted_out = sshd.machine(known_hosts_file=str(tmp_path / "other_known_hosts"), strict_host_key_checking=False)
+    assert run_script(opted_out.target(), "echo trusting").stdout.strip() == "trusting"
+
+
+def test_ssh_never_uses_dev_null_known_hosts_nor_puts_a_password_on_the_command_line() -> None:
+    from nasflow.training_service.ssh import SshTarget, _options
+
+    options = _options(SshTarget("h", password="hunter2-secret"))
+    assert "StrictHostKeyChecking=accept-new" in options and not any("/dev/null" in o for o in options)
+    assert not any("hunter2" in o for o in options)
+    assert "hunter2" not in repr(SshTarget("h", password="hunter2-secret"))
+
+
+PASSWORD = "pw-6a1f-never-on-disk"
+
+
+def test_a_pickled_machine_config_leaves_its_password_out_and_a_copy_keeps_it() -> None:
+    import copy
+
+    machine = RemoteMachineConfig("gpu-1.lab", user="me", password=PASSWORD)
+    assert PASSWORD.encode() not in cloudpickle.dumps(machine) and copy.deepcopy(machine).password == PASSWORD
+    restored = cloudpickle.loads(cloudpickle.dumps(machine))
+    assert restored.password is None and restored.password_variables()[0] == "NASFLOW_SSH_PASSWORD_GPU_1_LAB"
+
+
+def files_holding(root: Path, secret: bytes) -> list[Path]:
+    """Every file under ``root`` whose bytes contain ``secret`` (plain, or hex-encoded as the setup is)."""
+    return [path for path in root.rglob("*") if path.is_file()
+            and (secret in path.read_bytes() or secret.hex().encode() in path.read_bytes())]
+
+
+def failing_trial(model: object) -> None:  # never runs: the machine refuses password logins
+    nasflow.report_final_result(1.0)
+
+
+def test_a_remote_password_never_lands_on_disk_and_resume_asks_for_it(sshd: Sshd, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from nasflow.evaluator import FunctionalEvaluator
+    from nasflow.experiment import NasExperiment, NasExperimentConfig
+    from nasflow.nn import ModelSpace, MutableLinear
+    from nasflow.strategy import Random
+
+    class Space(ModelSpace):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = MutableLinear(2, nasflow.choice("width", [1, 2]))
+
+    machines = RemoteConfig([sshd.machine(ssh_key_file=None, password=PASSWORD)])
+    config = NasExperimentConfig("ts", "simplified", machines, max_trial_number=1,
+                                 experiment_working_directory=str(tmp_path), progress=False)
+    experiment = NasExperiment(Space(), FunctionalEvaluator(failing_trial), Random(seed=0), config, id="secret")
+    with pytest.raises(RuntimeError, match="remote machine"):  # sshd takes keys only (or sshpass is missing)
+        experiment.run()
+    folder = tmp_path / "secret"
+    assert (folder / "nasflow.db").exists() and files_holding(tmp_path, PASSWORD.encode()) == []
+    assert machines.machine_list[0].password == PASSWORD  # the user's own object keeps it
+
+    for name in RemoteMachineConfig("127.0.0.1").password_variables():
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(RuntimeError, match="NASFLOW_SSH_PASSWORD_127_0_0_1"):  # resume: give it again
+        NasExperiment.resume("secret", experiment_working_directory=str(tmp_path))
+    monkeypatch.setenv("NASFLOW_SSH_PASSWORD_127_0_0_1", PASSWORD)
+    with pytest.raises(RuntimeError, match="sshpass|password was refused"):  # now it is used to log in
+        NasExperiment.resume("secret", experiment_working_directory=str(tmp_path))
+    assert files_holding(tmp_path, PASSWORD.encode()) == []

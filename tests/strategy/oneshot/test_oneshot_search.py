@@ -123,7 +123,8 @@ def test_exported_instance_inherits_the_scored_weights(name: str, searched: Any,
         accuracy = (instance(x).argmax(1) == y).float().mean().item()
     final = experiment._store.models()[0].metrics.final
     assert accuracy == pytest.approx(final["val_acc"], abs=1e-6)  # the weights that were scored
-    viewed = NasExperiment.view(experiment.id, experiment_working_directory=str(experiment._store.path.parent.parent))
+    viewed = NasExperiment.view(experiment.id, experiment_working_directory=str(experiment._store.path.parent.parent),
+                                trusted=True)
     (again,) = viewed.export_top_models(1, formatter="instance")  # another experiment object: from the files
     again.eval()
     with torch.no_grad():

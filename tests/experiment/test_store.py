@@ -29,6 +29,7 @@ from nasflow.experiment.store import (
     StoreError,
     StoreExistsError,
     StoreForeignError,
+    StoreLockedError,
     StoreNotFoundError,
     StoreReadOnlyError,
     StoreVersionError,
@@ -269,6 +270,9 @@ def test_last_close_folds_the_wal_into_the_file(tmp_path: Path) -> None:
 
 
 def test_create_refuses_an_existing_file(store: ExperimentStore, tmp_path: Path) -> None:
+    with pytest.raises(StoreLockedError, match=f"running in process {os.getpid()}"):  # its writer has it open
+        ExperimentStore.create(tmp_path / "exp", "again", "again", {})
+    store.close()
     with pytest.raises(StoreExistsError, match="ExperimentStore.open"):
         ExperimentStore.create(tmp_path / "exp", "again", "again", {})
     other = tmp_path / "notes.db"
@@ -390,13 +394,14 @@ def test_every_error_is_a_store_error() -> None:
 
 _CHILD = textwrap.dedent(
     """
-    import importlib.util, os, signal, sys, threading, time
+    import importlib, os, signal, sys, threading, time, types
 
-    # Load the store module alone (it needs only the standard library), so the child starts fast.
-    spec = importlib.util.spec_from_file_location("nasflow_store_child", sys.argv[1])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    # Load the store module alone (it and its owner lock need only the standard library), so the child
+    # starts fast: its package stands in for nasflow.experiment without running that package's __init__.
+    package = types.ModuleType("nasflow_store_child")
+    package.__path__ = [os.path.dirname(sys.argv[1])]
+    sys.modules[package.__name__] = package
+    module = importlib.import_module("nasflow_store_child.store")
 
     def report(line):  # one write per line, after the commit it reports
         sys.stdout.write(line + "\\n")

@@ -301,11 +301,11 @@ def _naming_damage(db: Path, *, writing: bool = False) -> Iterator[None]:
     except sqlite3.DatabaseError as exc:
         name = getattr(exc, "sqlite_errorname", None) or ""
         if writing and name.startswith(_DISK_REFUSED):
-            cause = ("its disk is full, or a file size limit was reached" if name.startswith("SQLITE_FULL")
-                     else "the file system refused the write")
+            cause = ("the file or its folder is not writable" if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN"))
+                     else "its disk is full, a file size limit was reached, or the file system failed")
             raise StoreIOError(
-                f"Cannot write experiment store {db}: {exc} ({cause}). Everything committed before is kept: "
-                f"free space on the disk holding {db.parent} (or make it writable), then resume the experiment.", db
+                f"Cannot write experiment store {db}: {exc} ({cause}). Everything committed before is kept: free "
+                f"space on the disk holding {db.parent} (or make it writable), then resume the experiment.", db
             ) from exc
         if name not in _DAMAGED:
             raise

@@ -17,7 +17,7 @@ from pathlib import Path
 
 __all__ = ["LockHeld", "OwnerLock"]
 
-_PID_WAIT = 2.0  # seconds a refused process waits for a holder that just took the lock to record its pid
+_PID_WAIT = 10.0  # at most, for a holder that has just taken the lock to record its pid (see _holder)
 
 
 class LockHeld(Exception):
@@ -75,12 +75,23 @@ def _names(path: Path, fd: int) -> bool:
 
 
 def _holder(fd: int) -> int | None:
-    """The pid recorded by the lock's holder, waiting briefly for one that has only just locked."""
+    """The pid recorded by the lock's holder. One that has only just locked may not have replaced its
+    predecessor's pid yet (a dead process's, or none): wait for it, which takes it microseconds."""
     deadline = time.monotonic() + _PID_WAIT
     while True:
         text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-        if text.isdigit():
+        if text.isdigit() and _alive(int(text)):
             return int(text)
         if time.monotonic() >= deadline:
             return None
         time.sleep(0.01)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

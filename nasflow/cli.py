@@ -24,6 +24,7 @@ from rich.table import Table
 
 from nasflow.dashboard import DEFAULT_PORT
 from nasflow.experiment.config import NasExperimentConfig
+from nasflow.experiment.owner import pid_alive
 from nasflow.experiment.store import ExperimentStore, ModelRecord, StoreError, UnknownModelError, rank_trained
 from nasflow.runtime.metric import metric_number
 
@@ -158,14 +159,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     """Ctrl-C for an experiment running elsewhere: SIGINT to its process, which stops it resumably."""
-    from nasflow.experiment.experiment import _pid_alive
-
     with _open(args.id, args.dir) as store:
         record = store.experiment()
     if record.status != "running":
         err_console.print(f"Experiment {args.id} is not running (status {record.status}); nothing to stop.")
         return 1
-    if not _pid_alive(record.pid):
+    if not pid_alive(record.pid):
         err_console.print(f"Experiment {args.id} is not running: its process {record.pid} is gone (killed?). "
                       f"`nasflow resume {args.id}` continues it.")
         return 1
@@ -174,7 +173,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
                   f"`nasflow resume {args.id}` continues it.")
     if args.no_wait:
         return 0
-    while _pid_alive(record.pid):
+    while pid_alive(record.pid):
         with _open(args.id, args.dir) as store:
             if store.experiment().status != "running":
                 break

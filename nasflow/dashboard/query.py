@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nasflow.experiment.owner import pid_alive
 from nasflow.experiment.store import (
     METRIC_DIRECTION_KEY,
     MODEL_STATUSES,
@@ -268,7 +269,7 @@ class StoreView:
         """Where a model still training ends for now: the present while the experiment runs, else its
         last write (a killed experiment's models are not training on)."""
         status, pid, updated = conn.execute("SELECT status, pid, updated FROM experiment").fetchone()
-        if status == "running" and _pid_alive(pid):
+        if status == "running" and pid_alive(pid):
             return time.time()
         return max(updated, conn.execute("SELECT MAX(updated) FROM model").fetchone()[0] or updated)
 
@@ -297,7 +298,7 @@ class StoreView:
         end = time.time() if status == "running" else updated
         return {
             "id": experiment_id, "name": name, "status": status, "pid": pid,
-            "alive": status != "running" or _pid_alive(pid), "created": created, "updated": updated,
+            "alive": status != "running" or pid_alive(pid), "created": created, "updated": updated,
             "elapsed": max(0.0, end - created), "config": _json(config, config), "counts": counts,
             "total": sum(counts.values()), "best": best[0] if best else None, "labels": labels,
             "version": version, "directory": str(self.directory), "formats": formats,
@@ -589,14 +590,3 @@ def _last_line(error: str | None) -> str | None:
     lines = [line for line in error.strip().splitlines() if line.strip()]
     return lines[-1][:500] if lines else None
 
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True

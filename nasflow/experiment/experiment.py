@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import shutil
 import socket
 import sys
 import threading
@@ -43,11 +42,14 @@ from .store import (
 from .stored import DESCRIPTION_KEY, StoredModel, config_from_record, describe, untrusted
 from .summary import record_run, summarize
 
-__all__ = ["NasExperiment", "EXPERIMENT_STOPPED"]
+__all__ = ["NasExperiment", "EXPERIMENT_STOPPED", "EXPERIMENT_FAILED"]
 
 _logger = logging.getLogger(__name__)
 
+# The reason recorded for a model the end of the run cut short (not a strategy's decision): resume re-runs it.
 EXPERIMENT_STOPPED = "experiment stopped; resume re-runs this model"
+EXPERIMENT_FAILED = "experiment failed; resume re-runs this model"
+_CUT_SHORT = {"stopped": EXPERIMENT_STOPPED, "failed": EXPERIMENT_FAILED}
 ENGINE_STATE_INTERVAL = 1.0  # seconds between saves of the engine's state (its elapsed time)
 _UNFINISHED = (ModelStatus.Initialized.value, ModelStatus.Frozen.value, ModelStatus.Training.value,
                ModelStatus.Retrying.value)
@@ -62,27 +64,6 @@ def _new_id() -> str:
 def experiment_dir(experiment_id: str, working_directory: str | os.PathLike[str] | None = None) -> Path:
     base = Path(working_directory) if working_directory else Path(NasExperimentConfig().experiment_working_directory)
     return base.expanduser() / experiment_id
-
-
-def _remove_new_experiment(path: Path, existed: bool) -> None:
-    """Undo a refused start: the directory it created, or just the database files it added."""
-    if not existed:
-        shutil.rmtree(path, ignore_errors=True)
-        return
-    for suffix in ("", "-wal", "-shm"):
-        (path / f"{DB_FILENAME}{suffix}").unlink(missing_ok=True)
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _dashboard_socket(port: int | None) -> socket.socket | None:
@@ -187,8 +168,9 @@ class NasExperiment:
         """Check everything, create the store, and run the search in a background thread.
 
         Every refusal (config, space, engine, an unpicklable setup, a busy dashboard port) happens
-        before the experiment's directory is created; should anything fail after that, the new
-        directory is removed again.
+        before the experiment's directory is created; should anything fail after that, the new store
+        (and the directory, if it made it) is removed again. Another process running the same id
+        refuses this start, naming its pid.
         """
         if self._thread is not None:
             raise RuntimeError(f"Experiment {self.id} was already started.")
@@ -197,7 +179,6 @@ class NasExperiment:
         space = to_executable_space(self.model_space, self.evaluator, config.model_format, **extra)  # type: ignore[arg-type]
         setup = dump_setup(space, self.strategy, config)
         path = experiment_dir(self.id, config.experiment_working_directory)
-        existed = path.exists()
         sock = _dashboard_socket(port)
         try:
             engine = build_engine(config, path / "trials", space.evaluator)
@@ -205,13 +186,13 @@ class NasExperiment:
             self._close_dashboard(sock)
             raise
         try:
-            store = ExperimentStore.create(path, self.id, config.experiment_name or self.id, config.to_dict())
+            store = ExperimentStore.create(path / DB_FILENAME, self.id, config.experiment_name or self.id,
+                                           config.to_dict(), meta={SETUP_KEY: setup})
         except BaseException:
             engine.shutdown()
             self._close_dashboard(sock)
             raise
         try:
-            store.set_meta(SETUP_KEY, setup)
             self.config = config
             self._serve_dashboard(store, sock)
             self._launch(space, store, engine, restored=[], resubmit=[], strategy_state=None, engine_state=None)
@@ -219,9 +200,8 @@ class NasExperiment:
             if self._progress is not None:
                 self._progress.stop()
             self._close_dashboard(sock)
-            store.close()
             engine.shutdown()
-            _remove_new_experiment(path, existed)
+            store.discard()
             self._store = self._recorder = self._progress = None
             raise
 
@@ -281,7 +261,10 @@ class NasExperiment:
             self._error = err
         finally:
             try:
-                engine.shutdown()
+                try:
+                    recorder.note_cut_short()  # before the shutdown cancels them
+                finally:
+                    engine.shutdown()
             finally:
                 try:
                     self._finish_store()
@@ -290,16 +273,26 @@ class NasExperiment:
                     self._done.set()
 
     def _finish_store(self) -> None:
+        """Record how the run ended: the models it cut short (re-run by resume, whatever ended the run),
+        the strategy's last state, and the experiment's status. Each step is tried even if one before
+        failed (a full disk), so the status is written whenever the store can still be written."""
         store, recorder = self._store, self._recorder
         assert store is not None and recorder is not None
+        status = "failed" if self._error else "stopped" if self._stopping.is_set() else "done"
         try:
-            if self._stopping.is_set():  # models the stop interrupted run again on resume; others keep their reason
-                for model in recorder.list_models(ModelStatus.Interrupted):
-                    if model.model_id is not None and model.model_id in recorder.stopped_ids:
-                        store.set_status(model.model_id, ModelStatus.Interrupted.value, EXPERIMENT_STOPPED)
-            self._save_progress(force=True)
-            status = "failed" if self._error else "stopped" if self._stopping.is_set() else "done"
-            store.set_experiment_status(status)
+            try:
+                for model in recorder.list_models():
+                    cut = model.status == ModelStatus.Interrupted or not model.status.completed()
+                    if model.model_id in recorder.cut_short_ids and cut and status in _CUT_SHORT:
+                        store.set_status(model.model_id, ModelStatus.Interrupted.value, _CUT_SHORT[status])
+                self._save_progress(force=True)
+            except Exception as err:
+                self._error = self._error or err
+            try:
+                store.set_experiment_status("failed" if self._error else status)
+            except StoreError as err:
+                _logger.error("Experiment %s: cannot record how it ended (resume works regardless): %s", self.id, err)
+                self._error = self._error or err
         finally:
             if self._progress is not None:
                 self._progress.stop()
@@ -426,47 +419,49 @@ class NasExperiment:
     def _open_store(cls, experiment_id: str, working_directory: Any, read_only: bool) -> ExperimentStore:
         path = experiment_dir(experiment_id, working_directory)
         try:
-            return ExperimentStore.open(path, read_only=read_only)
+            return ExperimentStore.open(path / DB_FILENAME, read_only=read_only)
         except StoreNotFoundError as err:
+            if path.is_dir():  # a creation killed before it published the store leaves the folder only
+                raise ValueError(f"Experiment {experiment_id!r} in {path} was never created completely (its "
+                                 "creation was interrupted before its store was written), so there is nothing to "
+                                 "resume or show. Run the search again: the same id works.") from err
             raise ValueError(f"No experiment {experiment_id!r} under {path.parent}: `nasflow list` shows the "
                              "experiments there (or pass experiment_working_directory).") from err
 
     @classmethod
     def resume(cls, experiment_id: str, *, experiment_working_directory: str | None = None,
                wait_completion: bool = True, port: int | None = None) -> NasExperiment:
-        """Continue a stopped or killed experiment: finished models are kept, unfinished ones re-run,
-        the strategy continues from its saved state, and old trials count against the budget.
-        ``port`` serves the live dashboard, as in :meth:`run`."""
+        """Continue a stopped, failed or killed experiment: finished models are kept, every model the
+        run did not finish re-runs, the strategy continues from its saved state, and old trials count
+        against the budget. Refused at once while another process writes the experiment (its owner
+        lock, not a recorded pid, decides). ``port`` serves the live dashboard, as in :meth:`run`."""
         store = cls._open_store(experiment_id, experiment_working_directory, read_only=False)
-        record = store.experiment()
-        if record.status == "running" and _pid_alive(record.pid):
-            store.close()
-            raise RuntimeError(f"Experiment {experiment_id} is still running (pid {record.pid}); stop it first.")
-        space, strategy, config = load_setup(store)
-        ingest_journals(store, store.path.parent / "trials")  # reported but unrecorded results: not re-run
-        records = store.models()
-        unfinished = [r for r in records if r.status in _UNFINISHED
-                      or (r.status == ModelStatus.Interrupted.value and r.error == EXPERIMENT_STOPPED)]
-        unfinished_ids = {r.model_id for r in unfinished}
-        restored = [restore_model(space, r) for r in records if r.model_id not in unfinished_ids]
-        resubmit = []
-        for r in unfinished if not _one_shot(strategy) else ():  # a one-shot search continues its own run
-            model = space.freeze(r.sample)
-            model.model_id = r.model_id
-            resubmit.append(model)
-        engine_state = dict(store.get_meta("engine_state") or {})
-        engine_state["model_count"] = sum(1 for m in restored if m.status != ModelStatus.Invalid)
-        blob = store.load_strategy_state()
-        experiment = cls(space, None, strategy, config, id=record.experiment_id)
-        sock = None
+        experiment, sock = None, None
         try:
+            space, strategy, config = load_setup(store)
+            ingest_journals(store, store.path.parent / "trials")  # reported but unrecorded results: not re-run
+            records = store.models()
+            unfinished = [r for r in records if r.status in _UNFINISHED
+                          or (r.status == ModelStatus.Interrupted.value and r.error in _CUT_SHORT.values())]
+            unfinished_ids = {r.model_id for r in unfinished}
+            restored = [restore_model(space, r) for r in records if r.model_id not in unfinished_ids]
+            resubmit = []
+            for r in unfinished if not _one_shot(strategy) else ():  # a one-shot search continues its own run
+                model = space.freeze(r.sample)
+                model.model_id = r.model_id
+                resubmit.append(model)
+            engine_state = dict(store.get_meta("engine_state") or {})
+            engine_state["model_count"] = sum(1 for m in restored if m.status != ModelStatus.Invalid)
+            blob = store.load_strategy_state()
+            experiment = cls(space, None, strategy, config, id=store.experiment().experiment_id)
             sock = _dashboard_socket(port)
             engine = build_engine(config, store.path.parent / "trials", space.evaluator)
             experiment._serve_dashboard(store, sock)
             experiment._launch(space, store, engine, restored, resubmit, cloudpickle.loads(blob) if blob else None,
                                engine_state)
         except BaseException:
-            experiment._close_dashboard(sock)
+            if experiment is not None:
+                experiment._close_dashboard(sock)
             store.close()
             raise
         if wait_completion:

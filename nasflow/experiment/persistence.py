@@ -12,7 +12,7 @@ from nasflow.space import ExecutableModelSpace, RawFormatModelSpace
 from .store import ExperimentStore, ModelRecord
 from .stored import apply_record
 
-__all__ = ["dump_setup", "save_setup", "load_setup", "restore_model", "SETUP_KEY"]
+__all__ = ["dump_setup", "load_setup", "restore_model", "SETUP_KEY"]
 
 SETUP_KEY = "setup"
 
@@ -58,13 +58,9 @@ def _culprit(space: ExecutableModelSpace, strategy: Any, config: Any) -> str:
     return "experiment setup"
 
 
-def save_setup(store: ExperimentStore, space: ExecutableModelSpace, strategy: Any, config: Any) -> None:
-    """Record the space, the (not yet initialized) strategy and the config (see ``dump_setup``)."""
-    store.set_meta(SETUP_KEY, dump_setup(space, strategy, config))
-
-
 def load_setup(store: ExperimentStore) -> tuple[ExecutableModelSpace, Any, Any]:
-    """The space, a fresh strategy and the config recorded by ``save_setup``."""
+    """The space, a fresh strategy and the config: the ``dump_setup`` text that the store's creation
+    committed under ``SETUP_KEY`` with the store itself."""
     blob = store.get_meta(SETUP_KEY)
     if blob is None:
         raise RuntimeError(f"{store.path} holds no model space and strategy; it cannot be resumed.")

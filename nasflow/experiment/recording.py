@@ -60,7 +60,7 @@ class RecordingMiddleware(Middleware):
         self.on_submit = on_submit
         self.on_model_end = on_model_end
         self.stopped = False
-        self.stopped_ids: set[int] = set()
+        self.cut_short_ids: set[int] = set()  # models the end of the run cut short (see note_cut_short)
         self._outside = list(restored)  # models the engine below does not list (restored, ended above)
         self._searching: dict[int, dict[str, Any]] = {}  # models submitted without a sample: the sample recorded
         self._lock = threading.Lock()
@@ -113,15 +113,19 @@ class RecordingMiddleware(Middleware):
     def budget_available(self) -> bool:
         return not self.stopped and self.engine.budget_available()
 
-    def stop(self) -> None:
-        """No more submissions; running and queued models are cancelled (they end Interrupted).
-
-        Their ids are kept in ``stopped_ids``: those models were cut short by the stop, not by a
-        strategy's decision, so a resume runs them again.
-        """
-        self.stopped = True
+    def note_cut_short(self) -> list[ExecutableModelSpace]:
+        """The run is ending (a stop, a failure): the models not finished now are cut short by that, not
+        ended by a strategy's decision, so a resume runs them again. Returns them; their ids are kept
+        in ``cut_short_ids``. Call it before the engine is shut down (which cancels them)."""
         unfinished = [m for m in self.engine.list_models() if not m.status.completed()]
-        self.stopped_ids.update(m.model_id for m in unfinished if m.model_id is not None)
+        self.cut_short_ids.update(m.model_id for m in unfinished if m.model_id is not None)
+        return unfinished
+
+    def stop(self) -> None:
+        """No more submissions; running and queued models are cancelled (they end Interrupted, and are
+        noted as cut short)."""
+        self.stopped = True
+        unfinished = self.note_cut_short()
         if unfinished:
             self.engine.cancel_models(*unfinished)
 

@@ -1,17 +1,28 @@
 """The experiment store: one SQLite database per experiment, the record a crash cannot erase.
 
-The experiment process is the only writer. Every write is one committed transaction (WAL journal,
-``synchronous=NORMAL``), so killing the process loses nothing already written (a power cut may lose
-the last few commits). The CLI and dashboard read the same file with ``open(path, read_only=True)``
-while the experiment runs; that opens SQLite with ``mode=ro`` and never writes the database file.
+The experiment process is the only writer: it holds the experiment's owner lock (see ``owner``) from
+creating or opening the store until it closes it, and any other writer is refused at once. Creation
+is atomic (a store is either absent or complete, setup included), and every write is one committed
+transaction (WAL journal, ``synchronous=NORMAL``), so killing the process loses nothing already
+written (a power cut may lose the last few commits). The CLI and dashboard read the same file with
+``open(path, read_only=True)`` while the experiment runs; that opens SQLite with ``mode=ro``, never
+writes the database file and never takes the lock. The folder is 0700 and the database files 0600.
+
+Tests only: ``NASFLOW_TEST_KILL_AT=<point>`` makes ``create`` SIGKILL its own process at that point
+(``store-temp-created``, ``store-temp-committed``, ``store-published``), as a crash there would.
 """
 
 from __future__ import annotations
 
+import errno
+import glob
 import json
 import math
 import operator
 import os
+import secrets
+import shutil
+import signal
 import sqlite3
 import threading
 import time
@@ -24,12 +35,14 @@ from typing import Any
 
 from nasflow.runtime.metric import MetricDirection, metric_score, normalize_metric
 
+from .owner import LockHeld, OwnerLock
+
 __all__ = [
     "APPLICATION_ID", "DB_FILENAME", "EXPERIMENT_STATUSES", "METRIC_DIRECTION_KEY", "MODEL_STATUSES", "SCHEMA_VERSION",
     "DuplicateModelError", "ExperimentRecord", "ExperimentStore", "MetricsRecord", "ModelRecord",
     "StatusChange", "StoreClosedError", "StoreCorruptError", "StoreError", "StoreExistsError",
-    "StoreForeignError", "StoreNotFoundError", "StoreReadOnlyError", "StoreVersionError",
-    "UnknownModelError", "database_path", "default_experiment_dir", "rank_trained",
+    "StoreForeignError", "StoreIOError", "StoreLockedError", "StoreNotFoundError", "StoreReadOnlyError",
+    "StoreVersionError", "UnknownModelError", "database_path", "default_experiment_dir", "rank_trained",
 ]
 
 DB_FILENAME = "nasflow.db"
@@ -70,6 +83,11 @@ _SCHEMA = (
         singleton INTEGER PRIMARY KEY CHECK (singleton = 1), state BLOB NOT NULL, updated REAL NOT NULL)""",
 )
 _DAMAGED = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})  # sqlite_errorname of a damaged or foreign file
+# sqlite_errorname prefixes of a write the file system refused (extended codes such as SQLITE_IOERR_WRITE)
+_DISK_REFUSED = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN")
+_DB_FILES = ("", "-wal", "-shm", "-journal")  # the database and the files SQLite keeps beside it
+_CREATING = ".creating"  # suffix of a database being built by create(), before it is published
+_KILL_AT = "NASFLOW_TEST_KILL_AT"
 _TABLES = frozenset({"experiment", "meta", "model", "history", "metric", "strategy_state"})
 _MODEL_COLUMNS = "model_id, sample, {payload}, format, status, error, log_path, trial_id, final, created, updated"
 
@@ -91,6 +109,18 @@ class StoreNotFoundError(StoreError):
 
 class StoreExistsError(StoreError):
     """``create`` was asked to overwrite an existing file."""
+
+
+class StoreLockedError(StoreError):
+    """Another process writes the experiment (it holds the owner lock); ``pid`` is that process."""
+
+    def __init__(self, message: str, path: Path | None = None, pid: int | None = None) -> None:
+        super().__init__(message, path)
+        self.pid = pid
+
+
+class StoreIOError(StoreError):
+    """The file system refused a write to the store (disk full, file size limit, I/O error, read-only)."""
 
 
 class StoreCorruptError(StoreError):
@@ -254,17 +284,40 @@ def _connect(db: Path, mode: str) -> sqlite3.Connection:
 
 
 @contextmanager
-def _naming_damage(db: Path) -> Iterator[None]:
-    """Turn SQLite's errors about a damaged file into a StoreCorruptError that names the file."""
+def _naming_damage(db: Path, *, writing: bool = False) -> Iterator[None]:
+    """Turn SQLite's errors about a damaged file into a StoreCorruptError that names the file, and when
+    ``writing``, a write the file system refused (a full disk) into a StoreIOError that names it."""
     try:
         yield
     except sqlite3.DatabaseError as exc:
-        if getattr(exc, "sqlite_errorname", None) not in _DAMAGED:
+        name = getattr(exc, "sqlite_errorname", None) or ""
+        if writing and name.startswith(_DISK_REFUSED):
+            cause = ("the file or its folder is not writable" if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN"))
+                     else "its disk is full, a file size limit was reached, or the file system failed")
+            raise StoreIOError(
+                f"Cannot write experiment store {db}: {exc} ({cause}). Everything committed before is kept: free "
+                f"space on the disk holding {db.parent} (or make it writable), then resume the experiment.", db
+            ) from exc
+        if name not in _DAMAGED:
             raise
         raise StoreCorruptError(
             f"{db} is not a readable SQLite database ({exc}): it is corrupt or not an experiment store. "
             f"Point to an experiment's {DB_FILENAME}, or restore the file from a backup.", db
         ) from exc
+
+
+def _is_empty(db: Path) -> bool:
+    """A 0-byte database (and no WAL content): a creation cut short by an older nasflow, or a truncated file."""
+    wal = Path(f"{db}-wal")
+    return db.stat().st_size == 0 and (not wal.exists() or wal.stat().st_size == 0)
+
+
+def _empty_error(db: Path) -> StoreCorruptError:
+    return StoreCorruptError(
+        f"{db} is empty (0 bytes): the experiment's creation was interrupted before its store was written (or the "
+        "file was truncated), so it records nothing to open or resume. Run the search again: creating the "
+        "experiment replaces an empty store.", db
+    )
 
 
 def _check_identity(conn: sqlite3.Connection, db: Path) -> None:
@@ -301,9 +354,101 @@ def _check_identity(conn: sqlite3.Connection, db: Path) -> None:
         )
 
 
-def _remove_database(db: Path) -> None:
-    for suffix in ("", "-wal", "-shm"):
+def _remove_files(db: Path) -> None:
+    for suffix in _DB_FILES:
         Path(f"{db}{suffix}").unlink(missing_ok=True)
+
+
+def _lock_path(db: Path) -> Path:
+    return db.with_name(f"{db.name}.lock")
+
+
+def _kill_point(point: str) -> None:
+    """Tests only: die here (SIGKILL, as a crash would) when ``NASFLOW_TEST_KILL_AT`` names this point."""
+    if os.environ.get(_KILL_AT) == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _own(db: Path, experiment: str) -> OwnerLock:
+    """The owner lock of the store ``db`` (a file beside it), making its folder (0700) if needed."""
+    for _ in range(10):  # the folder may vanish under us: a refused start removing the folder it made
+        try:
+            if not db.parent.exists():
+                db.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                os.chmod(db.parent, 0o700)  # whatever the umask
+            return OwnerLock.acquire(_lock_path(db))
+        except FileNotFoundError:
+            continue
+        except LockHeld as held:
+            who = f"process {held.pid}" if held.pid else "another process"
+            raise StoreLockedError(
+                f"Experiment {experiment!r} is running in {who}, which writes its store {db}; one process writes "
+                f"an experiment at a time. Wait for it to end or stop it (`nasflow resume {experiment}` then "
+                "continues it), or choose another experiment id.", db, held.pid
+            ) from None
+    raise StoreError(f"Cannot lock {_lock_path(db)}: its folder keeps disappearing.", db)
+
+
+def _remove_leftovers(db: Path) -> None:
+    """Databases left half-built by a killed create(); only called under the owner lock, so none is in use."""
+    for leftover in db.parent.glob(f".{glob.escape(db.name)}.*{_CREATING}*"):
+        leftover.unlink(missing_ok=True)
+
+
+def _exists_error(db: Path, experiment: str) -> StoreExistsError:
+    return StoreExistsError(
+        f"{db} already exists: experiment {experiment!r} was created before. Resume it (`nasflow resume "
+        f"{experiment}`, NasExperiment.resume() or ExperimentStore.open()), or choose another experiment id.", db
+    )
+
+
+def _build(db: Path, row: tuple[str, str, str], meta: list[tuple[str, str]]) -> Path:
+    """The complete database, committed under a temporary name beside ``db`` (0600, rollback journal)."""
+    temp = db.with_name(f".{db.name}.{os.getpid()}-{secrets.token_hex(4)}{_CREATING}")
+    os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    try:
+        os.chmod(temp, 0o600)  # whatever the umask; SQLite gives its -journal, -wal and -shm the same mode
+        _kill_point("store-temp-created")
+        conn = _connect(temp, "rw")
+        try:
+            with _naming_damage(db, writing=True):
+                now = time.time()
+                conn.execute("BEGIN IMMEDIATE")
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO experiment VALUES (1, ?, ?, ?, 'running', ?, ?, ?)",
+                             (*row, os.getpid(), now, now))
+                conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", meta)
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+        finally:
+            conn.close()
+    except BaseException:
+        _remove_files(temp)
+        raise
+    _kill_point("store-temp-committed")
+    return temp
+
+
+def _publish(temp: Path, db: Path, experiment: str) -> None:
+    """Give the finished database its name, durably; never replaces a file that is there."""
+    try:
+        os.link(temp, db)
+    except FileExistsError:
+        raise _exists_error(db, experiment) from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP):
+            raise
+        if db.exists():  # no hard links on this file system: under the owner lock a checked rename is as safe
+            raise _exists_error(db, experiment) from None
+        os.rename(temp, db)
+    directory = os.open(db.parent, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    _kill_point("store-published")
 
 
 def _configure_writer(conn: sqlite3.Connection) -> None:
@@ -321,68 +466,93 @@ class ExperimentStore:
     Thread-safe: one lock guards the connection. Each write method is one committed transaction.
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, read_only: bool) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, read_only: bool, owner: OwnerLock | None = None,
+                 made_dir: bool | None = None) -> None:
         self._conn: sqlite3.Connection | None = conn
         self._path = path
         self._read_only = read_only
+        self._owner = owner  # the owner lock a writer holds until close()
+        self._made_dir = made_dir  # set by create(): whether it made the folder (what discard() removes)
         self._lock = threading.Lock()
 
     # -- construction -------------------------------------------------------------------------
 
     @classmethod
     def create(
-        cls, path: str | os.PathLike[str], experiment_id: str, name: str, config: Mapping[str, Any]
+        cls, path: str | os.PathLike[str], experiment_id: str, name: str, config: Mapping[str, Any],
+        meta: Mapping[str, Any] | None = None,
     ) -> ExperimentStore:
         """A new store at ``path`` (a directory, or the database file), for the calling process.
 
-        The experiment starts as ``'running'`` with this process's pid: the creator is the writer.
+        The creator takes the owner lock first and keeps it: the experiment starts as ``'running'``
+        with this process's pid. Atomic: the schema, the experiment's row and ``meta`` (e.g. the setup
+        a resume needs) are committed under a temporary name beside the database, then published with
+        a hard link, which never overwrites; so ``path`` holds no store or a complete one, whenever the
+        process dies. A second creator of the same store is refused and removes only its own files.
         """
         db = database_path(path)
-        if db.exists():
-            raise StoreExistsError(
-                f"{db} already exists. Resume it with ExperimentStore.open(), or choose a new experiment directory.",
-                db,
-            )
+        experiment = str(experiment_id)
         config_text = _json_dict(config, "Experiment config")
-        db.parent.mkdir(parents=True, exist_ok=True)
-        conn = _connect(db, "rwc")
+        rows = [(str(key), _dumps(value, f"Meta value for {key!r}")) for key, value in (meta or {}).items()]
+        made_dir = not db.parent.exists()
+        owner = _own(db, experiment)
         try:
-            _configure_writer(conn)
-            now = time.time()
-            conn.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            conn.execute(
-                "INSERT INTO experiment VALUES (1, ?, ?, ?, 'running', ?, ?, ?)",
-                (str(experiment_id), str(name), config_text, os.getpid(), now, now),
-            )
-            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
+            _remove_leftovers(db)
+            if db.exists() and not _is_empty(db):
+                raise _exists_error(db, experiment)
+            _remove_files(db)  # an empty file records nothing (see _is_empty): replace it
+            temp = _build(db, (experiment, str(name), config_text), rows)
+            try:
+                _publish(temp, db, experiment)
+            finally:
+                _remove_files(temp)
+            conn = _connect(db, "rw")
+            try:
+                with _naming_damage(db, writing=True):
+                    _configure_writer(conn)
+            except BaseException:
+                conn.close()
+                raise
         except BaseException:
-            conn.close()
-            _remove_database(db)  # it did not exist before: leave no half-made store behind
+            owner.release()
             raise
-        return cls(conn, db, read_only=False)
+        return cls(conn, db, read_only=False, owner=owner, made_dir=made_dir)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], read_only: bool = False) -> ExperimentStore:
-        """An existing store; ``read_only`` opens with SQLite ``mode=ro`` and refuses every write."""
+        """An existing store; ``read_only`` opens with SQLite ``mode=ro`` and refuses every write.
+
+        A writer takes the owner lock first (refused at once, naming the holder's pid, while another
+        process writes the experiment); readers never take it.
+        """
         db = database_path(path)
         if not db.is_file():
             raise StoreNotFoundError(
                 f"No experiment store at {db}. Check the experiment directory, or create one with "
                 "ExperimentStore.create().", db
             )
-        conn = _connect(db, "ro" if read_only else "rw")
+        if _is_empty(db):
+            raise _empty_error(db)
+        if not read_only:  # a foreign or damaged file is refused before a lock file is put beside it
+            cls.open(db, read_only=True).close()
+        owner = None if read_only else _own(db, db.parent.name)
         try:
-            _check_identity(conn, db)
-            if not read_only:
-                _configure_writer(conn)
+            if owner is not None:
+                _remove_leftovers(db)
+            conn = _connect(db, "ro" if read_only else "rw")
+            try:
+                _check_identity(conn, db)
+                if not read_only:
+                    with _naming_damage(db, writing=True):
+                        _configure_writer(conn)
+            except BaseException:
+                conn.close()
+                raise
         except BaseException:
-            conn.close()
+            if owner is not None:
+                owner.release()
             raise
-        return cls(conn, db, read_only)
+        return cls(conn, db, read_only, owner)
 
     @property
     def path(self) -> Path:
@@ -393,11 +563,34 @@ class ExperimentStore:
         return self._read_only
 
     def close(self) -> None:
-        """Close the connection (idempotent); the last writer to close folds the WAL into the file."""
+        """Close the connection and release the owner lock (idempotent); the last writer to close folds
+        the WAL into the file."""
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            if self._owner is not None:
+                self._owner.release()
+                self._owner = None
+
+    def discard(self) -> None:
+        """Delete this store, made by :meth:`create` and wanted no more (a start refused after it), with
+        its folder if ``create`` made that. Removed before the owner lock is released, so nothing
+        another process created is touched."""
+        with self._lock:
+            if self._made_dir is None or self._owner is None:
+                raise StoreError(f"Only the process that created {self._path} may discard it, before closing it.",
+                                 self._path)
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            if self._made_dir:
+                shutil.rmtree(self._path.parent, ignore_errors=True)
+            else:
+                _remove_files(self._path)
+                _lock_path(self._path).unlink(missing_ok=True)
+            self._owner.release()
+            self._owner = None
 
     def __enter__(self) -> ExperimentStore:
         return self
@@ -426,7 +619,7 @@ class ExperimentStore:
                     f"{self._path} is open read-only; only the experiment process writes it "
                     "(ExperimentStore.open(path) without read_only=True).", self._path
                 )
-            with _naming_damage(self._path):
+            with _naming_damage(self._path, writing=True):
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield conn

@@ -19,7 +19,7 @@ import nasflow
 from nasflow.evaluator import FunctionalEvaluator
 from nasflow.execution import ModelEvent, ModelEventType
 from nasflow.experiment import ExperimentStore, NasExperiment, NasExperimentConfig, StoreError, UntrustedStoreError
-from nasflow.experiment.experiment import EXPERIMENT_STOPPED
+from nasflow.experiment.experiment import EXPERIMENT_FAILED, EXPERIMENT_STOPPED
 from nasflow.experiment.store import StoreCorruptError, StoreExistsError, StoreForeignError, StoreReadOnlyError
 from nasflow.mutable import SampleValidationError
 from nasflow.nn import ModelSpace, MutableLinear
@@ -232,6 +232,50 @@ def test_ctrl_c_during_run_stops_the_experiment_and_waits_for_it(tmp_path: Path)
     assert record.status == "interrupted" and record.error == EXPERIMENT_STOPPED
 
 
+class FailsOnce(Random):
+    """Random search that fails while its first two models train (a strategy's bug, a lost cluster), once:
+    the file ``fail`` says it has yet to fail."""
+
+    def __init__(self, fail: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fail = fail
+
+    def _run(self) -> None:
+        if not Path(self.fail).exists():
+            super()._run()
+            return
+        self.engine.submit_models(self._draw(), self._draw())
+        while len(list(self.engine.list_models(ModelStatus.Training))) < 2:
+            self.engine.wait_models(timeout=0.05)
+        Path(self.fail).unlink()
+        raise RuntimeError("strategy bug")
+
+
+def test_resume_after_a_failed_run_reruns_every_model_it_cut_short(tmp_path: Path) -> None:
+    flag, fail = tmp_path / "slow", tmp_path / "fail"
+    flag.touch()
+    fail.touch()
+    cfg = NasExperimentConfig("ts", "simplified", "local", trial_concurrency=2, max_trial_number=3,
+                              experiment_working_directory=str(tmp_path), progress=False)
+    exp = NasExperiment(Tiny(), FunctionalEvaluator(slow_while_flagged, flag=str(flag)), FailsOnce(str(fail), seed=0),
+                        cfg)
+    with pytest.raises(RuntimeError, match="strategy bug"):
+        exp.run()
+    with ExperimentStore.open(tmp_path / exp.id, read_only=True) as store:
+        assert store.experiment().status == "failed"
+        cut = store.models()
+    assert [(r.status, r.error) for r in cut] == [("interrupted", EXPERIMENT_FAILED)] * 2
+
+    flag.unlink()
+    NasExperiment.resume(exp.id, experiment_working_directory=str(tmp_path))
+    with ExperimentStore.open(tmp_path / exp.id, read_only=True) as store:
+        assert store.experiment().status == "done"
+        records = store.models()
+    assert [r.status for r in records] == ["trained"] * 3
+    assert [r.sample for r in records[:2]] == [r.sample for r in cut]  # the same models, run to their end
+    assert all(r.metrics.final == r.sample["width"] / 10 for r in records)
+
+
 # ----- refusals -----------------------------------------------------------------------------------
 
 
@@ -285,6 +329,14 @@ def test_an_existing_experiment_is_never_overwritten(tmp_path: Path, finished: N
     with pytest.raises(StoreExistsError, match="already exists"):
         again.run()
     assert digest(tmp_path / finished.id) == before
+
+
+def test_a_pid_left_running_in_the_store_never_blocks_a_resume(tmp_path: Path, finished: NasExperiment) -> None:
+    with ExperimentStore.open(tmp_path / finished.id) as store:
+        store.set_experiment_status("running", pid=1)  # a live pid, as a killed run's reused pid would be
+    NasExperiment.resume(finished.id, experiment_working_directory=str(tmp_path))  # the lock alone decides
+    with ExperimentStore.open(tmp_path / finished.id, read_only=True) as store:
+        assert store.experiment().status == "done" and store.count_models("trained") == 5
 
 
 def test_resume_of_an_unknown_experiment_says_where_it_looked(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from nasflow.experiment.store import (
     StoreError,
     StoreExistsError,
     StoreForeignError,
+    StoreLockedError,
     StoreNotFoundError,
     StoreReadOnlyError,
     StoreVersionError,
@@ -269,6 +270,9 @@ def test_last_close_folds_the_wal_into_the_file(tmp_path: Path) -> None:
 
 
 def test_create_refuses_an_existing_file(store: ExperimentStore, tmp_path: Path) -> None:
+    with pytest.raises(StoreLockedError, match=f"running in process {os.getpid()}"):  # its writer has it open
+        ExperimentStore.create(tmp_path / "exp", "again", "again", {})
+    store.close()
     with pytest.raises(StoreExistsError, match="ExperimentStore.open"):
         ExperimentStore.create(tmp_path / "exp", "again", "again", {})
     other = tmp_path / "notes.db"
@@ -388,16 +392,22 @@ def test_every_error_is_a_store_error() -> None:
 
 # --------------------------------------------------------------------------------- crash safety
 
-_CHILD = textwrap.dedent(
+# The start of every child script: load the store module given as argv[1] alone (it and its owner lock
+# need only the standard library), so the child starts fast and runs the very file the test imported;
+# a bare package stands in for nasflow.experiment without running that package's __init__.
+_LOAD_STORE = textwrap.dedent(
     """
-    import importlib.util, os, signal, sys, threading, time
+    import importlib, os, signal, sys, threading, time, types
 
-    # Load the store module alone (it needs only the standard library), so the child starts fast.
-    spec = importlib.util.spec_from_file_location("nasflow_store_child", sys.argv[1])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    package = types.ModuleType("nasflow_store_child")
+    package.__path__ = [os.path.dirname(sys.argv[1])]
+    sys.modules[package.__name__] = package
+    module = importlib.import_module("nasflow_store_child.store")
+    """
+)
 
+_CHILD = _LOAD_STORE + textwrap.dedent(
+    """
     def report(line):  # one write per line, after the commit it reports
         sys.stdout.write(line + "\\n")
         sys.stdout.flush()
@@ -451,3 +461,114 @@ def test_sigkilled_writer_loses_no_committed_write(tmp_path: Path) -> None:
     assert len(stored - set(printed)) <= 1  # at most the write committed just before the kill, unprinted
     with _raw(exp_dir / DB_FILENAME) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+# ------------------------------------------------------------------ atomic creation, one owner
+
+_CREATE = _LOAD_STORE + textwrap.dedent(
+    """
+    store = module.ExperimentStore.create(sys.argv[2], "made", "made", {"seed": 0}, meta={"setup": "the setup"})
+    store.add_model(0, {"i": 0}, format="simplified")
+    print("created", flush=True)
+    """
+)
+
+
+def _run_child(script: str, *args: object, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", script, store_module.__file__, *map(str, args)],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, **env})
+
+
+def _leftovers(directory: Path) -> list[str]:
+    return sorted(name for name in os.listdir(directory) if ".creating" in name)
+
+
+@pytest.mark.parametrize("point", ["store-temp-created", "store-temp-committed", "store-published"])
+def test_a_creation_killed_at_any_point_leaves_no_store_or_a_complete_one(tmp_path: Path, point: str) -> None:
+    exp_dir = tmp_path / "made"
+    child = _run_child(_CREATE, exp_dir, NASFLOW_TEST_KILL_AT=point)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    db = exp_dir / DB_FILENAME
+    if point == "store-published":  # complete, setup included; the half-made file is someone's no more
+        with ExperimentStore.open(exp_dir, read_only=True) as reader:
+            assert reader.experiment().experiment_id == "made" and reader.get_meta("setup") == "the setup"
+        assert _leftovers(exp_dir)  # not yet removed by the killed creator; taken for no store
+        ExperimentStore.open(exp_dir).close()  # a writer (resume) clears it away
+        assert _leftovers(exp_dir) == []
+        with pytest.raises(StoreExistsError, match="nasflow resume made"):
+            ExperimentStore.create(exp_dir, "made", "made", {})
+        return
+    assert not db.exists() and _leftovers(exp_dir)  # the half-made database never took the store's name
+    with pytest.raises(StoreNotFoundError):
+        ExperimentStore.open(exp_dir, read_only=True)
+    again = _run_child(_CREATE, exp_dir)  # the same creation again simply works
+    assert again.returncode == 0 and again.stdout == "created\n", again.stderr
+    assert _leftovers(exp_dir) == []
+    with ExperimentStore.open(exp_dir, read_only=True) as reader:
+        assert reader.get_meta("setup") == "the setup" and reader.count_models() == 1
+
+
+def test_an_empty_database_says_its_creation_was_interrupted_and_is_replaced(tmp_path: Path) -> None:
+    exp_dir = tmp_path / "empty"
+    exp_dir.mkdir()
+    (exp_dir / DB_FILENAME).touch()  # what a creation killed before its first commit left, before it was atomic
+    for read_only in (True, False):
+        with pytest.raises(StoreCorruptError, match=r"is empty \(0 bytes\): the experiment.s creation was interrupted"):
+            ExperimentStore.open(exp_dir, read_only=read_only)
+    with ExperimentStore.create(exp_dir, "empty", "empty", {}) as store:
+        assert store.experiment().experiment_id == "empty"
+    (tmp_path / "truncated.db").write_bytes(b"SQLite format 3\0" + b"\0" * 20)  # not empty: never replaced
+    with pytest.raises(StoreExistsError):
+        ExperimentStore.create(tmp_path / "truncated.db", "t", "t", {})
+    with pytest.raises(StoreCorruptError, match="not a readable SQLite database"):
+        ExperimentStore.open(tmp_path / "truncated.db")
+
+
+def test_the_folder_and_database_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        with ExperimentStore.create(tmp_path / "private", "p", "p", {}) as store:
+            store.add_model(1, {}, format="simplified")
+            with ExperimentStore.open(store.path, read_only=True) as reader:
+                reader.count_models()
+            names = sorted(os.listdir(store.path.parent))
+            modes = {name: os.stat(store.path.parent / name).st_mode & 0o777 for name in names}
+    finally:
+        os.umask(previous)
+    assert names == [DB_FILENAME, f"{DB_FILENAME}-shm", f"{DB_FILENAME}-wal", f"{DB_FILENAME}.lock"]
+    assert set(modes.values()) == {0o600}, modes
+    assert os.stat(tmp_path / "private").st_mode & 0o777 == 0o700
+
+
+_HOLD = _LOAD_STORE + textwrap.dedent(
+    """
+    store = module.ExperimentStore.open(sys.argv[2])
+    print("holding", flush=True)
+    time.sleep(120)
+    """
+)
+
+
+def test_one_writer_at_a_time_the_lock_not_a_pid_decides(store: ExperimentStore, tmp_path: Path) -> None:
+    with pytest.raises(StoreLockedError, match=f"running in process {os.getpid()}") as info:
+        ExperimentStore.open(store.path)
+    assert info.value.pid == os.getpid()
+    with ExperimentStore.open(store.path, read_only=True) as reader:  # readers never take the lock
+        assert reader.experiment().status == "running"
+    store.close()
+
+    child = subprocess.Popen([sys.executable, "-c", _HOLD, store_module.__file__, str(store.path)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "holding\n"
+        with pytest.raises(StoreLockedError, match=f"running in process {child.pid}"):
+            ExperimentStore.open(store.path)
+        child.kill()  # SIGKILL: the OS drops the lock; the pid left in the lock file blocks nobody
+        child.wait()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert (store.path.parent / f"{DB_FILENAME}.lock").read_text().strip() == str(child.pid)
+    with ExperimentStore.open(store.path) as writer:
+        writer.set_experiment_status("done")

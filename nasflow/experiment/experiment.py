@@ -10,11 +10,14 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import signal
 import socket
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -132,6 +135,7 @@ class NasExperiment:
         self._error: BaseException | None = None
         self._stopping = threading.Event()
         self._done = threading.Event()  # set when the search thread has recorded how it ended
+        self._ctrl_c = threading.Event()  # Ctrl-C came while run() held it back (see _ctrl_c_held)
         self._progress: ProgressDisplay | None = None
         self.dashboard: Any = None  # the nasflow.dashboard.Dashboard that run(port=...) serves
         self._space: ExecutableModelSpace | None = None
@@ -153,8 +157,35 @@ class NasExperiment:
         if _one_shot(self.strategy) and _distributed_rank() > 0:
             self._train_for_rank_zero()
             return True
-        self.start(port)
-        return self.wait_completion() if wait_completion else True
+        with self._ctrl_c_held():
+            self.start(port)
+            if wait_completion:
+                return self.wait_completion()
+            if self._ctrl_c.is_set():
+                self.stop()
+            return True
+
+    @contextmanager
+    def _ctrl_c_held(self) -> Iterator[None]:
+        """Ctrl-C in ``run()``: before the search thread exists it aborts the start as usual; once the
+        thread is launched it is held until ``wait_completion`` stops the experiment, rather than
+        raised halfway through wiring the thread, the store and the engine (which would leave a running
+        search with its store discarded). A second Ctrl-C raises at once."""
+        if threading.current_thread() is not threading.main_thread() or \
+                signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            yield  # the caller handles SIGINT its own way
+            return
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            if self._thread is None or self._ctrl_c.is_set():
+                raise KeyboardInterrupt
+            self._ctrl_c.set()
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def _train_for_rank_zero(self) -> None:
         """In a DDP process other than rank 0 (Lightning starts them by running the script again): take
@@ -349,7 +380,8 @@ class NasExperiment:
             # An Event, not thread.join(): in CPython 3.11, Ctrl-C during join() leaves is_alive()
             # returning False for a thread that still runs, so nothing would wait for the stop.
             while not self._done.wait(0.2):
-                pass
+                if self._ctrl_c.is_set():
+                    raise KeyboardInterrupt
         except KeyboardInterrupt:
             _logger.warning("Interrupted: stopping experiment %s (resume it with `nasflow resume %s`).",
                             self.id, self.id)

@@ -232,6 +232,35 @@ def test_ctrl_c_during_run_stops_the_experiment_and_waits_for_it(tmp_path: Path)
     assert record.status == "interrupted" and record.error == EXPERIMENT_STOPPED
 
 
+class CtrlCAtOnce(Random):
+    """Presses Ctrl-C the moment the search starts: the main thread is then still inside ``run()``'s
+    start-up (launching this thread), where a KeyboardInterrupt used to escape and discard the store."""
+
+    def __init__(self, pressed: Path) -> None:
+        super().__init__(seed=0)
+        self.pressed = pressed  # once: the resumed search runs on
+
+    def _run(self) -> None:
+        if not self.pressed.exists():
+            self.pressed.touch()
+            os.kill(os.getpid(), signal.SIGINT)
+        super()._run()
+
+
+def test_ctrl_c_as_the_search_starts_stops_it_cleanly(tmp_path: Path) -> None:
+    flag = tmp_path / "slow"
+    flag.touch()  # never removed: only the stop ends the first model
+    exp = NasExperiment(Tiny(), FunctionalEvaluator(slow_while_flagged, flag=str(flag)),
+                        CtrlCAtOnce(tmp_path / "pressed"),
+                        config(tmp_path, max_trial_number=3))
+    assert exp.run() is False  # stopped, wherever the Ctrl-C landed
+    with ExperimentStore.open(tmp_path / exp.id, read_only=True) as store:
+        assert store.experiment().status == "stopped"
+        assert [r.status for r in store.models()] in ([], ["interrupted"])
+    flag.unlink()
+    assert NasExperiment.resume(exp.id, experiment_working_directory=str(tmp_path)).wait_completion() is True
+
+
 class FailsOnce(Random):
     """Random search that fails while its first two models train (a strategy's bug, a lost cluster), once:
     the file ``fail`` says it has yet to fail."""

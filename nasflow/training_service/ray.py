@@ -182,7 +182,9 @@ class RayTrainingService(TrainingService):
             if self.runtime_env is not None:
                 kwargs.setdefault("runtime_env", self.runtime_env)
             try:
-                ray.init(address=self.address, **kwargs)
+                # "local": a new instance of our own, never a cluster Ray would otherwise find and join
+                # (RAY_ADDRESS, or another user's instance recorded under /tmp/ray).
+                ray.init(address=self.address or "local", **kwargs)
             except Exception as err:
                 where = ("start a local Ray instance" if self.address is None
                          else f"join the Ray cluster at {self.address!r}")
@@ -214,14 +216,15 @@ class RayTrainingService(TrainingService):
                 trial.verdict = ("cancelled", "The training service was shut down while the trial ran.")
         for trial in live:  # best effort even on a lost cluster: what still runs there should stop
             self._cancel_ref(trial)
-        if self._broken is None and live:
+        head_alive = self._head_alive()
+        if head_alive and live:
             try:  # the workers are dead once their refs resolve: nothing keeps running after this
                 ray.wait([t.ref for t in live], num_returns=len(live), timeout=_SHUTDOWN_WAIT)
             except Exception:  # noqa: BLE001 - best effort while tearing down
                 _logger.warning("Could not confirm that the cancelled trials stopped.", exc_info=True)
         for trial in list(self._trials.values()):
             self._finish(trial, *(trial.verdict or trial.outcome or ("cancelled", "The service was shut down.")))
-        if self._broken is None:  # a GCS call: on a lost head it would wait for Ray's 60 s exit
+        if head_alive:  # a GCS call: on a lost head it would wait for Ray's 60 s exit
             try:
                 ray.kill(self._collector)
             except Exception:  # noqa: BLE001
@@ -358,6 +361,14 @@ class RayTrainingService(TrainingService):
     def _check_usable(self) -> None:
         if self._broken is not None:
             raise self._broken
+
+    def _head_alive(self) -> bool:
+        """Whether the head still answers (a lost collector alone leaves a working cluster to clean up)."""
+        try:
+            self._check_head()
+        except RayClusterError:
+            return False
+        return True
 
     def _check_head(self) -> None:
         """Raise ``RayClusterError`` now if the head node's GCS refuses connections.

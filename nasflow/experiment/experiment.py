@@ -405,9 +405,11 @@ class NasExperiment:
         """Every model of the experiment (restored ones included), optionally filtered by status."""
         if self._recorder is not None:
             return list(self._recorder.list_models(status))
-        records = self._require_store().models(status.value if status else None, include_payload=False)
+        store = self._require_store()
+        records = store.models(status.value if status else None, include_payload=False)
         if not self._trusted:  # a plain view: the models as recorded, nothing unpickled
-            return [StoredModel(r, self.id) for r in records]
+            direction = store.metric_direction()
+            return [StoredModel(r, self.id, direction) for r in records]
         space = self._setup_space()
         return [restore_model(space, r) for r in records]
 

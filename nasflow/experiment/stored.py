@@ -16,7 +16,7 @@ from torch import nn
 
 from nasflow.mutable import LabeledMutable, Sample
 from nasflow.mutable.base import IsLeaf
-from nasflow.space import ExecutableModelSpace, ModelStatus
+from nasflow.space import ExecutableModelSpace, MetricDirection, ModelStatus
 
 from .config import NasExperimentConfig
 from .store import ModelRecord
@@ -76,12 +76,18 @@ class StoredModel(ExecutableModelSpace):
     """A model as the store recorded it (id, sample, status, metrics), without its module: listing
     a viewed experiment needs no unpickling. ``executable_model()`` explains how to get the module."""
 
-    def __init__(self, record: ModelRecord, experiment_id: str) -> None:
+    def __init__(self, record: ModelRecord, experiment_id: str, metric_direction: MetricDirection = "maximize") -> None:
         self.sample = dict(record.sample)
         self.evaluator = None
         self.format = record.format
         self._experiment_id = experiment_id
+        self._metric_direction = metric_direction
         apply_record(self, record)
+
+    @property
+    def metric_direction(self) -> MetricDirection:
+        """The direction the experiment recorded (its evaluator is not loaded)."""
+        return self._metric_direction
 
     @classmethod
     def from_model(cls, model_space: nn.Module, evaluator: Any = None, **kwargs: Any) -> ExecutableModelSpace:

@@ -116,3 +116,13 @@ def test_export_cli_and_dashboard_rank_the_lowest_error_first(make_space, tmp_pa
                              capture_output=True, text=True, check=True, env={**os.environ, "COLUMNS": "200"})
     row = next(line for line in listing.stdout.splitlines() if exp.id in line)
     assert " 8 " in row and " 64 " not in row  # the best column holds the lowest error
+
+
+def test_a_viewed_experiment_keeps_its_metric_direction(make_space, tmp_path: Path) -> None:
+    config = NasExperimentConfig("sequential", "simplified", max_trial_number=2, progress=False,
+                                 experiment_working_directory=str(tmp_path))
+    exp = NasExperiment(space_of(make_space, n_layers=1), None, GridSearch(shuffle=False), config)
+    exp.run()
+    viewed = NasExperiment.view(exp.id, experiment_working_directory=str(tmp_path))
+    assert {m.metric: m.score for m in viewed.list_models()} == {8.0: -8.0, 16.0: -16.0}
+    assert viewed.export_top_models(top_k=1) == [{"w0": 8}]

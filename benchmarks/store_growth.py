@@ -31,33 +31,19 @@ from typing import Any
 
 import numpy as np
 import optuna
+from strategy_overhead import six_parameter_space  # the space of strategy_overhead.py
 from torch import nn
 
 import nasflow
 from nasflow.evaluator import FunctionalEvaluator
 from nasflow.experiment import ExperimentStore, NasExperiment, NasExperimentConfig
-from nasflow.nn import LayerChoice, ModelSpace, MutableLinear
 from nasflow.strategy import TPE
 from nasflow.strategy.tpe_sampler import CountedTPESampler
 
 TABLE = np.random.default_rng(0).random((50_000, 10))  # 50k rows, 4 MB: named by the evaluator below
 WINDOW = 50
-WIDTHS = [16, 32, 64, 128, 256]
-ACTIVATIONS = ["relu", "tanh", "gelu"]
 SAMPLER_METHODS = ("infer_relative_search_space", "sample_relative", "sample_independent", "before_trial",
                    "after_trial")
-
-
-class Space(ModelSpace):
-    def __init__(self) -> None:
-        super().__init__()
-        widths = [nasflow.choice(f"w{i}", WIDTHS) for i in range(3)]
-        self.layers = nn.Sequential(MutableLinear(8, widths[0]), MutableLinear(widths[0], widths[1]),
-                                    MutableLinear(widths[1], widths[2]))
-        self.act = LayerChoice({name: nn.Identity() for name in ACTIVATIONS}, label="act")
-
-    def forward(self, x: Any) -> Any:
-        return self.act(self.layers(x))
 
 
 def evaluate(model: nn.Module, lr: float, dropout: float) -> None:
@@ -108,7 +94,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as workdir:
         config = NasExperimentConfig("sequential", "simplified", max_trial_number=args.trials,
                                      experiment_working_directory=workdir, progress=False)
-        experiment = NasExperiment(Space(), evaluator, TPE(seed=0, n_startup_trials=10), config, id="growth")
+        strategy = TPE(seed=0, n_startup_trials=10)
+        experiment = NasExperiment(six_parameter_space(), evaluator, strategy, config, id="growth")
         began = time.perf_counter()
         experiment.run()
         wall = time.perf_counter() - began

@@ -57,19 +57,12 @@ def run_optuna(trials: int) -> float:
     return time.perf_counter() - start
 
 
-def run_nasflow(trials: int) -> float:
-    import optuna
+def six_parameter_space() -> Any:
+    """The model space of three widths and an activation (the evaluator adds lr and dropout)."""
     from torch import nn
 
     import nasflow
-    from nasflow.evaluator import FunctionalEvaluator
-    from nasflow.execution import ExecutionEngine
-    from nasflow.execution.event import FinalMetricEvent, TrainingEndEvent, TrainingStartEvent
     from nasflow.nn import LayerChoice, ModelSpace, MutableLinear
-    from nasflow.space import ModelStatus, SimplifiedModelSpace
-    from nasflow.strategy import TPE
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     class Space(ModelSpace):
         def __init__(self) -> None:
@@ -78,6 +71,21 @@ def run_nasflow(trials: int) -> float:
             self.layers = nn.Sequential(MutableLinear(8, widths[0]), MutableLinear(widths[0], widths[1]),
                                         MutableLinear(widths[1], widths[2]))
             self.act = LayerChoice({name: nn.Identity() for name in ACTIVATIONS}, label="act")
+
+    return Space()
+
+
+def run_nasflow(trials: int) -> float:
+    import optuna
+
+    import nasflow
+    from nasflow.evaluator import FunctionalEvaluator
+    from nasflow.execution import ExecutionEngine
+    from nasflow.execution.event import FinalMetricEvent, TrainingEndEvent, TrainingStartEvent
+    from nasflow.space import ModelStatus, SimplifiedModelSpace
+    from nasflow.strategy import TPE
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     class InstantEngine(ExecutionEngine):
         """Reports each submitted model's metric and end at once (the model is never built)."""
@@ -114,7 +122,7 @@ def run_nasflow(trials: int) -> float:
     evaluator = FunctionalEvaluator(evaluate, lr=nasflow.loguniform("lr", 1e-4, 1e-1),
                                     dropout=nasflow.uniform("dropout", 0.0, 0.5))
     start = time.perf_counter()
-    space = SimplifiedModelSpace.from_model(Space(), evaluator)
+    space = SimplifiedModelSpace.from_model(six_parameter_space(), evaluator)
     engine = InstantEngine(trials)
     strategy = TPE(seed=SEED, n_startup_trials=STARTUP)
     strategy.initialize(space, engine)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import signal
 import socket
 import sys
@@ -21,7 +20,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-import cloudpickle
 from torch import nn
 
 from nasflow.execution import ExecutionEngine, ModelEventType, SequentialExecutionEngine
@@ -43,6 +41,7 @@ from .store import (
     rank_trained,
 )
 from .stored import DESCRIPTION_KEY, StoredModel, config_from_record, describe, untrusted
+from .strategy_state import StrategyStateSaver
 from .summary import record_run, summarize
 
 __all__ = ["NasExperiment", "EXPERIMENT_STOPPED", "EXPERIMENT_FAILED"]
@@ -95,15 +94,6 @@ def to_executable_space(model_space: Any, evaluator: Any, model_format: str,
     return GraphModelSpace.from_model(model_space, evaluator, **dummy_input)
 
 
-def _dump_state(state: Any) -> bytes:
-    """Strategy states are plain data: the C pickler is several times faster than cloudpickle's, which
-    remains the fallback for states holding functions or classes."""
-    try:
-        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
-    except (pickle.PicklingError, AttributeError, TypeError):
-        return cloudpickle.dumps(state)
-
-
 class NasExperiment:
     """``NasExperiment(model_space, evaluator, strategy, config=None).run()``.
 
@@ -139,7 +129,7 @@ class NasExperiment:
         self._progress: ProgressDisplay | None = None
         self.dashboard: Any = None  # the nasflow.dashboard.Dashboard that run(port=...) serves
         self._space: ExecutableModelSpace | None = None
-        self._saved_strategy_state: bytes | None = None
+        self._strategy_saver: StrategyStateSaver | None = None
         self._engine_state_saved_at = -float("inf")
 
     # ---- running ----------------------------------------------------------------------------
@@ -226,7 +216,8 @@ class NasExperiment:
         try:
             self.config = config
             self._serve_dashboard(store, sock)
-            self._launch(space, store, engine, restored=[], resubmit=[], strategy_state=None, engine_state=None)
+            self._launch(space, store, engine, restored=[], resubmit=[], strategy_state=None, engine_state=None,
+                         saver=StrategyStateSaver(store))
         except BaseException:
             if self._progress is not None:
                 self._progress.stop()
@@ -255,10 +246,10 @@ class NasExperiment:
 
     def _launch(self, space: ExecutableModelSpace, store: ExperimentStore, engine: ExecutionEngine,
                 restored: list[ExecutableModelSpace], resubmit: list[ExecutableModelSpace], strategy_state: Any,
-                engine_state: dict | None) -> None:
+                engine_state: dict | None, saver: StrategyStateSaver) -> None:
         config = self.config
         assert config is not None
-        self._space, self._store = space, store
+        self._space, self._store, self._strategy_saver = space, store, saver
         self.description = describe(space, self.strategy, config)
         store.set_meta(DESCRIPTION_KEY, self.description)  # what readers show, without unpickling the setup
         store.set_meta(METRIC_DIRECTION_KEY, space.metric_direction)  # how readers rank
@@ -355,17 +346,14 @@ class NasExperiment:
     def _save_progress(self, model: ExecutableModelSpace | None = None, *, force: bool = False) -> None:
         """Strategy and engine state, saved before each submission is recorded and after each model ends.
 
-        The strategy's state is written only when it changed (rewriting an identical blob after every
-        model was most of the per-trial cost of a trivial trial); the engine's, which only matters for
-        the time budget after a crash, at most once per ``ENGINE_STATE_INTERVAL`` seconds and at the end.
+        The strategy's state is written incrementally: what changed of it, its append-only lists by
+        their new entries (see ``StrategyStateSaver``); the engine's, which only matters for the time
+        budget after a crash, at most once per ``ENGINE_STATE_INTERVAL`` seconds and at the end.
         """
-        store, recorder = self._store, self._recorder
-        if store is None or recorder is None:
+        store, recorder, saver = self._store, self._recorder, self._strategy_saver
+        if store is None or recorder is None or saver is None:
             return
-        state = _dump_state(self.strategy.state_dict())
-        if state != self._saved_strategy_state:
-            store.save_strategy_state(state)
-            self._saved_strategy_state = state
+        saver.save(self.strategy.state_dict)
         now = time.monotonic()
         if force or now - self._engine_state_saved_at >= ENGINE_STATE_INTERVAL:
             store.set_meta("engine_state", recorder.engine.state_dict())
@@ -486,13 +474,13 @@ class NasExperiment:
                 resubmit.append(model)
             engine_state = dict(store.get_meta("engine_state") or {})
             engine_state["model_count"] = sum(1 for m in restored if m.status != ModelStatus.Invalid)
-            blob = store.load_strategy_state()
+            saver = StrategyStateSaver(store)
+            strategy_state = saver.load()
             experiment = cls(space, None, strategy, config, id=store.experiment().experiment_id)
             sock = _dashboard_socket(port)
             engine = build_engine(config, store.path.parent / "trials", space.evaluator)
             experiment._serve_dashboard(store, sock)
-            experiment._launch(space, store, engine, restored, resubmit, cloudpickle.loads(blob) if blob else None,
-                               engine_state)
+            experiment._launch(space, store, engine, restored, resubmit, strategy_state, engine_state, saver)
         except BaseException:
             if experiment is not None:
                 experiment._close_dashboard(sock)

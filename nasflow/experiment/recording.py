@@ -6,13 +6,10 @@ holds by construction: it records, then passes the event up.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
-
-import cloudpickle
 
 from nasflow.execution import (
     FinalMetricEvent,
@@ -22,8 +19,7 @@ from nasflow.execution import (
     TrainingEndEvent,
     TrainingStartEvent,
 )
-from nasflow.execution.training_service import shareable
-from nasflow.space import ExecutableModelSpace, ModelStatus, SimplifiedModelSpace
+from nasflow.space import ExecutableModelSpace, ModelStatus
 
 from .store import ExperimentStore
 
@@ -38,14 +34,12 @@ def format_name(model: ExecutableModelSpace) -> str:
 
 
 def model_payload(model: ExecutableModelSpace) -> bytes | None:
-    """The format's serialized model: the simplified payload, the graph IR as JSON, or None for raw
-    (which cannot leave the process)."""
-    if isinstance(model, SimplifiedModelSpace):  # what to_payload() gives, without re-pickling the space's class
-        return cloudpickle.dumps(shareable(model))
-    if hasattr(model, "to_payload"):
+    """What a model's row keeps besides its sample: a graph-format model's IR as JSON (readers generate
+    its code from it without unpickling anything), else nothing. Resume rebuilds every model from its
+    sample and the setup's space, which holds the evaluator once per experiment: a pickle of the model
+    in each row copied the evaluator, and every module-level object it names, once per trial."""
+    if format_name(model) == "graph" and hasattr(model, "to_payload"):
         return model.to_payload()
-    if hasattr(model, "dump"):
-        return json.dumps(model.dump()).encode()
     return None
 
 

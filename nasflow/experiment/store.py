@@ -47,7 +47,7 @@ __all__ = [
 
 DB_FILENAME = "nasflow.db"
 APPLICATION_ID = 0x4E415346  # "NASF": marks a SQLite file as a nasflow store (PRAGMA application_id)
-SCHEMA_VERSION = 1  # PRAGMA user_version; bump with a migration when the tables change
+SCHEMA_VERSION = 2  # PRAGMA user_version; bump with a migration (_MIGRATIONS) when the tables change
 METRIC_DIRECTION_KEY = "metric_direction"  # meta: 'maximize' (the default) or 'minimize', for readers
 
 MODEL_STATUSES = frozenset(
@@ -57,6 +57,9 @@ EXPERIMENT_STATUSES = frozenset({"running", "stopped", "done", "failed"})
 
 Metric = float | dict[str, Any]
 
+# Version 2: the entries of the strategy state's append-only lists, one row each (see save_strategy_state)
+_STRATEGY_LOG = """CREATE TABLE strategy_log (
+        path TEXT NOT NULL, seq INTEGER NOT NULL, entry BLOB NOT NULL, PRIMARY KEY (path, seq)) WITHOUT ROWID"""
 _SCHEMA = (
     """CREATE TABLE experiment (
         singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
@@ -81,14 +84,18 @@ _SCHEMA = (
         value TEXT NOT NULL, time REAL NOT NULL, PRIMARY KEY (model_id, seq)) WITHOUT ROWID""",
     """CREATE TABLE strategy_state (
         singleton INTEGER PRIMARY KEY CHECK (singleton = 1), state BLOB NOT NULL, updated REAL NOT NULL)""",
+    _STRATEGY_LOG,
 )
+# version -> the statements that bring a store of that version to the next one (one transaction, on open)
+_MIGRATIONS: dict[int, tuple[str, ...]] = {1: (_STRATEGY_LOG,)}
 _DAMAGED = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})  # sqlite_errorname of a damaged or foreign file
 # sqlite_errorname prefixes of a write the file system refused (extended codes such as SQLITE_IOERR_WRITE)
 _DISK_REFUSED = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN")
 _DB_FILES = ("", "-wal", "-shm", "-journal")  # the database and the files SQLite keeps beside it
 _CREATING = ".creating"  # suffix of a database being built by create(), before it is published
 _KILL_AT = "NASFLOW_TEST_KILL_AT"
-_TABLES = frozenset({"experiment", "meta", "model", "history", "metric", "strategy_state"})
+_TABLES_V1 = frozenset({"experiment", "meta", "model", "history", "metric", "strategy_state"})
+_TABLES = {1: _TABLES_V1, 2: _TABLES_V1 | {"strategy_log"}}  # the tables of each version this nasflow reads
 _MODEL_COLUMNS = "model_id, sample, {payload}, format, status, error, log_path, trial_id, final, created, updated"
 
 
@@ -320,8 +327,9 @@ def _empty_error(db: Path) -> StoreCorruptError:
     )
 
 
-def _check_identity(conn: sqlite3.Connection, db: Path) -> None:
-    """Refuse anything but a nasflow store of a known version, without writing to the file."""
+def _check_identity(conn: sqlite3.Connection, db: Path) -> int:
+    """Refuse anything but a nasflow store of a known version, without writing to the file; return
+    its version."""
     try:
         with _naming_damage(db):
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
@@ -342,16 +350,33 @@ def _check_identity(conn: sqlite3.Connection, db: Path) -> None:
             f"{db} has store schema version {version}, newer than the {SCHEMA_VERSION} this nasflow reads. "
             "Upgrade nasflow to open it.", db
         )
-    if version != SCHEMA_VERSION:
+    if version not in _TABLES:
         raise StoreVersionError(
             f"{db} has unknown store schema version {version} (this nasflow reads version {SCHEMA_VERSION}); "
             "it was not written by a released nasflow. Re-run the experiment to get a fresh store.", db
         )
-    missing = _TABLES - tables
+    missing = _TABLES[version] - tables
     if missing:
         raise StoreCorruptError(
             f"{db} is a nasflow store missing tables {sorted(missing)}; it is damaged. Restore it from a backup.", db
         )
+    return version
+
+
+def _migrate(conn: sqlite3.Connection, db: Path, version: int) -> None:
+    """Bring an older store to ``SCHEMA_VERSION`` in one transaction (a crash leaves the old version)."""
+    with _naming_damage(db, writing=True):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for each in range(version, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[each]:
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
 
 def _remove_files(db: Path) -> None:
@@ -467,8 +492,9 @@ class ExperimentStore:
     """
 
     def __init__(self, conn: sqlite3.Connection, path: Path, read_only: bool, owner: OwnerLock | None = None,
-                 made_dir: bool | None = None) -> None:
+                 made_dir: bool | None = None, version: int = SCHEMA_VERSION) -> None:
         self._conn: sqlite3.Connection | None = conn
+        self._version = version  # an older store opened read-only keeps its version (and tables)
         self._path = path
         self._read_only = read_only
         self._owner = owner  # the owner lock a writer holds until close()
@@ -541,10 +567,13 @@ class ExperimentStore:
                 _remove_leftovers(db)
             conn = _connect(db, "ro" if read_only else "rw")
             try:
-                _check_identity(conn, db)
+                version = _check_identity(conn, db)
                 if not read_only:
                     with _naming_damage(db, writing=True):
                         _configure_writer(conn)
+                    if version < SCHEMA_VERSION:
+                        _migrate(conn, db, version)
+                        version = SCHEMA_VERSION
             except BaseException:
                 conn.close()
                 raise
@@ -552,7 +581,7 @@ class ExperimentStore:
             if owner is not None:
                 owner.release()
             raise
-        return cls(conn, db, read_only, owner)
+        return cls(conn, db, read_only, owner, version=version)
 
     @property
     def path(self) -> Path:
@@ -696,18 +725,35 @@ class ExperimentStore:
         """Whether the experiment's metric is better higher (``'maximize'``) or lower (``'minimize'``)."""
         return "minimize" if self.get_meta(METRIC_DIRECTION_KEY) == "minimize" else "maximize"
 
-    def save_strategy_state(self, state: bytes) -> None:
-        """Replace the strategy's opaque state blob (only the latest one is kept)."""
-        if not isinstance(state, (bytes, bytearray, memoryview)):
+    def save_strategy_state(self, state: bytes | None, *, appends: Iterable[tuple[str, int, bytes]] = (),
+                            reset: Iterable[str] = ()) -> None:
+        """Save the strategy's progress in one transaction, so a crash keeps the last save whole:
+        the opaque state blob (only the latest is kept; None leaves it as it is), and the entries of
+        its append-only logs, ``(path, seq, entry)`` each, after dropping the logs named in ``reset``."""
+        if state is not None and not isinstance(state, (bytes, bytearray, memoryview)):
             raise TypeError(f"Strategy state must be bytes, got {type(state).__name__}.")
+        rows = [(str(path), operator.index(seq), bytes(entry)) for path, seq, entry in appends]
         with self._write() as conn:
-            conn.execute("INSERT OR REPLACE INTO strategy_state VALUES (1, ?, ?)", (bytes(state), time.time()))
+            conn.executemany("DELETE FROM strategy_log WHERE path = ?", [(str(path),) for path in reset])
+            conn.executemany("INSERT INTO strategy_log VALUES (?, ?, ?)", rows)
+            if state is not None:
+                conn.execute("INSERT OR REPLACE INTO strategy_state VALUES (1, ?, ?)", (bytes(state), time.time()))
 
     def load_strategy_state(self) -> bytes | None:
         """The latest strategy state, or None if the strategy never saved one."""
         with self._read() as conn:
             row = conn.execute("SELECT state FROM strategy_state").fetchone()
         return None if row is None else bytes(row[0])
+
+    def load_strategy_log(self) -> dict[str, list[bytes]]:
+        """The entries of the strategy state's append-only logs: path -> entries in order."""
+        if self._version < 2:  # an older store, read-only: it has no logs
+            return {}
+        logs: dict[str, list[bytes]] = defaultdict(list)
+        with self._read() as conn:
+            for path, entry in conn.execute("SELECT path, entry FROM strategy_log ORDER BY path, seq"):
+                logs[path].append(bytes(entry))
+        return dict(logs)
 
     # -- model writes -------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """Strategies: which models to try next."""
 
+from .append_log import AppendLog
 from .base import Strategy
 from .evolution import RegularizedEvolution
 from .grid import GridSearch
@@ -11,7 +12,7 @@ from .rl import PolicyBasedRL
 from .tpe import TPE
 
 __all__ = [
-    "Strategy", "Random", "GridSearch", "RegularizedEvolution", "TPE", "PolicyBasedRL",
+    "Strategy", "AppendLog", "Random", "GridSearch", "RegularizedEvolution", "TPE", "PolicyBasedRL",
     "SuccessiveHalving", "Hyperband", "ASHA",
     "Chain", "StrategyMiddleware", "Deduplication", "FailureHandler", "Filter", "MedianStop",
     "OneShotStrategy", "DARTS", "GumbelDARTS", "Proxyless", "RandomOneShot", "ENAS",

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from nasflow.execution import ExecutionEngine, ModelEvent, ModelEventType
 from nasflow.space import ExecutableModelSpace, ModelStatus, metric_score
 
+from .append_log import AppendLog
 from .base import Strategy
 from .utils import EventHooks, check_int, check_seed, sample_key
 
@@ -208,10 +209,10 @@ class TPE(Strategy):
     def state_dict(self) -> dict[str, Any]:
         """JSON-able: the seed, and the told trials in order (re-added to a fresh study on load).
 
-        ``history`` only grows, and a record never changes once added: a saved state is a prefix
-        of every later one, so it can be stored by appending the new records.
+        ``history`` only grows, and a record never changes once added: an ``AppendLog``, stored by
+        appending the new records.
         """
-        return {"seed": self._base_seed, "history": list(self._history)}
+        return {"seed": self._base_seed, "history": AppendLog(self._history)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self._study is not None:

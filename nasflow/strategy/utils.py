@@ -13,6 +13,8 @@ from nasflow.execution.budget import Budget
 from nasflow.mutable import Categorical, CategoricalMultiple, Constraint, LabeledMutable, Numerical, Sample
 from nasflow.mutable.symbol import index_of
 
+from .append_log import AppendLog
+
 __all__ = [
     "sample_key", "DedupFilter", "value_leaves", "SampleCodec", "EventHooks",
     "check_seed", "check_int", "check_probability", "rng_state", "set_rng_state", "remaining_trials",
@@ -43,8 +45,9 @@ class DedupFilter:
     def __len__(self) -> int:
         return len(self._seen)
 
-    def state_dict(self) -> list[str]:
-        return list(self._seen)
+    def state_dict(self) -> AppendLog:
+        """The keys seen, in the order first seen: a list that only grows."""
+        return AppendLog(self._seen)
 
     def load_state_dict(self, state: list[str]) -> None:
         self._seen.update(dict.fromkeys(state))

@@ -49,6 +49,7 @@ def poison(db: Path, marker: Path) -> None:
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE meta SET value = ? WHERE key = 'setup'", (f'"{blob.hex()}"',))
         assert conn.execute("UPDATE strategy_state SET state = ?", (blob,)).rowcount == 1
+        assert conn.execute("UPDATE strategy_log SET entry = ?", (blob,)).rowcount > 0  # Random's samples seen
         assert conn.execute("UPDATE model SET payload = ?", (blob,)).rowcount == 3
     conn.close()
 

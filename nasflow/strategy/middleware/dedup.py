@@ -9,6 +9,7 @@ from typing import Any, Literal
 from nasflow.execution import FinalMetricEvent, ModelEvent, ModelEventType, TrainingEndEvent
 from nasflow.space import ExecutableModelSpace, ModelStatus
 
+from ..append_log import AppendLog
 from ..utils import check_int, check_seed, rng_state, sample_key, set_rng_state
 from .base import StrategyMiddleware
 
@@ -49,6 +50,7 @@ class Deduplication(StrategyMiddleware):
         self._rng = random.Random(seed)
         # sample key -> the earlier model's result, or None while it has not ended
         self._results: dict[str, dict[str, Any] | None] = {}
+        self._changes: list[list[Any]] = []  # every [key, result] set in _results, in order: the saved state
         self._owners: dict[str, ExecutableModelSpace] = {}  # sample key -> the model that ran it here
         self._waiting: dict[str, list[ExecutableModelSpace]] = {}  # 'return' duplicates of a running model
         self._dups_in_a_row = 0
@@ -83,8 +85,12 @@ class Deduplication(StrategyMiddleware):
         return self._results[key] is None and key not in self._owners
 
     def _track(self, model: ExecutableModelSpace, key: str) -> None:
-        self._results[key] = None
+        self._set_result(key, None)
         self._owners[key] = model
+
+    def _set_result(self, key: str, result: dict[str, Any] | None) -> None:
+        self._results[key] = result
+        self._changes.append([key, result])
 
     def _replacement(self) -> ExecutableModelSpace | None:
         for _ in range(_REPLACE_DRAWS):
@@ -113,11 +119,11 @@ class Deduplication(StrategyMiddleware):
         owner = self._owners.get(key)
         if owner is not event.model and not (owner is None and key in self._results):
             return  # (a model nobody here ran, whose sample was running when the state was saved, counts)
-        self._results[key] = {
+        self._set_result(key, {
             "status": event.model.status.value,
             "final": event.model.metrics.final,
             "intermediates": list(event.model.metrics.intermediates),
-        }
+        })
         for waiting in self._waiting.pop(key, []):
             self._return(waiting, key)
 
@@ -131,10 +137,16 @@ class Deduplication(StrategyMiddleware):
         return self.engine.budget_available()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"results": dict(self._results), "dups_in_a_row": self._dups_in_a_row, "rng": rng_state(self._rng)}
+        """``results``: the results as they were set, in order (the last one of a key counts), a list
+        that only grows where the results themselves change (a running sample gets its result)."""
+        return {"results": AppendLog(self._changes), "dups_in_a_row": self._dups_in_a_row,
+                "rng": rng_state(self._rng)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._results.update(state.get("results", {}))
+        results = state.get("results", {})
+        changes = [list(item) for item in results.items()] if isinstance(results, dict) else results  # older states
+        for key, result in changes:
+            self._set_result(key, result)
         self._dups_in_a_row = int(state.get("dups_in_a_row", 0))
         if state.get("rng") is not None:
             set_rng_state(self._rng, state["rng"])

@@ -9,6 +9,7 @@ from typing import Any
 from nasflow.execution import ModelEvent, ModelEventType
 from nasflow.space import ExecutableModelSpace, ModelStatus, metric_score
 
+from ..append_log import AppendLog
 from ..utils import check_int
 from .base import StrategyMiddleware
 
@@ -60,7 +61,7 @@ class MedianStop(StrategyMiddleware):
             self.engine.cancel_models(model)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"completed": [list(h) for h in self._completed]}
+        return {"completed": AppendLog(self._completed)}  # a completed model's curve is never changed
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._completed = [[float(v) for v in h] for h in state.get("completed", [])]

@@ -38,7 +38,8 @@ from nasflow.runtime.metric import MetricDirection, metric_score, normalize_metr
 from .owner import LockHeld, OwnerLock
 
 __all__ = [
-    "APPLICATION_ID", "DB_FILENAME", "EXPERIMENT_STATUSES", "METRIC_DIRECTION_KEY", "MODEL_STATUSES", "SCHEMA_VERSION",
+    "APPLICATION_ID", "DB_FILENAME", "DESCRIPTION_KEY", "EXPERIMENT_STATUSES", "METRIC_DIRECTION_KEY", "MODEL_STATUSES",
+    "SCHEMA_VERSION",
     "DuplicateModelError", "ExperimentRecord", "ExperimentStore", "MetricsRecord", "ModelRecord",
     "StatusChange", "StoreClosedError", "StoreCorruptError", "StoreError", "StoreExistsError",
     "StoreForeignError", "StoreIOError", "StoreLockedError", "StoreNotFoundError", "StoreReadOnlyError",
@@ -49,6 +50,7 @@ DB_FILENAME = "nasflow.db"
 APPLICATION_ID = 0x4E415346  # "NASF": marks a SQLite file as a nasflow store (PRAGMA application_id)
 SCHEMA_VERSION = 1  # PRAGMA user_version; bump with a migration when the tables change
 METRIC_DIRECTION_KEY = "metric_direction"  # meta: 'maximize' (the default) or 'minimize', for readers
+DESCRIPTION_KEY = "description"  # meta: the setup in JSON (strategy, format...; see stored.describe), for readers
 
 MODEL_STATUSES = frozenset(
     {"initialized", "frozen", "training", "trained", "failed", "interrupted", "invalid", "retrying"}

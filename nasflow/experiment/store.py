@@ -481,6 +481,7 @@ class ExperimentStore:
         self._made_dir = made_dir  # set by create(): whether it made the folder (what discard() removes)
         self._lock = threading.RLock()  # reentrant: the writes inside batch() take it again
         self._batched = False  # a batch() transaction is open (in the thread holding the lock)
+        self._batch_void = False  # a write inside the open batch raised: the batch must not commit
         self._checkpointer = None if read_only else WalCheckpointer(path)
 
     # -- construction -------------------------------------------------------------------------
@@ -624,20 +625,26 @@ class ExperimentStore:
     @contextmanager
     def batch(self) -> Iterator[None]:
         """The writes made in the body (by this thread) commit together as one transaction: all of them
-        or none survive a crash, and they cost one commit instead of one each. Each write stays atomic
-        on its own (a savepoint): one that raises undoes only itself. Keep the body short: the store's
-        other threads wait for it."""
-        with self._write():
+        or none survive a crash, and they cost one commit instead of one each. A write that raises voids
+        the batch: nothing of it is committed, and leaving the body raises even if the error was caught
+        there. Keep the body short: the store's other threads wait for it."""
+        with self._write() as conn:
             outer, self._batched = self._batched, True
+            if not outer:
+                self._batch_void = False
             try:
                 yield
             finally:
                 self._batched = outer
+            if self._batch_void:
+                raise StoreError(f"A write to {self._path} failed inside a batch, so none of the batch's writes "
+                                 "was committed.", self._path)
+            _check_batch_alive(conn, self._path)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One transaction, committed on exit and rolled back if the body raises; inside ``batch()``,
-        a savepoint of the batch's transaction."""
+        part of the batch's transaction."""
         with self._lock:
             conn = self._connection()
             if self._read_only:
@@ -646,14 +653,16 @@ class ExperimentStore:
                     "(ExperimentStore.open(path) without read_only=True).", self._path
                 )
             with _naming_damage(self._path, writing=True):
-                if self._batched:
-                    _check_batch_alive(conn, self._path)
-                    yield from _savepoint(conn)
+                if self._batched:  # part of the batch's transaction
+                    try:
+                        yield conn
+                    except BaseException:
+                        self._batch_void = True
+                        raise
                     return
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield conn
-                    _check_batch_alive(conn, self._path)
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
@@ -906,25 +915,11 @@ def rank_trained(records: Iterable[ModelRecord], direction: MetricDirection = "m
     return sorted(trained, key=lambda r: -metric_score(r.metrics.final, direction))  # type: ignore[arg-type, operator]
 
 
-def _savepoint(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """A write nested in a batch: released on success, undone alone if it raises."""
-    conn.execute("SAVEPOINT write")
-    try:
-        yield conn
-    except BaseException:
-        if conn.in_transaction:  # SQLite itself rolls the whole transaction back on some errors (a full disk)
-            conn.execute("ROLLBACK TO write")
-            conn.execute("RELEASE write")
-        raise
-    conn.execute("RELEASE write")
-
-
 def _check_batch_alive(conn: sqlite3.Connection, db: Path) -> None:
-    """Refuse to go on with a batch whose transaction SQLite rolled back after a failed write (a full
-    disk): writes would commit one by one, and the batch's earlier ones are gone."""
+    """A batch whose transaction SQLite itself rolled back (it does on a full disk) commits nothing."""
     if not conn.in_transaction:
-        raise StoreError(f"A write to {db} failed and SQLite rolled back the whole batch it was part of; "
-                         "nothing of the batch was committed.", db)
+        raise StoreError(f"A write to {db} failed and SQLite rolled back the batch it was part of; nothing of "
+                         "the batch was committed.", db)
 
 
 def _in_clause(statuses: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:

@@ -586,19 +586,24 @@ def test_a_batch_commits_all_its_writes_at_once_or_none(store: ExperimentStore) 
             store.add_model(1, {"i": 1}, format="simplified", status="frozen")
             store.set_status(1, "training")
             store.add_intermediate(1, 0.5)
-            with pytest.raises(DuplicateModelError):  # a write that fails undoes itself alone
-                store.add_model(0, {"i": 9}, format="simplified")
             assert store.model(1).status == "training"  # the batch reads its own writes
             assert reader.count_models() == 1  # others see none of them yet
         assert reader.model(1).status == "training" and reader.model(1).metrics.intermediates == [0.5]
         assert [change.status for change in reader.model(1).history] == ["frozen", "training"]
-        assert reader.model(0).sample == {"i": 0}
 
         with pytest.raises(RuntimeError, match="midway"), store.batch():
             store.set_final(1, 1.0)
             store.set_status(1, "trained")
             raise RuntimeError("midway")
+        with pytest.raises(StoreError, match="failed inside a batch"), store.batch():
+            store.set_final(1, 1.0)
+            with pytest.raises(DuplicateModelError):  # caught, yet it voids the batch
+                store.add_model(0, {"i": 9}, format="simplified")
+        with pytest.raises(UnknownModelError), store.batch():
+            store.set_final(1, 1.0)
+            store.set_status(7, "trained")
         assert store.model(1).status == "training" and store.model(1).metrics.final is None
+        assert reader.model(0).sample == {"i": 0}
     store.set_status(1, "trained")  # the store is usable after a failed batch
     assert store.count_models("trained") == 1
 

@@ -4,10 +4,10 @@ It is the outermost engine layer the strategy talks to, so "written before the s
 holds by construction: it records, then passes the event up.
 
 One commit per event: the writes of an event (a status with its trial, a metric) commit together in
-one ``store.batch()``. A new model's row is written before the engine gets the model, except under an
-engine that runs models inside ``submit_models`` (sequential), where nothing of it leaves the process
-before its first event: there the row commits with that event (its start), or when ``submit_models``
-returns, whichever comes first.
+one ``store.batch()``. A submission's saved strategy progress and then the new model's row are written
+before the engine gets the model, except under an engine that runs models inside ``submit_models``
+(sequential), where nothing of the model leaves the process before its first event: there both commit
+with that event (its start), or when ``submit_models`` returns, whichever comes first.
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ class RecordingMiddleware(Middleware):
         self._outside = list(restored)  # models the engine below does not list (restored, ended above)
         self._searching: dict[int, dict[str, Any]] = {}  # models submitted without a sample: the sample recorded
         self._lock = threading.RLock()  # ids and unwritten rows; held while writing (events come from threads)
+        self._unsaved: list[ExecutableModelSpace] = []  # submissions on_submit has not saved yet, see _writing
         self._unwritten: list[tuple[int, dict[str, Any], str, bytes | None]] = []  # new rows, see _writing
         records = store.models(include_payload=False)
         self._next_id = max((r.model_id for r in records), default=-1) + 1
@@ -92,16 +93,20 @@ class RecordingMiddleware(Middleware):
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
-        """One store transaction: the rows of new models not written yet, then the body's writes."""
+        """One store transaction: the strategy's progress for submissions not saved yet, the rows of new
+        models not written yet, then the body's writes."""
         with self._lock, self.store.batch():
+            for model in self._unsaved:
+                self.on_submit(model)  # type: ignore[misc]  # only queued when there is one
             for model_id, sample, fmt, payload in self._unwritten:
                 self.store.add_model(model_id, sample, format=fmt, payload=payload, status=ModelStatus.Frozen.value)
             yield
-        self._unwritten.clear()  # committed (a failed batch keeps them for the next write)
+        self._unsaved.clear()  # committed (a failed batch keeps them for the next write)
+        self._unwritten.clear()
 
     def _write_new_rows(self) -> None:
         with self._lock:
-            if self._unwritten:
+            if self._unsaved or self._unwritten:
                 with self._writing():
                     pass
 
@@ -123,12 +128,17 @@ class RecordingMiddleware(Middleware):
         """Record each model, then hand them all to the engine.
 
         ``on_submit`` (the strategy's saved progress) runs before the model's row is written: a crash
-        in between loses one sample the strategy drew, where the other order would run it twice.
+        in between loses one sample the strategy drew, where the other order would run it twice. Under
+        an in-process engine both are deferred to the model's first event and commit with it, at once.
         """
         in_process = self.engine.runs_in_process
         for model in models:
             if self.on_submit is not None:
-                self.on_submit(model)
+                if in_process:
+                    with self._lock:
+                        self._unsaved.append(model)
+                else:
+                    self.on_submit(model)
             if not self._add(model):  # a model resubmitted (resume, retry) keeps its id and row
                 status = ModelStatus.Retrying if model.status == ModelStatus.Retrying else ModelStatus.Frozen
                 with self._writing():

@@ -95,9 +95,10 @@ def test_run_records_every_model_and_exports_the_best(tmp_path: Path, finished: 
 
 
 def test_a_trial_commits_once_per_event_its_row_with_its_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The recording layer writes each event in one transaction, and a new model's row commits with its
-    start (the sequential engine runs it inside submit_models): per trial, start, intermediate, final,
-    end, and the strategy's changed state; every row still holds its whole history."""
+    """The recording layer writes each event in one transaction; under the sequential engine (which runs
+    a model inside submit_models) the strategy's saved progress and the new model's row commit with its
+    start. Per trial: start, intermediate, final, end (Random's state does not change at the end); every
+    row still holds its whole history."""
     commits: list[str] = []
     connect = store_module._connect
 
@@ -115,7 +116,7 @@ def test_a_trial_commits_once_per_event_its_row_with_its_start(tmp_path: Path, m
                             config(tmp_path, max_trial_number=trials))
         assert exp.run() is True
         counts[trials] = len(commits)
-    assert (counts[len(WIDTHS)] - counts[1]) / (len(WIDTHS) - 1) <= 5, counts  # a run's start and end cancel out
+    assert (counts[len(WIDTHS)] - counts[1]) / (len(WIDTHS) - 1) <= 4, counts  # a run's start and end cancel out
     with ExperimentStore.open(tmp_path / exp.id, read_only=True) as store:
         for record in store.models():
             assert [change.status for change in record.history] == ["frozen", "training", "trained"]

@@ -5,9 +5,10 @@ creating or opening the store until it closes it, and any other writer is refuse
 is atomic (a store is either absent or complete, setup included), and every write is one committed
 transaction (WAL journal, ``synchronous=NORMAL``; ``batch()`` commits several writes as one), so
 killing the process loses nothing already written (a power cut may lose the commits since the last
-checkpoint, which a background thread makes: see ``checkpointer``). The CLI and dashboard read the same file with
-``open(path, read_only=True)`` while the experiment runs; that opens SQLite with ``mode=ro``, never
-writes the database file and never takes the lock. The folder is 0700 and the database files 0600.
+checkpoint, which a background thread makes: see ``checkpointer``). The CLI and dashboard read the
+same file with ``open(path, read_only=True)`` while the experiment runs; that opens SQLite with
+``mode=ro``, never writes the database file and never takes the lock. The folder is 0700 and the
+database files 0600.
 
 Tests only: ``NASFLOW_TEST_KILL_AT=<point>`` makes ``create`` SIGKILL its own process at that point
 (``store-temp-created``, ``store-temp-committed``, ``store-published``), as a crash there would.

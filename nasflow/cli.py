@@ -1,8 +1,9 @@
 """The ``nasflow`` command: run a search script, list, show, view, resume, stop and export experiments,
 and print a trial's log.
 
-Torch loads only in the commands that need it (list, show, export, resume, run, stop), so ``nasflow view``
-starts in a fraction of a second."""
+Torch loads only in the commands that run models (run, resume) and in ``export --format code`` of a
+graph-format model: the commands that only read the store (list, show, export, logs, stop, view) start in
+a fraction of a second."""
 
 from __future__ import annotations
 
@@ -24,8 +25,16 @@ from rich.table import Table
 
 from nasflow.dashboard import DEFAULT_PORT
 from nasflow.experiment.config import NasExperimentConfig
+from nasflow.experiment.export import export_code, top_records
 from nasflow.experiment.owner import pid_alive
-from nasflow.experiment.store import ExperimentStore, ModelRecord, StoreError, UnknownModelError, rank_trained
+from nasflow.experiment.store import (
+    DESCRIPTION_KEY,
+    ExperimentStore,
+    ModelRecord,
+    StoreError,
+    UnknownModelError,
+    rank_trained,
+)
 from nasflow.runtime.metric import metric_number
 
 if TYPE_CHECKING:
@@ -108,10 +117,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     with _open(args.id, args.dir) as store:
         exp, records = store.experiment(), store.models(include_payload=False)
-        from nasflow.experiment.experiment import top_records
-        from nasflow.experiment.stored import DESCRIPTION_KEY
-
-        best = top_records(store, args.top_k)
+        best = top_records(store, args.top_k, include_payload=False)
         setup = store.get_meta(DESCRIPTION_KEY) or {}
     described = f"{setup['strategy']} strategy, {setup['model_format']} format, " if setup else ""
     console.print(f"[bold]{exp.experiment_id}[/bold] {exp.name}: {exp.status}, {len(records)} models, {described}"
@@ -208,9 +214,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     with _open(args.id, args.dir) as store:
-        from nasflow.experiment.experiment import export_code, top_records
-
-        records = top_records(store, args.top_k)
+        records = top_records(store, args.top_k, include_payload=args.format == "code")
         if args.format == "dict":
             text = json.dumps([r.sample for r in records], indent=2)
         else:

@@ -201,3 +201,46 @@ def test_resume_of_a_running_experiment_is_refused(ran: Path, capsys: pytest.Cap
         assert store.experiment().status == "done"
     finally:
         store.close()
+
+
+# ----- commands that only read the store stay torch-free ------------------------------------------
+
+VISIT_THEN_CTRL_C = textwrap.dedent('''
+    import os, signal, threading, urllib.request
+    import nasflow.dashboard
+
+    serve = nasflow.dashboard.serve
+
+    def visiting(*args, **kwargs):
+        """The real dashboard, read through its API once, then Ctrl-C (as a user would)."""
+        dashboard = serve(*args, **kwargs)
+
+        def visit():
+            for path in ("api/summary", "api/trials", "api/export?format=dict&top_k=2"):
+                with urllib.request.urlopen(dashboard.url + path) as response:
+                    assert response.status == 200, path
+            os.kill(os.getpid(), signal.SIGINT)
+
+        threading.Thread(target=visit, daemon=True).start()
+        return dashboard
+
+    nasflow.dashboard.serve = visiting
+''')
+
+
+@pytest.mark.parametrize(("command", "expected_code"), [
+    (["list"], 0), (["show", "clirun"], 0), (["export", "clirun", "--format", "dict", "--top-k", "2"], 0),
+    (["logs", "clirun", "0"], 1), (["stop", "clirun"], 1), (["view", "clirun", "--port", "0"], 0),
+])
+def test_read_only_commands_never_import_torch(ran: Path, command: list[str], expected_code: int) -> None:
+    """Each in a fresh process, on a real store: reading one must not pay for torch's import (seconds)."""
+    code = (VISIT_THEN_CTRL_C if command[0] == "view" else "") + textwrap.dedent(f"""
+        import sys
+        from nasflow.cli import main
+        code = main({[*command, "--dir", str(ran)]!r})
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] == "torch")
+        print("RESULT", code, loaded)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_GUARD_S)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == f"RESULT {expected_code} []", done.stdout + done.stderr

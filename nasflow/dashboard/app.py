@@ -27,6 +27,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from nasflow.experiment.export import graph_code
 from nasflow.experiment.store import StoreError, UnknownModelError
 
 from .query import LOG_TAIL_BYTES, MAX_LOG_BYTES, QueryError, StoreView, TrialQuery, parse_ids
@@ -101,10 +102,8 @@ def _filename(text: str) -> str:
 
 @functools.lru_cache(maxsize=64)
 def generate_code(ir_json: str) -> str:
-    """PyTorch source of a graph-format model's IR (imports torch on first use, not before)."""
-    from nasflow.space.graph import GraphModelSpace
-
-    return GraphModelSpace.load(ir_json).code()
+    """``graph_code``, cached: a page asks again for the same model's code."""
+    return graph_code(ir_json)
 
 
 class _Api:

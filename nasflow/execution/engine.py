@@ -27,6 +27,10 @@ class ExecutionEngine(abc.ABC):
     the order they were registered.
     """
 
+    # True when submit_models runs each model to its end in the calling process before returning:
+    # nothing of a model leaves the process before its first event.
+    runs_in_process = False
+
     def __init__(self) -> None:
         self._callbacks: dict[ModelEventType, list[EventCallback]] = defaultdict(list)
         self._next_model_id = 0
@@ -111,6 +115,10 @@ class Middleware(ExecutionEngine):
         if self._engine is None:
             raise RuntimeError(f"{type(self).__name__} has no engine below it yet; call set_engine first.")
         return self._engine
+
+    @property
+    def runs_in_process(self) -> bool:  # type: ignore[override]
+        return self.engine.runs_in_process
 
     def set_engine(self, engine: ExecutionEngine) -> None:
         self._engine = engine

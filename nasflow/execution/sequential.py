@@ -42,6 +42,8 @@ class SequentialExecutionEngine(ExecutionEngine):
     ``continue_on_failure=False`` a failing model re-raises its error after it is marked Failed.
     """
 
+    runs_in_process = True
+
     def __init__(self, max_model_count: int | None = None, max_duration: float | None = None,
                  continue_on_failure: bool = False) -> None:
         super().__init__()

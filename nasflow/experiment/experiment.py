@@ -27,20 +27,13 @@ from nasflow.space import ExecutableModelSpace, ModelStatus, RawFormatModelSpace
 
 from .config import NasExperimentConfig
 from .engines import build_engine
+from .export import export_code, top_records
 from .journals import ingest_journals
 from .persistence import SETUP_KEY, dump_setup, load_setup, restore_model
 from .progress import ProgressDisplay
 from .recording import RecordingMiddleware
-from .store import (
-    DB_FILENAME,
-    METRIC_DIRECTION_KEY,
-    ExperimentStore,
-    ModelRecord,
-    StoreError,
-    StoreNotFoundError,
-    rank_trained,
-)
-from .stored import DESCRIPTION_KEY, StoredModel, config_from_record, describe, untrusted
+from .store import DB_FILENAME, DESCRIPTION_KEY, METRIC_DIRECTION_KEY, ExperimentStore, StoreError, StoreNotFoundError
+from .stored import StoredModel, config_from_record, describe, untrusted
 from .strategy_state import StrategyStateSaver
 from .summary import record_run, summarize
 
@@ -410,7 +403,7 @@ class NasExperiment:
             models = list(self.strategy.list_models())
             return [m.sample for m in models] if formatter == "dict" else [m.executable_model() for m in models]
         store = self._require_store()
-        records = top_records(store, top_k)
+        records = top_records(store, top_k, include_payload=formatter == "code")
         if formatter == "dict":
             return [r.sample for r in records]
         if formatter == "code":
@@ -533,22 +526,4 @@ def _attach_strategy_dir(strategy: Any, store: ExperimentStore) -> None:
     attach = getattr(strategy, "set_checkpoint_dir", None)
     if attach is not None:
         attach(store.path.parent / "strategy")
-
-
-def top_records(store: ExperimentStore, top_k: int | None) -> list[ModelRecord]:
-    """Trained models of a store, best final metric first (in the experiment's metric direction)."""
-    ranked = rank_trained(store.models(ModelStatus.Trained.value), store.metric_direction())
-    return ranked[:top_k] if top_k is not None else ranked
-
-
-def export_code(record: ModelRecord) -> str:
-    """PyTorch source of a graph-format model; other formats carry no graph to generate it from."""
-    if record.format != "graph" or record.payload is None:
-        raise ValueError(
-            f"formatter='code' needs the graph model format, but model {record.model_id} is {record.format!r}. "
-            "Run the experiment with NasExperimentConfig(..., model_format='graph') to export code."
-        )
-    from nasflow.space.graph import GraphModelSpace
-
-    return GraphModelSpace.load(record.payload.decode()).code()
 

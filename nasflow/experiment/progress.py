@@ -80,7 +80,7 @@ class ProgressDisplay:
         elif isinstance(event, TrainingEndEvent):
             self.running = max(0, self.running - 1)
             self._count_end(event)
-            if self._progress is None:
+            if self._progress is None and _logger.isEnabledFor(logging.INFO):
                 _logger.info("model %s %s (metric %s) | %s", event.model.model_id, event.status.value,
                              event.model.metric, self._status())
         else:

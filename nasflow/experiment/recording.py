@@ -2,13 +2,20 @@
 
 It is the outermost engine layer the strategy talks to, so "written before the strategy sees it"
 holds by construction: it records, then passes the event up.
+
+One commit per event: the writes of an event (a status with its trial, a metric) commit together in
+one ``store.batch()``. A submission's saved strategy progress and then the new model's row are written
+before the engine gets the model, except under an engine that runs models inside ``submit_models``
+(sequential), where nothing of the model leaves the process before its first event: there both commit
+with that event (its start), or when ``submit_models`` returns, whichever comes first.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from nasflow.execution import (
@@ -57,7 +64,9 @@ class RecordingMiddleware(Middleware):
         self.cut_short_ids: set[int] = set()  # models the end of the run cut short (see note_cut_short)
         self._outside = list(restored)  # models the engine below does not list (restored, ended above)
         self._searching: dict[int, dict[str, Any]] = {}  # models submitted without a sample: the sample recorded
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # ids and unwritten rows; held while writing (events come from threads)
+        self._unsaved: list[ExecutableModelSpace] = []  # submissions on_submit has not saved yet, see _writing
+        self._unwritten: list[tuple[int, dict[str, Any], str, bytes | None]] = []  # new rows, see _writing
         records = store.models(include_payload=False)
         self._next_id = max((r.model_id for r in records), default=-1) + 1
 
@@ -73,36 +82,68 @@ class RecordingMiddleware(Middleware):
                 return False
             model.model_id = self._next_id
             self._next_id += 1
-            self.store.add_model(model.model_id, model.sample or {}, format=format_name(model),
-                                 payload=model_payload(model), status=ModelStatus.Frozen.value)
+            self._unwritten.append((model.model_id, model.sample or {}, format_name(model), model_payload(model)))
             return True
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One store transaction: the strategy's progress for submissions not saved yet, the rows of new
+        models not written yet, then the body's writes."""
+        with self._lock, self.store.batch():
+            for model in self._unsaved:
+                self.on_submit(model)  # type: ignore[misc]  # only queued when there is one
+            for model_id, sample, fmt, payload in self._unwritten:
+                self.store.add_model(model_id, sample, format=fmt, payload=payload, status=ModelStatus.Frozen.value)
+            yield
+        self._unsaved.clear()  # committed (a failed batch keeps them for the next write)
+        self._unwritten.clear()
+
+    def _write_new_rows(self) -> None:
+        with self._lock:
+            if self._unsaved or self._unwritten:
+                with self._writing():
+                    pass
 
     def assign_model_id(self, model: ExecutableModelSpace) -> int:
         self._add(model)
+        self._write_new_rows()
         return model.model_id  # type: ignore[return-value]
 
     def record_ended_model(self, model: ExecutableModelSpace, reason: str | None = None) -> None:
         self._add(model)
         assert model.model_id is not None
-        if model.metrics.final is not None:
-            self.store.set_final(model.model_id, model.metrics.final)
-        self.store.set_status(model.model_id, model.status.value, reason)
+        with self._writing():
+            if model.metrics.final is not None:
+                self.store.set_final(model.model_id, model.metrics.final)
+            self.store.set_status(model.model_id, model.status.value, reason)
         self._outside.append(model)
 
     def submit_models(self, *models: ExecutableModelSpace) -> None:
         """Record each model, then hand them all to the engine.
 
         ``on_submit`` (the strategy's saved progress) runs before the model's row is written: a crash
-        in between loses one sample the strategy drew, where the other order would run it twice.
+        in between loses one sample the strategy drew, where the other order would run it twice. Under
+        an in-process engine both are deferred to the model's first event and commit with it, at once.
         """
+        in_process = self.engine.runs_in_process
         for model in models:
             if self.on_submit is not None:
-                self.on_submit(model)
+                if in_process:
+                    with self._lock:
+                        self._unsaved.append(model)
+                else:
+                    self.on_submit(model)
             if not self._add(model):  # a model resubmitted (resume, retry) keeps its id and row
                 status = ModelStatus.Retrying if model.status == ModelStatus.Retrying else ModelStatus.Frozen
-                self.store.clear_final(model.model_id)  # type: ignore[arg-type]  # as the engine clears its metrics
-                self.store.set_status(model.model_id, status.value)  # type: ignore[arg-type]
-        self.engine.submit_models(*models)
+                with self._writing():
+                    self.store.clear_final(model.model_id)  # type: ignore[arg-type]  # as the engine clears its metrics
+                    self.store.set_status(model.model_id, status.value)  # type: ignore[arg-type]
+            elif not in_process:
+                self._write_new_rows()
+        try:
+            self.engine.submit_models(*models)
+        finally:
+            self._write_new_rows()  # models the engine did not start (budget spent) or failed to
 
     def budget_available(self) -> bool:
         return not self.stopped and self.engine.budget_available()
@@ -134,19 +175,20 @@ class RecordingMiddleware(Middleware):
         if model_id is None:
             _logger.warning("Event %s for a model without id is not recorded.", type(event).__name__)
             return
-        if isinstance(event, TrainingStartEvent):
-            info = event.info or {}
-            if info.get("trial_id") is not None:
-                self.store.set_trial([model_id], str(info["trial_id"]), info.get("log_path"))
-            self.store.set_status(model_id, ModelStatus.Training.value)
-        elif isinstance(event, IntermediateMetricEvent):
-            self._sync_sample(event.model)
-            self.store.add_intermediate(model_id, event.metric)
-        elif isinstance(event, FinalMetricEvent):
-            self._sync_sample(event.model)
-            self.store.set_final(model_id, event.metric)
-        elif isinstance(event, TrainingEndEvent):
-            self.store.set_status(model_id, event.status.value, event.error)
+        with self._writing():
+            if isinstance(event, TrainingStartEvent):
+                info = event.info or {}
+                if info.get("trial_id") is not None:
+                    self.store.set_trial([model_id], str(info["trial_id"]), info.get("log_path"))
+                self.store.set_status(model_id, ModelStatus.Training.value)
+            elif isinstance(event, IntermediateMetricEvent):
+                self._sync_sample(event.model)
+                self.store.add_intermediate(model_id, event.metric)
+            elif isinstance(event, FinalMetricEvent):
+                self._sync_sample(event.model)
+                self.store.set_final(model_id, event.metric)
+            elif isinstance(event, TrainingEndEvent):
+                self.store.set_status(model_id, event.status.value, event.error)
 
     def _sync_sample(self, model: ExecutableModelSpace) -> None:
         recorded = self._searching.get(model.model_id)  # type: ignore[arg-type]

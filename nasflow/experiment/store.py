@@ -3,10 +3,12 @@
 The experiment process is the only writer: it holds the experiment's owner lock (see ``owner``) from
 creating or opening the store until it closes it, and any other writer is refused at once. Creation
 is atomic (a store is either absent or complete, setup included), and every write is one committed
-transaction (WAL journal, ``synchronous=NORMAL``), so killing the process loses nothing already
-written (a power cut may lose the last few commits). The CLI and dashboard read the same file with
-``open(path, read_only=True)`` while the experiment runs; that opens SQLite with ``mode=ro``, never
-writes the database file and never takes the lock. The folder is 0700 and the database files 0600.
+transaction (WAL journal, ``synchronous=NORMAL``; ``batch()`` commits several writes as one), so
+killing the process loses nothing already written (a power cut may lose the commits since the last
+checkpoint, which a background thread makes: see ``checkpointer``). The CLI and dashboard read the
+same file with ``open(path, read_only=True)`` while the experiment runs; that opens SQLite with
+``mode=ro``, never writes the database file and never takes the lock. The folder is 0700 and the
+database files 0600.
 
 Tests only: ``NASFLOW_TEST_KILL_AT=<point>`` makes ``create`` SIGKILL its own process at that point
 (``store-temp-created``, ``store-temp-committed``, ``store-published``), as a crash there would.
@@ -35,10 +37,12 @@ from typing import Any
 
 from nasflow.runtime.metric import MetricDirection, metric_score, normalize_metric
 
+from .checkpointer import WalCheckpointer
 from .owner import LockHeld, OwnerLock
 
 __all__ = [
-    "APPLICATION_ID", "DB_FILENAME", "EXPERIMENT_STATUSES", "METRIC_DIRECTION_KEY", "MODEL_STATUSES", "SCHEMA_VERSION",
+    "APPLICATION_ID", "DB_FILENAME", "DESCRIPTION_KEY", "EXPERIMENT_STATUSES", "METRIC_DIRECTION_KEY", "MODEL_STATUSES",
+    "SCHEMA_VERSION",
     "DuplicateModelError", "ExperimentRecord", "ExperimentStore", "MetricsRecord", "ModelRecord",
     "StatusChange", "StoreClosedError", "StoreCorruptError", "StoreError", "StoreExistsError",
     "StoreForeignError", "StoreIOError", "StoreLockedError", "StoreNotFoundError", "StoreReadOnlyError",
@@ -49,6 +53,7 @@ DB_FILENAME = "nasflow.db"
 APPLICATION_ID = 0x4E415346  # "NASF": marks a SQLite file as a nasflow store (PRAGMA application_id)
 SCHEMA_VERSION = 2  # PRAGMA user_version; bump with a migration (_MIGRATIONS) when the tables change
 METRIC_DIRECTION_KEY = "metric_direction"  # meta: 'maximize' (the default) or 'minimize', for readers
+DESCRIPTION_KEY = "description"  # meta: the setup in JSON (strategy, format...; see stored.describe), for readers
 
 MODEL_STATUSES = frozenset(
     {"initialized", "frozen", "training", "trained", "failed", "interrupted", "invalid", "retrying"}
@@ -480,6 +485,7 @@ def _configure_writer(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA wal_autocheckpoint = 0")  # the WalCheckpointer's thread checkpoints, not commits
 
 
 # ------------------------------------------------------------------------------------------ store
@@ -488,7 +494,8 @@ def _configure_writer(conn: sqlite3.Connection) -> None:
 class ExperimentStore:
     """Read and write one experiment's database; build it with :meth:`create` or :meth:`open`.
 
-    Thread-safe: one lock guards the connection. Each write method is one committed transaction.
+    Thread-safe: one lock guards the connection. Each write method is one committed transaction, or
+    part of the enclosing ``batch()``.
     """
 
     def __init__(self, conn: sqlite3.Connection, path: Path, read_only: bool, owner: OwnerLock | None = None,
@@ -499,7 +506,10 @@ class ExperimentStore:
         self._read_only = read_only
         self._owner = owner  # the owner lock a writer holds until close()
         self._made_dir = made_dir  # set by create(): whether it made the folder (what discard() removes)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: the writes inside batch() take it again
+        self._batched = False  # a batch() transaction is open (in the thread holding the lock)
+        self._batch_void = False  # a write inside the open batch raised: the batch must not commit
+        self._checkpointer = None if read_only else WalCheckpointer(path)
 
     # -- construction -------------------------------------------------------------------------
 
@@ -595,6 +605,8 @@ class ExperimentStore:
         """Close the connection and release the owner lock (idempotent); the last writer to close folds
         the WAL into the file."""
         with self._lock:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
@@ -610,6 +622,8 @@ class ExperimentStore:
             if self._made_dir is None or self._owner is None:
                 raise StoreError(f"Only the process that created {self._path} may discard it, before closing it.",
                                  self._path)
+            if self._checkpointer is not None:
+                self._checkpointer.close()
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
@@ -639,8 +653,28 @@ class ExperimentStore:
         return self._conn
 
     @contextmanager
+    def batch(self) -> Iterator[None]:
+        """The writes made in the body (by this thread) commit together as one transaction: all of them
+        or none survive a crash, and they cost one commit instead of one each. A write that raises voids
+        the batch: nothing of it is committed, and leaving the body raises even if the error was caught
+        there. Keep the body short: the store's other threads wait for it."""
+        with self._write() as conn:
+            outer, self._batched = self._batched, True
+            if not outer:
+                self._batch_void = False
+            try:
+                yield
+            finally:
+                self._batched = outer
+            if self._batch_void:
+                raise StoreError(f"A write to {self._path} failed inside a batch, so none of the batch's writes "
+                                 "was committed.", self._path)
+            _check_batch_alive(conn, self._path)
+
+    @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One transaction, committed on exit and rolled back if the body raises."""
+        """One transaction, committed on exit and rolled back if the body raises; inside ``batch()``,
+        part of the batch's transaction."""
         with self._lock:
             conn = self._connection()
             if self._read_only:
@@ -649,6 +683,13 @@ class ExperimentStore:
                     "(ExperimentStore.open(path) without read_only=True).", self._path
                 )
             with _naming_damage(self._path, writing=True):
+                if self._batched:  # part of the batch's transaction
+                    try:
+                        yield conn
+                    except BaseException:
+                        self._batch_void = True
+                        raise
+                    return
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield conn
@@ -657,12 +698,18 @@ class ExperimentStore:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
+            assert self._checkpointer is not None
+            self._checkpointer.committed()
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        """One read transaction, so multi-query reads see a single snapshot while the writer runs."""
+        """One read transaction, so multi-query reads see a single snapshot while the writer runs (inside
+        ``batch()``, the batch's own transaction, which sees its writes)."""
         with self._lock:
             conn = self._connection()
+            if self._batched:
+                yield conn
+                return
             with _naming_damage(self._path):
                 conn.execute("BEGIN")
                 try:
@@ -913,6 +960,13 @@ def rank_trained(records: Iterable[ModelRecord], direction: MetricDirection = "m
     ``direction``; ties keep id order."""
     trained = [r for r in records if r.status == "trained" and r.metrics.final is not None]
     return sorted(trained, key=lambda r: -metric_score(r.metrics.final, direction))  # type: ignore[arg-type, operator]
+
+
+def _check_batch_alive(conn: sqlite3.Connection, db: Path) -> None:
+    """A batch whose transaction SQLite itself rolled back (it does on a full disk) commits nothing."""
+    if not conn.in_transaction:
+        raise StoreError(f"A write to {db} failed and SQLite rolled back the batch it was part of; nothing of "
+                         "the batch was committed.", db)
 
 
 def _in_clause(statuses: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:

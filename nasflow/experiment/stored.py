@@ -21,10 +21,8 @@ from nasflow.space import ExecutableModelSpace, MetricDirection, ModelStatus
 from .config import NasExperimentConfig
 from .store import ModelRecord
 
-__all__ = ["DESCRIPTION_KEY", "StoredModel", "UntrustedStoreError", "apply_record", "config_from_record", "describe",
+__all__ = ["StoredModel", "UntrustedStoreError", "apply_record", "config_from_record", "describe",
            "untrusted"]
-
-DESCRIPTION_KEY = "description"  # meta key of describe()'s JSON
 
 
 class UntrustedStoreError(PermissionError):
@@ -41,7 +39,7 @@ def untrusted(experiment_id: str, what: str) -> UntrustedStoreError:
 
 
 def describe(space: ExecutableModelSpace, strategy: Any, config: NasExperimentConfig) -> dict[str, Any]:
-    """The setup in JSON, for readers: class names, never objects."""
+    """The setup in JSON, for readers (meta ``DESCRIPTION_KEY``): class names, never objects."""
     evaluator = getattr(space, "evaluator", None)
     return {
         "strategy": type(strategy).__name__,

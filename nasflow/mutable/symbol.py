@@ -136,8 +136,16 @@ def index_of(values: Sequence[Any], value: Any) -> int:
     return -1
 
 
+def _plainly_unique(values: list[Any]) -> bool:
+    """Ints and strings, all different: unique without ``index_of``'s pairwise scan (a choice is made on
+    every build of a model, so its values are checked once per trial)."""
+    return all(type(v) is int or type(v) is str for v in values) and len(set(values)) == len(values)
+
+
 def _float_for_int(expected: Any, value: Any) -> bool:
     """A non-integral number (16.0) standing for an int value (16): equal, but a layer built from it fails."""
+    if type(expected) is type(value):  # the usual case, decided without the slower ABC checks
+        return False
     return (isinstance(expected, numbers.Integral) and not isinstance(expected, bool)
             and isinstance(value, numbers.Number) and not isinstance(value, numbers.Integral))
 
@@ -186,7 +194,7 @@ class Categorical(MutableSymbol):
         if any(isinstance(v, Symbolic) for v in values):
             raise InvalidMutableError(f"Categorical values must not contain mutables ({self.label!r}); nested "
                                       "choices are not supported: flatten them into one choice.")
-        for i, v in enumerate(values):
+        for i, v in enumerate(values if not _plainly_unique(values) else ()):
             if index_of(values[:i], v) >= 0:
                 raise InvalidMutableError(f"Categorical values must be unique, but {v!r} appears twice in "
                                           f"{self.label!r}.")

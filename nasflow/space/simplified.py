@@ -12,7 +12,7 @@ from typing import Any
 import cloudpickle
 from torch import nn
 
-from nasflow.mutable import LabeledMutable, Mutable, Sample
+from nasflow.mutable import LabeledMutable, Mutable, Sample, dedup_labeled_mutables
 from nasflow.mutable.base import IsLeaf
 from nasflow.nn.space import ModelSpace, model_context
 
@@ -97,9 +97,14 @@ class SimplifiedModelSpace(ExecutableModelSpace):
         return self.constructor.space.leaf_mutables(is_leaf)
 
     def simplify(self, is_leaf: IsLeaf = None) -> dict[str, LabeledMutable]:
-        if is_leaf is None and not isinstance(self.evaluator, Mutable):
-            return self.constructor.simplify()
-        return super().simplify(is_leaf)
+        """The space's leaves (computed once) then the evaluator's: every draw and freeze asks, and
+        walking the space's modules each time was a large part of a trivial trial."""
+        if is_leaf is not None:
+            return super().simplify(is_leaf)
+        labels = self.constructor.simplify()
+        if not isinstance(self.evaluator, Mutable):
+            return labels
+        return dedup_labeled_mutables([*labels.values(), *self.evaluator.simplify().values()])
 
     def _freeze_model(self, sample: Sample) -> SimplifiedModelSpace:
         labels = self.simplify()

@@ -19,6 +19,7 @@ import nasflow
 from nasflow.evaluator import FunctionalEvaluator
 from nasflow.execution import ModelEvent, ModelEventType
 from nasflow.experiment import ExperimentStore, NasExperiment, NasExperimentConfig, StoreError, UntrustedStoreError
+from nasflow.experiment import store as store_module
 from nasflow.experiment.experiment import EXPERIMENT_FAILED, EXPERIMENT_STOPPED
 from nasflow.experiment.store import StoreCorruptError, StoreExistsError, StoreForeignError, StoreReadOnlyError
 from nasflow.mutable import SampleValidationError
@@ -91,6 +92,35 @@ def test_run_records_every_model_and_exports_the_best(tmp_path: Path, finished: 
     assert finished.list_models(ModelStatus.Failed) == []
     finished.stop()  # already over: nothing to stop, and the run still counts as completed
     assert finished.wait_completion() is True
+
+
+def test_a_trial_commits_once_per_event_its_row_with_its_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recording layer writes each event in one transaction; under the sequential engine (which runs
+    a model inside submit_models) the strategy's saved progress and the new model's row commit with its
+    start. Per trial: start, intermediate, final, end (Random's state does not change at the end); every
+    row still holds its whole history."""
+    commits: list[str] = []
+    connect = store_module._connect
+
+    def traced(db: Path, mode: str) -> sqlite3.Connection:
+        conn = connect(db, mode)
+        if mode == "rw":
+            conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+        return conn
+
+    monkeypatch.setattr(store_module, "_connect", traced)
+    counts: dict[int, int] = {}
+    for trials in (1, len(WIDTHS)):
+        commits.clear()
+        exp = NasExperiment(Tiny(), FunctionalEvaluator(by_width), Random(seed=0),
+                            config(tmp_path, max_trial_number=trials))
+        assert exp.run() is True
+        counts[trials] = len(commits)
+    assert (counts[len(WIDTHS)] - counts[1]) / (len(WIDTHS) - 1) <= 4, counts  # a run's start and end cancel out
+    with ExperimentStore.open(tmp_path / exp.id, read_only=True) as store:
+        for record in store.models():
+            assert [change.status for change in record.history] == ["frozen", "training", "trained"]
+            assert record.metrics.intermediates == [record.sample["width"] / 20]
 
 
 def test_view_is_read_only(tmp_path: Path, finished: NasExperiment) -> None:

@@ -10,11 +10,13 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from support import HANG_GUARD_S
 
 from nasflow.experiment import store as store_module
 from nasflow.experiment.store import (
@@ -572,3 +574,96 @@ def test_one_writer_at_a_time_the_lock_not_a_pid_decides(store: ExperimentStore,
     assert (store.path.parent / f"{DB_FILENAME}.lock").read_text().strip() == str(child.pid)
     with ExperimentStore.open(store.path) as writer:
         writer.set_experiment_status("done")
+
+
+# ------------------------------------------------------------------------- batches, checkpoints
+
+
+def test_a_batch_commits_all_its_writes_at_once_or_none(store: ExperimentStore) -> None:
+    store.add_model(0, {"i": 0}, format="simplified")
+    with ExperimentStore.open(store.path, read_only=True) as reader:
+        with store.batch():
+            store.add_model(1, {"i": 1}, format="simplified", status="frozen")
+            store.set_status(1, "training")
+            store.add_intermediate(1, 0.5)
+            assert store.model(1).status == "training"  # the batch reads its own writes
+            assert reader.count_models() == 1  # others see none of them yet
+        assert reader.model(1).status == "training" and reader.model(1).metrics.intermediates == [0.5]
+        assert [change.status for change in reader.model(1).history] == ["frozen", "training"]
+
+        with pytest.raises(RuntimeError, match="midway"), store.batch():
+            store.set_final(1, 1.0)
+            store.set_status(1, "trained")
+            raise RuntimeError("midway")
+        with pytest.raises(StoreError, match="failed inside a batch"), store.batch():
+            store.set_final(1, 1.0)
+            with pytest.raises(DuplicateModelError):  # caught, yet it voids the batch
+                store.add_model(0, {"i": 9}, format="simplified")
+        with pytest.raises(UnknownModelError), store.batch():
+            store.set_final(1, 1.0)
+            store.set_status(7, "trained")
+        assert store.model(1).status == "training" and store.model(1).metrics.final is None
+        assert reader.model(0).sample == {"i": 0}
+    store.set_status(1, "trained")  # the store is usable after a failed batch
+    assert store.count_models("trained") == 1
+
+
+def test_commits_reach_the_database_file_while_the_writer_stays_open(store: ExperimentStore) -> None:
+    """A background thread checkpoints (the writer's commits never wait for it): the file alone soon
+    holds what was committed, without the WAL and without closing the store."""
+    for i in range(20):
+        store.add_model(i, {"i": i}, format="simplified")
+    copy = store.path.with_name("copy.db")
+    deadline = time.monotonic() + HANG_GUARD_S
+    while True:
+        copy.write_bytes(store.path.read_bytes())
+        with _raw(copy) as conn:
+            if conn.execute("SELECT COUNT(*) FROM model").fetchone()[0] == 20:
+                break
+        assert time.monotonic() < deadline, "the WAL was never checkpointed"
+        time.sleep(0.05)
+
+
+_BATCH_CHILD = _LOAD_STORE + textwrap.dedent(
+    """
+    store = module.ExperimentStore.create(sys.argv[2], "crash", "crash", {"seed": 0})
+    print("created", flush=True)
+
+    def kill_soon():
+        time.sleep(0.03)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    i = 0
+    while True:
+        with store.batch():  # a model's row, start, metrics and end: one commit
+            store.add_model(i, {"i": i}, format="simplified", payload=bytes([i % 256]) * 64, status="frozen")
+            store.set_status(i, "training")
+            store.add_intermediate(i, i / 10)
+            store.set_final(i, i)
+            store.set_status(i, "trained")
+        print(f"model {i}", flush=True)
+        if i == 20:
+            threading.Thread(target=kill_soon, daemon=True).start()
+        i += 1
+    """
+)
+
+
+def test_a_batch_killed_at_any_point_is_in_the_store_whole_or_not_at_all(tmp_path: Path) -> None:
+    exp_dir = tmp_path / "crashed"
+    child = subprocess.run([sys.executable, "-c", _BATCH_CHILD, store_module.__file__, str(exp_dir)],
+                           capture_output=True, text=True, timeout=HANG_GUARD_S)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    complete = child.stdout[: child.stdout.rfind("\n") + 1]
+    printed = {int(line.split()[1]) for line in complete.splitlines()[1:]}
+    assert len(printed) > 20
+    with ExperimentStore.open(exp_dir, read_only=True) as reopened:
+        models = reopened.models()
+    for model in models:  # each batch whole: never a row without its metrics and end
+        assert model.status == "trained" and model.metrics.intermediates == [model.model_id / 10]
+        assert model.metrics.final == model.model_id
+        assert [change.status for change in model.history] == ["frozen", "training", "trained"]
+    stored = {model.model_id for model in models}
+    assert printed <= stored and len(stored - printed) <= 1
+    with _raw(exp_dir / DB_FILENAME) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

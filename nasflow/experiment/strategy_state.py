@@ -58,10 +58,20 @@ def split_state(state: Any) -> tuple[Any, dict[str, AppendLog]]:
         if kind is dict:
             return {k: walk(v, (*path, k)) for k, v in value.items()}
         if kind is list or kind is tuple:
+            if _flat(value):  # e.g. a random generator's state: nothing inside to look into
+                return value
             return kind(walk(v, (*path, i)) for i, v in enumerate(value))
         return value
 
     return walk(state, ()), logs
+
+
+_SCALARS = frozenset({int, float, str, bool, bytes, type(None)})
+
+
+def _flat(values: list[Any] | tuple[Any, ...]) -> bool:
+    """Whether a list or tuple holds only scalars (one set of types, cheaper than walking each one)."""
+    return {type(v) for v in values} <= _SCALARS
 
 
 def join_state(skeleton: Any, logs: Mapping[str, list[Any]]) -> Any:

@@ -88,8 +88,10 @@ def test_failed_merged_trial_reruns_each_model_alone(tmp_path: Path) -> None:
 def test_stopped_cgo_experiment_resumes_to_completion(tmp_path: Path) -> None:
     """Stop after the first merged trial's models finish; resume trains the rest, merged again."""
     cfg = config(tmp_path, max_concurrency_cgo=2, max_trial_number=4)
-    # Enough epochs that the second pair is still training when the first pair's results arrive.
-    exp = NasExperiment(DigitsNet(), digits_evaluator(max_epochs=12), GridSearch(shuffle=False), cfg)
+    # Enough epochs that the second pair is still training when the first pair's results arrive, also
+    # when other test processes slow this one's polling (a callback holding the second trial would
+    # change the trainer, and with it what CGO merges).
+    exp = NasExperiment(DigitsNet(), digits_evaluator(max_epochs=40), GridSearch(shuffle=False), cfg)
     exp.run(wait_completion=False)
     deadline = time.monotonic() + 600  # a hang guard, not a speed requirement
     while sum(m.status == ModelStatus.Trained for m in exp.list_models()) < 2:

@@ -40,6 +40,7 @@ _STALL_SECONDS = 45.0  # a drain call pending this long past its own wait means 
 _STREAM_GRACE = 10.0  # how long a finished trial waits for events still on their way
 _SHUTDOWN_WAIT = 15.0  # how long shutdown waits for cancelled trials' workers to die
 _HEAD_PROBE_SECONDS = 5.0  # how long a connection to the head's GCS may take before the head counts as lost
+_CLIENT_ATTEMPTS = 3  # Ray Client connections tried before giving up (see RayTrainingService._init)
 _RESOURCE_LAG = 1.0  # how long Ray's free-resource figures may still count a finished trial as running
 
 
@@ -182,9 +183,7 @@ class RayTrainingService(TrainingService):
             if self.runtime_env is not None:
                 kwargs.setdefault("runtime_env", self.runtime_env)
             try:
-                # "local": a new instance of our own, never a cluster Ray would otherwise find and join
-                # (RAY_ADDRESS, or another user's instance recorded under /tmp/ray).
-                ray.init(address=self.address or "local", **kwargs)
+                self._init(ray, kwargs)
             except Exception as err:
                 where = ("start a local Ray instance" if self.address is None
                          else f"join the Ray cluster at {self.address!r}")
@@ -361,6 +360,22 @@ class RayTrainingService(TrainingService):
     def _check_usable(self) -> None:
         if self._broken is not None:
             raise self._broken
+
+    def _init(self, ray: Any, kwargs: dict[str, Any]) -> None:
+        """``ray.init``: ``"local"`` for ``address=None`` (an instance of our own, never a cluster Ray
+        would otherwise find and join through RAY_ADDRESS or /tmp/ray). A Ray Client address is tried
+        again when the cluster's client server could not start one for us in time (it starts a
+        server process per client, which a busy head can be slow to bring up); other errors raise."""
+        for attempt in range(1, _CLIENT_ATTEMPTS + 1):
+            try:
+                ray.init(address=self.address or "local", **kwargs)
+                return
+            except ConnectionError as err:
+                if not str(self.address).startswith("ray://") or attempt == _CLIENT_ATTEMPTS:
+                    raise
+                _logger.warning("Ray Client connection to %s failed (%s); trying again (%d of %d).",
+                                self.address, str(err).strip().splitlines()[-1], attempt + 1, _CLIENT_ATTEMPTS)
+                time.sleep(2.0 * attempt)
 
     def _head_alive(self) -> bool:
         """Whether the head still answers (a lost collector alone leaves a working cluster to clean up)."""

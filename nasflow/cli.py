@@ -164,7 +164,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    """Ctrl-C for an experiment running elsewhere: SIGINT to its process, which stops it resumably."""
+    """Ctrl-C for an experiment running elsewhere: SIGTERM to its process, which stops it resumably
+    (SIGTERM, because a process started with ``nohup ... &`` ignores SIGINT)."""
     with _open(args.id, args.dir) as store:
         record = store.experiment()
     if record.status != "running":
@@ -174,7 +175,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
         err_console.print(f"Experiment {args.id} is not running: its process {record.pid} is gone (killed?). "
                       f"`nasflow resume {args.id}` continues it.")
         return 1
-    os.kill(record.pid, signal.SIGINT)  # type: ignore[arg-type]
+    os.kill(record.pid, signal.SIGTERM)  # type: ignore[arg-type]
     console.print(f"Asked experiment {args.id} (pid {record.pid}) to stop; running trials are interrupted and "
                   f"`nasflow resume {args.id}` continues it.")
     if args.no_wait:

@@ -5,6 +5,7 @@ work on real experiments, all through the real command in subprocesses."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -92,8 +93,10 @@ def wait_for(path: Path, proc: subprocess.Popen[str]) -> None:
 
 def test_stop_interrupts_a_running_experiment_resumably(tmp_path: Path) -> None:
     work = tmp_path / "exps"
+    # Started as `nohup nasflow run ... &` starts it: ignoring SIGINT, which `nasflow stop` must not rely on.
     proc = subprocess.Popen([sys.executable, "-m", "nasflow.cli", "run", str(script(tmp_path)), str(work), "block",
-                             str(tmp_path), "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             str(tmp_path), "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         wait_for(tmp_path / "started", proc)
         stop = nasflow("stop", "block", "--dir", str(work))

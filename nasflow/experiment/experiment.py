@@ -150,25 +150,29 @@ class NasExperiment:
 
     @contextmanager
     def _ctrl_c_held(self) -> Iterator[None]:
-        """Ctrl-C in ``run()``: before the search thread exists it aborts the start as usual; once the
-        thread is launched it is held until ``wait_completion`` stops the experiment, rather than
-        raised halfway through wiring the thread, the store and the engine (which would leave a running
-        search with its store discarded). A second Ctrl-C raises at once."""
-        if threading.current_thread() is not threading.main_thread() or \
-                signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-            yield  # the caller handles SIGINT its own way
+        """Ctrl-C (SIGINT) or SIGTERM (``nasflow stop``, ``kill``, a container's shutdown) in ``run()``:
+        before the search thread exists it aborts the start; once the thread is launched it is held
+        until ``wait_completion`` stops the experiment cleanly (resumable), rather than raised halfway
+        through wiring the thread, the store and the engine. A second one raises at once. Signals the
+        caller handles its own way are left alone; an ignored SIGINT (``nohup ... &``) stays ignored,
+        so ``nasflow stop`` uses SIGTERM."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
             return
 
-        def on_sigint(signum: int, frame: Any) -> None:
+        def on_signal(signum: int, frame: Any) -> None:
             if self._thread is None or self._ctrl_c.is_set():
                 raise KeyboardInterrupt
             self._ctrl_c.set()
 
-        previous = signal.signal(signal.SIGINT, on_sigint)
+        defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+        previous = {signum: signal.signal(signum, on_signal)
+                    for signum, default in defaults.items() if signal.getsignal(signum) is default}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     def _train_for_rank_zero(self) -> None:
         """In a DDP process other than rank 0 (Lightning starts them by running the script again): take

@@ -104,12 +104,35 @@ def install() -> None:
         _installed = True
 
 
+_PLAIN = (type(None), bool, int, float, complex, str, bytes, tuple)
+BUILT_KEY = "_nf_built_attributes"  # a module's plain attributes right after its constructor ran
+
+
+def plain_attributes(module: nn.Module) -> dict[str, Any]:
+    """The public plain-valued attributes (``eps``, ``momentum``, ``stride``...) a module holds now."""
+    return {k: v for k, v in module.__dict__.items()
+            if not k.startswith("_") and k not in ("training", "trace_args", "trace_kwargs") and isinstance(v, _PLAIN)}
+
+
+def changed_after_build(module: nn.Module) -> dict[str, Any]:
+    """Plain attributes set on a recorded module after its constructor returned (``bn.eps = 0.1``):
+    what rebuilding it from its init arguments would lose."""
+    built = module.__dict__.get(BUILT_KEY)
+    record = module.__dict__.get(_RECORD_KEY)
+    if built is None or (record is not None and not isinstance(module, record[0])):
+        return {}  # not recorded, or a lazy module that became its materialized class (its own check)
+    return {k: v for k, v in plain_attributes(module).items() if k not in built or built[k] != v}
+
+
 def _wrap(owner: type, init: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(init)
     def wrapper(self: nn.Module, *args: Any, **kwargs: Any) -> None:
-        if getattr(_local, "depth", 0) > 0 and _RECORD_KEY not in self.__dict__:
+        recording = getattr(_local, "depth", 0) > 0 and _RECORD_KEY not in self.__dict__
+        if recording:
             self.__dict__[_RECORD_KEY] = (owner, args, kwargs)
         init(self, *args, **kwargs)
+        if recording:  # the outermost constructor has returned: the module as built
+            self.__dict__[BUILT_KEY] = plain_attributes(self)
 
     wrapper._nf_records_init = True  # type: ignore[attr-defined]
     return wrapper

@@ -18,6 +18,7 @@ from nasflow.mutable import Mutable, Sample, dedup_labeled_mutables
 from nasflow.mutable.frozen import frozen_context
 
 from .base import MutableModule, current_sample
+from .init_recording import BUILT_KEY, plain_attributes
 
 __all__ = ["ParametrizedModule", "ParameterizedModule", "freeze_arguments"]
 
@@ -74,15 +75,6 @@ def init_arguments_with_defaults(init: Callable[..., Any], args: tuple[Any, ...]
     return result
 
 
-_PLAIN = (type(None), bool, int, float, complex, str, bytes, tuple)
-
-
-def _plain_attributes(module: nn.Module) -> dict[str, Any]:
-    """The public plain-valued attributes (``eps``, ``momentum``, ``stride``...) a module holds now."""
-    return {k: v for k, v in module.__dict__.items()
-            if not k.startswith("_") and k not in ("training", "trace_args", "trace_kwargs") and isinstance(v, _PLAIN)}
-
-
 def carry_post_construction_state(old: nn.Module, new: nn.Module) -> None:
     """Give ``new`` what the user changed on ``old`` after it was built: weights, ``requires_grad``, attributes.
 
@@ -97,8 +89,8 @@ def carry_post_construction_state(old: nn.Module, new: nn.Module) -> None:
     for name, param in new.named_parameters():
         if name in old_params:
             param.requires_grad_(old_params[name].requires_grad)
-    built = old.__dict__.get("_nf_built_attributes", {})
-    for key, value in _plain_attributes(old).items():
+    built = old.__dict__.get(BUILT_KEY, {})
+    for key, value in plain_attributes(old).items():
         if key in new.__dict__ and (key not in built or built[key] != value):
             setattr(new, key, value)
     new.train(old.training)
@@ -123,7 +115,7 @@ def _wrap_init(init: Callable[..., None]) -> Callable[..., None]:
         if not frozen:
             for mutable in _mutables_in(args) + _mutables_in(kwargs.values()):
                 self.add_mutable(mutable)
-            self.__dict__["_nf_built_attributes"] = _plain_attributes(self)
+            self.__dict__[BUILT_KEY] = plain_attributes(self)
 
     return wrapper
 

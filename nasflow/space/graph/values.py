@@ -93,8 +93,15 @@ def constructor_call(module: nn.Module, where: str,
                      error: type[GraphFormatError] = GraphFormatError) -> tuple[type, tuple, dict[str, Any]]:
     """The class and init arguments that build ``module`` again (a basic unit's node)."""
     from nasflow.nn import ParametrizedModule
-    from nasflow.nn.init_recording import recorded_init_args
+    from nasflow.nn.init_recording import changed_after_build, recorded_init_args
 
+    changed = changed_after_build(module)
+    if changed:
+        raise error(
+            f"{where} was changed after it was built ({', '.join(f'{k}={v!r}' for k, v in changed.items())}); the "
+            "graph format rebuilds it from its init arguments and would lose that. Pass the value to its "
+            "constructor, or use model_format='simplified'."
+        )
     if isinstance(module, ParametrizedModule):
         return (type(module)._wraps or type(module), module.__dict__.get("trace_args", ()),
                 module.__dict__.get("trace_kwargs", {}))

@@ -115,6 +115,35 @@ def test_lazy_modules_need_the_dummy_input() -> None:
         GraphModelSpace.from_model(LazySpace())
 
 
+class TunedAfterBuilding(ModelSpace):
+    """Changes modules after building them, as users tune a layer: the graph rebuilds modules from
+    their init arguments, so it must refuse rather than lose the change."""
+
+    def __init__(self, change: str) -> None:
+        super().__init__()
+        self.conv = LayerChoice([nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(3, 4, 1)], label="op")
+        self.bn = nn.BatchNorm2d(4)
+        self.act = nn.LeakyReLU()
+        if change == "eps":
+            self.bn.eps = 0.5
+        elif change == "slope":
+            self.act.negative_slope = 0.3
+        elif change == "new":
+            self.bn.note = "mine"  # a new attribute the rebuilt module would not have
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+@pytest.mark.parametrize(("change", "module", "shown"), [
+    ("eps", "bn", "eps=0.5"), ("slope", "act", "negative_slope=0.3"), ("new", "bn", "note='mine'")])
+def test_a_module_changed_after_it_was_built_is_refused(change: str, module: str, shown: str) -> None:
+    with pytest.raises(GraphConversionError, match=rf"'{module}'.*changed after it was built \({shown}\)"):
+        GraphModelSpace.from_model(TunedAfterBuilding(change))
+    graph = GraphModelSpace.from_model(TunedAfterBuilding("none"))  # untouched modules convert
+    assert isinstance(graph.freeze({"op": 1}).executable_model(), nn.Module)
+
+
 def test_an_optional_argument_the_space_branches_on_needs_the_call() -> None:
     with pytest.raises(GraphConversionError, match=r"optional arguments \['mask'\].*dummy_input"):
         GraphModelSpace.from_model(OptionalInputSpace())

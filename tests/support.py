@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -13,7 +15,8 @@ import torch
 
 from nasflow.training_service import TrainingService, TrialEvent
 
-__all__ = ["HANG_GUARD_S", "alive", "descendants", "one_thread", "wait_for", "wait_until"]
+__all__ = ["HANG_GUARD_S", "alive", "descendants", "one_thread", "reaped", "wait_for", "wait_until",
+           "wait_while_running"]
 
 # How long a test waits for something that should happen soon before calling it a hang. A guard, not a
 # speed requirement: generous, so a 2-core machine kept busy by other work never trips it.
@@ -47,15 +50,42 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def wait_until(predicate: Callable[[], Any], what: str = "condition", limit: float = HANG_GUARD_S) -> Any:
+def wait_until(predicate: Callable[[], Any], what: str = "condition", limit: float = HANG_GUARD_S,
+               interval: float = 0.02) -> Any:
     """Poll ``predicate`` until it returns something truthy (returned); fail after ``limit`` seconds."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        time.sleep(0.02)
+        time.sleep(interval)
     raise AssertionError(f"timed out after {limit} s waiting for {what}")
+
+
+@contextlib.contextmanager
+def reaped(process: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """Yield ``process``; on the way out kill it if it still runs, and wait for it, so that a failing
+    test leaves no process behind (``Popen``'s own ``with`` only waits, and would hang)."""
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def wait_while_running(process: subprocess.Popen, predicate: Callable[[], Any], what: str,
+                       limit: float = HANG_GUARD_S, interval: float = 0.02) -> Any:
+    """``wait_until``, failing at once, with the process's output, if ``process`` exits first."""
+
+    def holds() -> Any:
+        value = predicate()
+        if not value and process.poll() is not None:
+            output = "".join(part or "" for part in process.communicate())
+            raise AssertionError(f"the process exited ({process.returncode}) before {what}:\n{output}")
+        return value
+
+    return wait_until(holds, what, limit, interval)
 
 
 def wait_for(service: TrainingService, predicate: Callable[[TrialEvent], bool],

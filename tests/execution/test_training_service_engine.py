@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import alive, descendants, wait_until
+from support import alive, descendants, reaped, wait_until, wait_while_running
 from torch import nn
 
 import nasflow
@@ -255,12 +255,9 @@ def test_main_defined_space_runs_in_workers_and_ctrl_c_leaves_no_process(tmp_pat
     script, markers, workdir = tmp_path / "search.py", tmp_path / "markers", tmp_path / "exps"
     script.write_text(SCRIPT)
     markers.mkdir()
-    process = subprocess.Popen([sys.executable, str(script), str(workdir), str(markers)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    try:
-        wait_until(lambda: len(pid_files(markers)) == 4 or process.poll() is not None,
-                   what="two finished and two running trials")
-        assert process.poll() is None, process.communicate()
+    with reaped(subprocess.Popen([sys.executable, str(script), str(workdir), str(markers)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)) as process:
+        wait_while_running(process, lambda: len(pid_files(markers)) == 4, "two finished and two running trials")
         processes = descendants(process.pid)
         hanging = [pid for pid in pid_files(markers) if alive(pid)]  # fresh mode: finished workers exited
         assert len(hanging) == 2 and set(hanging) < set(processes)
@@ -268,10 +265,6 @@ def test_main_defined_space_runs_in_workers_and_ctrl_c_leaves_no_process(tmp_pat
             wait_until(lambda: store.count_models("training") == 2, what="both hanging trials running")
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert process.returncode == 0, err
     assert json.loads(out.strip().splitlines()[-1]) == {"completed": False}
     assert "nasflow resume script" in err

@@ -15,13 +15,11 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from support import HANG_GUARD_S, alive, descendants
+from support import alive, descendants, reaped, wait_until, wait_while_running
 
 from nasflow.cli import main
 from nasflow.experiment import ExperimentStore, NasExperiment
@@ -106,28 +104,16 @@ def test_sigkill_mid_run_then_resume_loses_and_repeats_nothing(tmp_path: Path, e
     script, workdir, log = tmp_path / "search.py", tmp_path / "exps", tmp_path / "runs.log"
     script.write_text(SCRIPT)
     store_dir = workdir / "crash"
-    process = subprocess.Popen([sys.executable, str(script), engine, str(workdir), str(log), str(MAX_TRIALS)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + HANG_GUARD_S
-        while not mid_run(store_dir):
-            assert process.poll() is None, process.communicate()[0]
-            assert time.monotonic() < deadline, "the experiment did not get going"
-            time.sleep(0.02)
+    with reaped(subprocess.Popen([sys.executable, str(script), engine, str(workdir), str(log), str(MAX_TRIALS)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)) as process:
+        wait_while_running(process, lambda: mid_run(store_dir), "the experiment to get going")
         children = descendants(process.pid)
         process.send_signal(signal.SIGKILL)
         process.wait(10)  # reaped: a zombie would look like a live experiment to resume
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert process.returncode == -signal.SIGKILL
 
     # The fork server and its workers die with the experiment process.
-    deadline = time.monotonic() + HANG_GUARD_S
-    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert [pid for pid in children if alive(pid)] == []
+    wait_until(lambda: not any(alive(pid) for pid in children), "the experiment's workers to die with it")
 
     runs_before = begins(log)
     before = snapshot(store_dir)
@@ -264,13 +250,13 @@ class Owned:
     def race(self, mode: str) -> tuple[subprocess.Popen[str], subprocess.Popen[str]]:
         """Start two processes at once; returns (winner, loser) once the loser has exited."""
         pair = [self.launch(mode, at_once=True) for _ in range(2)]
-        until(lambda: all(Path(f"{self.start}.{p.pid}").exists() for p in pair), "both processes to be ready")
+        wait_until(lambda: all(Path(f"{self.start}.{p.pid}").exists() for p in pair), "both processes to be ready")
         self.start.touch()
-        loser = until(lambda: next((p for p in pair if p.poll() is not None), None), "one process to be refused")
+        loser = wait_until(lambda: next((p for p in pair if p.poll() is not None), None), "one process to be refused")
         return pair[1 - pair.index(loser)], loser
 
     def training_in(self, process: subprocess.Popen[str]) -> None:
-        until(lambda: Path(f"{self.gate}.{process.pid}").exists() or process.poll() is not None,
+        wait_until(lambda: Path(f"{self.gate}.{process.pid}").exists() or process.poll() is not None,
               f"process {process.pid} to train")
         assert process.poll() is None, process.communicate()[0]
 
@@ -288,14 +274,6 @@ def owned(tmp_path: Path) -> Iterator[Owned]:
         yield files
     finally:
         files.kill_all()
-
-
-def until(predicate: Callable[[], Any], what: str, limit: float = 60.0) -> Any:
-    deadline = time.monotonic() + limit
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-    return value
 
 
 def refused_for(loser: subprocess.Popen[str], winner: subprocess.Popen[str]) -> str:

@@ -15,11 +15,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import reaped, wait_while_running
 
 import nasflow
 from nasflow.execution.training_service import _execute
@@ -96,33 +96,20 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
-def wait_for_file(path: Path, process: subprocess.Popen, limit: float = 120.0) -> None:
-    deadline = time.monotonic() + limit
-    while not path.exists():
-        assert process.poll() is None or path.exists(), process.communicate()[0]
-        assert time.monotonic() < deadline, f"{path.name} never appeared"
-        time.sleep(0.01)
-
-
 @pytest.mark.parametrize("engine", ["local", "sequential"])
 def test_a_reported_final_result_survives_sigkill_and_is_not_run_again(tmp_path: Path, engine: str) -> None:
     script, workdir, marks = tmp_path / "search.py", tmp_path / "exps", tmp_path / "marks"
     script.write_text(SCRIPT)
     marks.mkdir()
-    process = subprocess.Popen([sys.executable, str(script), engine, str(workdir), str(marks)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
+    with reaped(subprocess.Popen([sys.executable, str(script), engine, str(workdir), str(marks)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)) as process:
         if engine == "local":
-            wait_for_file(marks / "ready", process)
+            wait_while_running(process, (marks / "ready").exists, "the trial to be ready")
             process.send_signal(signal.SIGSTOP)  # from here on the experiment records nothing
             (marks / "go").touch()
-            wait_for_file(marks / "reported", process)
+            wait_while_running(process, (marks / "reported").exists, "the trial's report")
             process.send_signal(signal.SIGKILL)
         process.wait(120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert process.returncode == -signal.SIGKILL, process.communicate()[0]
     reported = float((marks / "reported").read_text())
 

@@ -14,7 +14,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 import optuna
 import pytest
-from support import HANG_GUARD_S
+from support import reaped, wait_while_running
 from torch import nn
 
 import nasflow
@@ -271,25 +270,19 @@ def test_kill_9_while_saving_then_resume(tmp_path: Path) -> None:
     script, workdir = tmp_path / "search.py", tmp_path / "exps"
     script.write_text(KILLED)
     db = workdir / "killed" / "nasflow.db"
-    process = subprocess.Popen([sys.executable, str(script), str(workdir), str(KILLED_TRIALS)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + HANG_GUARD_S
-        while True:  # trials end every few milliseconds, each saving the state: the kill lands among saves
-            assert process.poll() is None, process.communicate()[0]
-            assert time.monotonic() < deadline, "the experiment did not get going"
-            try:
-                if db.exists() and sum(len(s) for s in log_rows(db).values()) >= 15:
-                    break
-            except sqlite3.Error:  # not created yet
-                pass
-            time.sleep(0.005)
+
+    def saving() -> bool:
+        try:
+            return db.exists() and sum(len(s) for s in log_rows(db).values()) >= 15
+        except sqlite3.Error:  # not created yet
+            return False
+
+    with reaped(subprocess.Popen([sys.executable, str(script), str(workdir), str(KILLED_TRIALS)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)) as process:
+        # Trials end every few milliseconds, each saving the state: the kill lands among saves.
+        wait_while_running(process, saving, "the experiment to get going", interval=0.005)
         process.send_signal(signal.SIGKILL)
         process.wait(10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert process.returncode == -signal.SIGKILL
     with ExperimentStore.open(db, read_only=True) as store:
         assert store.experiment().status == "running" and store.count_models() < KILLED_TRIALS

@@ -11,10 +11,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
+from support import reaped, wait_while_running
 
 ray = pytest.importorskip("ray", reason='Ray is optional: pip install "nasflow[ray]"')
 from ray.cluster_utils import Cluster  # noqa: E402
@@ -76,25 +76,19 @@ def test_a_lost_head_is_a_cluster_error_and_the_experiment_is_recorded_failed(tm
         pytest.skip("this process is already connected to Ray")
     cluster = Cluster(initialize_head=True, connect=False,
                       head_node_args={**NODE_ARGS, "include_dashboard": False})
-    process = None
     try:
         cluster.add_node(**NODE_ARGS)
         cluster.wait_for_nodes()
         script, workdir = tmp_path / "search.py", tmp_path / "exps"
         script.write_text(SCRIPT)
-        process = subprocess.Popen([sys.executable, str(script), cluster.address, str(workdir)],
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 240
-        while running_trials(workdir / "headless") < 2:  # both nodes busy: trials run on the head too
-            assert process.poll() is None, process.communicate()[0]
-            assert time.monotonic() < deadline, "the trials did not start"
-            time.sleep(0.1)
-        cluster.head_node.kill_all_processes(check_alive=False, allow_graceful=False)
-        output = process.communicate(timeout=300)[0]  # a guard against a hang, not a speed bound
+        with reaped(subprocess.Popen([sys.executable, str(script), cluster.address, str(workdir)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)) as process:
+            # Both nodes busy: trials run on the head too.
+            wait_while_running(process, lambda: running_trials(workdir / "headless") >= 2, "the trials to start",
+                               limit=240, interval=0.1)
+            cluster.head_node.kill_all_processes(check_alive=False, allow_graceful=False)
+            output = process.communicate(timeout=300)[0]  # a guard against a hang, not a speed bound
     finally:
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait()
         cluster.shutdown()
     assert process.returncode == 1, output
     assert "RayClusterError" in output and "Lost the Ray cluster" in output, output[-3000:]

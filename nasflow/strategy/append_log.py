@@ -17,6 +17,9 @@ class AppendLog(list[Any]):
     not mutated afterwards). The experiment relies on it to store only the entries added since its
     last save (see ``nasflow.experiment.strategy_state``); loaded back, the state holds an
     ``AppendLog`` again. Otherwise it is a plain list: ``load_state_dict`` needs nothing special.
+
+    A strategy returns its own log, not a copy (copying would cost O(entries) at every save, twice
+    per model): a caller keeping a ``state_dict`` sees it grow, and must not change it.
     """
 
     __slots__ = ()

@@ -30,13 +30,17 @@ class DedupFilter:
     """Remembers samples; ``add`` says whether a sample is new."""
 
     def __init__(self) -> None:
-        self._seen: dict[str, None] = {}  # insertion-ordered, so state_dict needs no sort
+        self._seen: set[str] = set()
+        self._order = AppendLog()  # the keys in the order first seen: the state
 
     def add(self, sample: Sample | None) -> bool:
-        key = sample_key(sample)
+        return self._add_key(sample_key(sample))
+
+    def _add_key(self, key: str) -> bool:
         if key in self._seen:
             return False
-        self._seen[key] = None
+        self._seen.add(key)
+        self._order.append(key)
         return True
 
     def __contains__(self, sample: Sample) -> bool:
@@ -47,10 +51,11 @@ class DedupFilter:
 
     def state_dict(self) -> AppendLog:
         """The keys seen, in the order first seen: a list that only grows."""
-        return AppendLog(self._seen)
+        return self._order
 
     def load_state_dict(self, state: list[str]) -> None:
-        self._seen.update(dict.fromkeys(state))
+        for key in state:
+            self._add_key(key)
 
 
 def value_leaves(leaves: dict[str, LabeledMutable]) -> dict[str, LabeledMutable]:

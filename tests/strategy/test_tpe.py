@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import math
+import random
+from typing import Any
 
 import optuna
 import pytest
+from optuna.trial import TrialState
 
 import nasflow
 from nasflow.mutable import Categorical, CategoricalMultiple, Numerical
 from nasflow.space import ModelStatus
 from nasflow.strategy import TPE
+from nasflow.strategy.tpe_sampler import CountedTPESampler, TrialWindow, _WindowedStudy
 from nasflow.strategy.tpe_space import OptunaSpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -134,3 +138,115 @@ def test_state_is_the_seed_and_an_append_only_history(make_space, search) -> Non
     whole = search(TPE(seed=state["seed"], n_startup_trials=4), make_space(), budget=16)
     assert first.keys + second.keys == whole.keys
     assert whole.strategy.state_dict() == second.strategy.state_dict()
+
+
+# ---- the window of trials TPE models (max_history) ------------------------------------------------------
+def _kept(trials: list[optuna.trial.FrozenTrial], size: int) -> list[optuna.trial.FrozenTrial]:
+    """What a window of ``size`` keeps, spelled out: the ``size`` most recent COMPLETE or PRUNED trials,
+    and the best 25 COMPLETE ones before them (ties: the earlier), in trial order."""
+    ended = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    older = [t for t in ended[:-size] if t.state == TrialState.COMPLETE]
+    best = sorted(older, key=lambda t: (-t.value, t.number))[:25]
+    return sorted(best + ended[-size:], key=lambda t: t.number)
+
+
+def _random_trials(n: int, seed: int) -> tuple[list[optuna.trial.FrozenTrial], dict[str, Any]]:
+    rng = random.Random(seed)
+    distributions = {"w": optuna.distributions.CategoricalDistribution([8, 16, 32, 64]),
+                     "act": optuna.distributions.CategoricalDistribution(["relu", "gelu", "tanh"]),
+                     "lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True),
+                     "p": optuna.distributions.FloatDistribution(0.0, 0.5)}
+    trials = []
+    for _ in range(n):
+        params = {"w": rng.choice([8, 16, 32, 64]), "act": rng.choice(["relu", "gelu", "tanh"]),
+                  "lr": 10 ** rng.uniform(-4, -1), "p": rng.uniform(0, 0.5)}
+        state = rng.choices([TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL], [8, 1, 1])[0]
+        trials.append(optuna.trial.create_trial(
+            state=state, params=params, distributions=distributions,
+            value=round(rng.random(), 1) if state == TrialState.COMPLETE else None,  # rounded: ties at the cut
+            intermediate_values={0: rng.random()} if state == TrialState.PRUNED else {}))
+    return trials, distributions
+
+
+def _draw(study: optuna.Study, distributions: dict[str, Any]) -> dict[str, Any]:
+    trial = study.ask()
+    return {name: trial._suggest(name, distribution) for name, distribution in distributions.items()}
+
+
+@pytest.mark.parametrize("options", [{}, {"multivariate": False, "constant_liar": False}])
+def test_a_window_draws_what_tpe_draws_from_the_trials_it_keeps(monkeypatch, options) -> None:
+    """On a long study the windowed sampler draws exactly what Optuna's TPE draws on a study of only
+    the kept trials (random numbers fixed alike): the window is the model, nothing else changes."""
+    def same_numbers(self, study, trial) -> None:
+        for generator in self._generators():
+            generator.seed(7)
+
+    monkeypatch.setattr(CountedTPESampler, "before_trial", same_numbers)
+    trials, distributions = _random_trials(300, seed=3)
+    for size in (40, 120):
+        windowed = optuna.create_study(direction="maximize", sampler=CountedTPESampler(
+            seed=0, window=TrialWindow(size), n_startup_trials=5, **options))
+        windowed.add_trials(trials)
+        for trial in windowed.get_trials(deepcopy=False):
+            windowed.sampler.window.add(trial)
+        kept = optuna.create_study(direction="maximize",
+                                   sampler=CountedTPESampler(seed=0, n_startup_trials=5, **options))
+        kept.add_trials(_kept(windowed.trials, size))
+        assert [t.params for t in windowed.sampler.window.trials()] == [t.params for t in kept.trials]
+        assert _draw(windowed, distributions) == _draw(kept, distributions)
+
+
+def test_the_best_trials_outlive_the_window() -> None:
+    window = TrialWindow(3, n_best=2)
+    trials, _ = _random_trials(40, seed=5)
+    study = optuna.create_study(direction="maximize")
+    study.add_trials(trials)
+    for trial in study.get_trials(deepcopy=False):
+        window.add(trial)
+    kept = window.trials()
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    best = max(complete, key=lambda t: t.value)
+    assert best in kept and len(kept) == 5
+    assert [t.number for t in kept[-3:]] == [t.number for t in study.trials
+                                             if t.state in (TrialState.COMPLETE, TrialState.PRUNED)][-3:]
+
+
+def test_up_to_max_history_trials_the_search_is_optuna_s_whole(make_space, search) -> None:
+    whole = search(TPE(seed=4, n_startup_trials=4, max_history=None), make_space(), budget=30)
+    window = search(TPE(seed=4, n_startup_trials=4, max_history=30), make_space(), budget=30)
+    assert whole.keys == window.keys
+
+
+def test_tpe_models_no_more_than_max_history_and_the_best(make_space, search, monkeypatch) -> None:
+    """The trials TPE's sampler reads are the window's, however long the search: the cost of a trial
+    stays flat."""
+    seen: list[int] = []
+    read = _WindowedStudy._get_trials
+
+    def counted(self, *args, **kwargs):
+        trials = read(self, *args, **kwargs)
+        seen.append(len(trials))
+        return trials
+
+    monkeypatch.setattr(_WindowedStudy, "_get_trials", counted)
+    strategy = TPE(seed=0, n_startup_trials=4, max_history=8, dedup=False)
+    search(strategy, make_space(n_layers=4), budget=60)
+    assert len(strategy.study.trials) >= 60
+    assert seen and max(seen) <= 8 + 25 + 1  # the window, the best kept, the trial being asked
+    assert seen[-1] <= 8 + 25 + 1 < len(strategy.study.trials)
+
+
+def test_a_resumed_search_keeps_the_same_window(make_space, search) -> None:
+    """Past max_history a resumed search still draws what the uninterrupted one draws."""
+    whole = search(TPE(seed=6, n_startup_trials=4, max_history=6), make_space(n_layers=4), budget=30)
+    first = search(TPE(seed=6, n_startup_trials=4, max_history=6), make_space(n_layers=4), budget=15)
+    second = search(TPE(seed=6, n_startup_trials=4, max_history=6), make_space(n_layers=4), budget=15,
+                    state=first.state())
+    assert first.keys + second.keys == whole.keys
+
+
+def test_max_history_is_checked() -> None:
+    with pytest.raises(ValueError, match=r"max_history \(5\) must be at least n_startup_trials \(10\)"):
+        TPE(max_history=5)
+    with pytest.raises(TypeError, match="max_history must be an int or None"):
+        TPE(max_history=2.5)

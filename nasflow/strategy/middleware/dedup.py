@@ -50,7 +50,7 @@ class Deduplication(StrategyMiddleware):
         self._rng = random.Random(seed)
         # sample key -> the earlier model's result, or None while it has not ended
         self._results: dict[str, dict[str, Any] | None] = {}
-        self._changes: list[list[Any]] = []  # every [key, result] set in _results, in order: the saved state
+        self._changes = AppendLog()  # every [key, result] set in _results, in order: the saved state
         self._owners: dict[str, ExecutableModelSpace] = {}  # sample key -> the model that ran it here
         self._waiting: dict[str, list[ExecutableModelSpace]] = {}  # 'return' duplicates of a running model
         self._dups_in_a_row = 0
@@ -139,7 +139,7 @@ class Deduplication(StrategyMiddleware):
     def state_dict(self) -> dict[str, Any]:
         """``results``: the results as they were set, in order (the last one of a key counts), a list
         that only grows where the results themselves change (a running sample gets its result)."""
-        return {"results": AppendLog(self._changes), "dups_in_a_row": self._dups_in_a_row,
+        return {"results": self._changes, "dups_in_a_row": self._dups_in_a_row,
                 "rng": rng_state(self._rng)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -31,7 +31,7 @@ class MedianStop(StrategyMiddleware):
         super().__init__()
         self.warmup = check_int("MedianStop", "warmup", warmup, 1)
         self.start_step = check_int("MedianStop", "start_step", start_step, 1)
-        self._completed: list[list[float]] = []  # intermediate metrics of each completed model
+        self._completed = AppendLog()  # intermediate metrics of each completed model
         self._stopped: set[int] = set()
 
     def handle_event(self, event: ModelEvent) -> None:
@@ -61,10 +61,10 @@ class MedianStop(StrategyMiddleware):
             self.engine.cancel_models(model)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"completed": AppendLog(self._completed)}  # a completed model's curve is never changed
+        return {"completed": self._completed}  # a completed model's curve is never changed
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._completed = [[float(v) for v in h] for h in state.get("completed", [])]
+        self._completed = AppendLog([float(v) for v in h] for h in state.get("completed", []))
 
     def __repr__(self) -> str:
         return f"MedianStop(warmup={self.warmup}, start_step={self.start_step})"

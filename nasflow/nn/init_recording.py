@@ -18,6 +18,8 @@ from typing import Any
 
 from torch import nn
 
+from nasflow.mutable.frozen import frozen_context
+
 __all__ = ["recording_init_args", "recorded_init_args", "is_recording", "install"]
 
 _RECORD_KEY = "_nf_init_record"
@@ -106,6 +108,7 @@ def install() -> None:
 
 _PLAIN = (type(None), bool, int, float, complex, str, bytes, tuple)
 BUILT_KEY = "_nf_built_attributes"  # a module's plain attributes right after its constructor ran
+_BUILT_PARAMETERS_KEY = "_nf_built_parameters"  # its parameters and hooks then (see parameter_changes)
 
 
 def plain_attributes(module: nn.Module) -> dict[str, Any]:
@@ -124,6 +127,52 @@ def changed_after_build(module: nn.Module) -> dict[str, Any]:
     return {k: v for k, v in plain_attributes(module).items() if k not in built or built[k] != v}
 
 
+def mark_built(module: nn.Module) -> None:
+    """Record ``module`` as its constructor left it: its plain attributes (``changed_after_build``) and,
+    when a space is built (not a model from a sample, which is never converted), its parameters and
+    hooks (``parameter_changes``)."""
+    module.__dict__[BUILT_KEY] = plain_attributes(module)
+    if frozen_context.current_model() is None:
+        module.__dict__[_BUILT_PARAMETERS_KEY] = (_parameter_marks(module), _hooks(module))
+
+
+def _parameter_marks(module: nn.Module) -> dict[str, tuple[int, int, bool]]:
+    """Each parameter in ``module``: its identity, its version counter (which every in-place write
+    moves, ``nn.init`` included) and ``requires_grad``."""
+    return {name: (id(p), p._version, p.requires_grad) for name, p in module.named_parameters()
+            if not isinstance(p, nn.parameter.UninitializedParameter)}
+
+
+def _hooks(module: nn.Module) -> dict[str, int]:
+    """How many forward and backward hooks each module in ``module`` has (by path)."""
+    counts = {name: len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+              + len(m._backward_pre_hooks) for name, m in module.named_modules()}
+    return {name: n for name, n in counts.items() if n}
+
+
+def parameter_changes(module: nn.Module) -> tuple[list[str], list[str]]:
+    """What happened in ``module`` since its constructor returned that rebuilding it from its init
+    arguments undoes: changes to how it computes or trains (hooks registered, parameters replaced,
+    reparametrized or frozen), and parameters written in place (a custom initialization)."""
+    record = module.__dict__.get(_BUILT_PARAMETERS_KEY)
+    if record is None:
+        return [], []
+    marks, hooks = record
+    changed: list[str] = []
+    written: list[str] = []
+    now = _parameter_marks(module)
+    for name, (ident, version, requires_grad) in marks.items():
+        if name not in now or now[name][0] != ident:
+            changed.append(f"its parameter {name!r} was replaced or reparametrized")
+        elif now[name][2] != requires_grad:
+            changed.append(f"{name}.requires_grad was set to {now[name][2]}")
+        elif now[name][1] != version:
+            written.append(name)
+    changed += [f"{name or 'it'} got a forward or backward hook" for name, n in _hooks(module).items()
+                if n > hooks.get(name, 0)]
+    return changed, written
+
+
 def _wrap(owner: type, init: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(init)
     def wrapper(self: nn.Module, *args: Any, **kwargs: Any) -> None:
@@ -132,7 +181,7 @@ def _wrap(owner: type, init: Callable[..., None]) -> Callable[..., None]:
             self.__dict__[_RECORD_KEY] = (owner, args, kwargs)
         init(self, *args, **kwargs)
         if recording:  # the outermost constructor has returned: the module as built
-            self.__dict__[BUILT_KEY] = plain_attributes(self)
+            mark_built(self)
 
     wrapper._nf_records_init = True  # type: ignore[attr-defined]
     return wrapper

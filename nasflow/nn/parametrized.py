@@ -18,7 +18,7 @@ from nasflow.mutable import Mutable, Sample, dedup_labeled_mutables
 from nasflow.mutable.frozen import frozen_context
 
 from .base import MutableModule, current_sample
-from .init_recording import BUILT_KEY, plain_attributes
+from .init_recording import BUILT_KEY, mark_built, plain_attributes
 
 __all__ = ["ParametrizedModule", "ParameterizedModule", "freeze_arguments"]
 
@@ -115,7 +115,7 @@ def _wrap_init(init: Callable[..., None]) -> Callable[..., None]:
         if not frozen:
             for mutable in _mutables_in(args) + _mutables_in(kwargs.values()):
                 self.add_mutable(mutable)
-            self.__dict__[BUILT_KEY] = plain_attributes(self)
+            mark_built(self)
 
     return wrapper
 

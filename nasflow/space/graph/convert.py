@@ -16,6 +16,7 @@ two modules, an optional argument of the space's own forward whose use is unknow
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Any
 
 import torch
@@ -27,6 +28,7 @@ from nasflow.mutable import Constraint, Mutable
 from nasflow.nn import Cell as NasCell
 from nasflow.nn import ChosenInputs, InputChoice, LayerChoice, ModelSpace, ParametrizedModule, Repeat
 from nasflow.nn.base import MutableModule, module_leaf_mutables
+from nasflow.nn.init_recording import parameter_changes
 
 from .built import BuiltGraphs
 from .errors import GraphConversionError, GraphFormatError
@@ -106,6 +108,7 @@ class _Converter(BuiltGraphs):
         self.signatures: dict[type, list[inspect.Parameter]] = {}
         self.tensor_paths: dict[int, tuple[str, tuple[str, str]]] = {}
         self.choice_paths: set[str] = set()
+        self.initialized: list[str] = []  # basic units whose parameters the space wrote after building them
 
     # ---- graphs -----------------------------------------------------------------------------
     def new_graph(self, module: nn.Module, path: str) -> Graph:
@@ -385,6 +388,8 @@ class _Converter(BuiltGraphs):
                 "the ParametrizedModule."
             )
         cls, args, kwargs = constructor_call(module, where, GraphConversionError)
+        if parameter_changes(module)[1]:
+            self.initialized.append(path)
         ref = ref_of(cls)
         if ref is None:
             raise GraphConversionError(
@@ -520,6 +525,31 @@ def _check_lazy(space: nn.Module, ran: bool) -> None:
             )
 
 
+def _check_hooks(module: nn.Module, path: str = "") -> None:
+    """The graph copies the forward code of the space and its containers, and replaces choices by what
+    they choose: hooks on any of them would be lost. A basic unit is rebuilt by its constructor, which
+    registers its own hooks again (``parameter_changes`` refuses those registered after it)."""
+    if module_kind(module) == "basic":
+        return
+    if module._forward_hooks or module._forward_pre_hooks or module._backward_hooks or module._backward_pre_hooks:
+        raise GraphConversionError(
+            f"{_subject(module, path)} has a forward or backward hook, which the graph format (a copy of the "
+            "forward code) would lose. Register it in the constructor of a basic unit (a "
+            "nasflow.nn.ParametrizedModule) on a module that unit builds, or use model_format='simplified'.")
+    for name, child in module.named_children():
+        _check_hooks(child, join_path(path, name))
+
+
+def _warn_initialization(space: nn.Module, paths: list[str]) -> None:
+    shown = ", ".join(repr(p) for p in paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+    warnings.warn(
+        f"{type(space).__name__}: its constructor wrote the parameters of {len(paths)} modules after building them "
+        f"({shown}), a custom initialization. The graph format builds each model's modules from their init "
+        "arguments, so its trials start from those modules' default initialization. Use "
+        "model_format='simplified' to keep yours, or initialize inside the modules' own constructors.",
+        stacklevel=3)
+
+
 def convert_model_space(space: nn.Module, evaluator: Any = None, dummy_input: Any = None,
                         cls: type[GraphModelSpace] = GraphModelSpace) -> GraphModelSpace:
     """The graph IR of ``space`` (see the module docstring). With ``dummy_input``, the space is run on
@@ -536,6 +566,7 @@ def convert_model_space(space: nn.Module, evaluator: Any = None, dummy_input: An
             f"The space itself is a {kind} module ({type(space).__qualname__}); wrap it in a nasflow.nn.ModelSpace."
         )
     _check_own_freezing(space)
+    _check_hooks(space)
     if dummy_input is not None:
         check_candidate_shapes(space, dummy_input)
     _check_lazy(space, dummy_input is not None)
@@ -550,6 +581,8 @@ def convert_model_space(space: nn.Module, evaluator: Any = None, dummy_input: An
         raise GraphConversionError(str(err)) from err
     model.root_name = "_model"
     _check_labels(space, model)
+    if converter.initialized:
+        _warn_initialization(space, converter.initialized)
     if dummy_input is not None:
         verify_conversion(space, model, dummy_input)
     return model

@@ -93,14 +93,14 @@ def constructor_call(module: nn.Module, where: str,
                      error: type[GraphFormatError] = GraphFormatError) -> tuple[type, tuple, dict[str, Any]]:
     """The class and init arguments that build ``module`` again (a basic unit's node)."""
     from nasflow.nn import ParametrizedModule
-    from nasflow.nn.init_recording import changed_after_build, recorded_init_args
+    from nasflow.nn.init_recording import changed_after_build, parameter_changes, recorded_init_args
 
-    changed = changed_after_build(module)
+    changed = [f"{k}={v!r}" for k, v in changed_after_build(module).items()] + parameter_changes(module)[0]
     if changed:
         raise error(
-            f"{where} was changed after it was built ({', '.join(f'{k}={v!r}' for k, v in changed.items())}); the "
-            "graph format rebuilds it from its init arguments and would lose that. Pass the value to its "
-            "constructor, or use model_format='simplified'."
+            f"{where} was changed after it was built ({'; '.join(changed)}); the graph format rebuilds it from "
+            "its init arguments and would lose that. Do it in the module's constructor (pass the value to it, "
+            "or make the module a nasflow.nn.ParametrizedModule that does it), or use model_format='simplified'."
         )
     if isinstance(module, ParametrizedModule):
         return (type(module)._wraps or type(module), module.__dict__.get("trace_args", ()),

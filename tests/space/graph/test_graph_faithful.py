@@ -8,6 +8,7 @@ source, in a fresh one.
 from __future__ import annotations
 
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -130,18 +131,89 @@ class TunedAfterBuilding(ModelSpace):
             self.act.negative_slope = 0.3
         elif change == "new":
             self.bn.note = "mine"  # a new attribute the rebuilt module would not have
+        elif change == "hook":
+            self.bn.register_forward_hook(lambda module, inputs, output: output * 2)
+        elif change == "pre_hook":
+            self.act.register_forward_pre_hook(lambda module, inputs: (inputs[0] + 1,))
+        elif change == "frozen":
+            self.bn.weight.requires_grad_(False)
+        elif change == "replaced":
+            self.bn.bias = nn.Parameter(torch.full((4,), 0.5))
+        elif change == "weight_norm":
+            self.conv.candidates[0] = nn.utils.parametrizations.weight_norm(self.conv.candidates[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.bn(self.conv(x)))
 
 
 @pytest.mark.parametrize(("change", "module", "shown"), [
-    ("eps", "bn", "eps=0.5"), ("slope", "act", "negative_slope=0.3"), ("new", "bn", "note='mine'")])
+    ("eps", "bn", "eps=0.5"), ("slope", "act", "negative_slope=0.3"), ("new", "bn", "note='mine'"),
+    ("hook", "bn", "it got a forward or backward hook"), ("pre_hook", "act", "it got a forward or backward hook"),
+    ("frozen", "bn", "weight.requires_grad was set to False"),
+    ("replaced", "bn", "its parameter 'bias' was replaced or reparametrized"),
+    ("weight_norm", r"conv\.0", "its parameter 'weight' was replaced or reparametrized")])
 def test_a_module_changed_after_it_was_built_is_refused(change: str, module: str, shown: str) -> None:
     with pytest.raises(GraphConversionError, match=rf"'{module}'.*changed after it was built \({shown}\)"):
         GraphModelSpace.from_model(TunedAfterBuilding(change))
     graph = GraphModelSpace.from_model(TunedAfterBuilding("none"))  # untouched modules convert
     assert isinstance(graph.freeze({"op": 1}).executable_model(), nn.Module)
+
+
+class HookedContainer(ModelSpace):
+    """A hook on a module the graph traces (copies the forward of): the copy would not call it."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__()
+        self.body = nn.Sequential(LayerChoice([nn.Linear(3, 3), nn.Identity()], label="op"), nn.ReLU())
+        target = self if where == "space" else self.body
+        target.register_forward_hook(lambda module, inputs, output: output + 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+@pytest.mark.parametrize(("where", "named"), [("space", "HookedContainer"), ("body", "'body'")])
+def test_a_hook_on_a_traced_module_is_refused(where: str, named: str) -> None:
+    with pytest.raises(GraphConversionError, match=rf"{named}.*has a forward or backward hook"):
+        GraphModelSpace.from_model(HookedContainer(where))
+
+
+class Initialized(ModelSpace):
+    """A custom initialization: by the space after building (not carried: told), or by a unit's own
+    constructor (carried: rebuilding the unit runs it again)."""
+
+    def __init__(self, by_space: bool) -> None:
+        super().__init__()
+        self.conv = LayerChoice([nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(3, 4, 1)], label="op")
+        self.head = ZeroHead(4) if not by_space else nn.Linear(4, 2)
+        if by_space:
+            nn.init.zeros_(self.head.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x).mean((2, 3)))
+
+
+class ZeroHead(nn.Module):
+    _nni_basic_unit = True
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(width, 2)
+        nn.init.zeros_(self.fc.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
+def test_a_custom_initialization_by_the_space_is_told_not_lost_silently() -> None:
+    with pytest.warns(UserWarning, match=r"Initialized: its constructor wrote the parameters of 1 modules.*'head'.*"
+                                         r"default initialization.*simplified"):
+        graph = GraphModelSpace.from_model(Initialized(by_space=True))
+    assert graph.freeze({"op": 0}).executable_model().head.weight.abs().sum() > 0  # as told: the default
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        graph = GraphModelSpace.from_model(Initialized(by_space=False))  # the unit initializes itself
+    assert graph.freeze({"op": 0}).executable_model().head.fc.weight.abs().sum() == 0
 
 
 def test_an_optional_argument_the_space_branches_on_needs_the_call() -> None:

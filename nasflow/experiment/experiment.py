@@ -340,7 +340,7 @@ class NasExperiment:
         except StoreError as err:
             _logger.warning("Experiment %s finished, but its store cannot be reopened to read it: %s", self.id, err)
 
-    def _save_progress(self, model: ExecutableModelSpace | None = None, *, force: bool = False) -> None:
+    def _save_progress(self, *, force: bool = False) -> None:
         """Strategy and engine state, saved before each submission is recorded and after each model ends.
 
         The strategy's state is written incrementally: what changed of it, its append-only lists by

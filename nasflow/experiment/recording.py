@@ -53,8 +53,8 @@ def model_payload(model: ExecutableModelSpace) -> bytes | None:
 class RecordingMiddleware(Middleware):
     """Assigns model ids from the store, records models and events, keeps restored models listed."""
 
-    def __init__(self, store: ExperimentStore, *, on_submit: Callable[[ExecutableModelSpace], None] | None = None,
-                 on_model_end: Callable[[ExecutableModelSpace], None] | None = None,
+    def __init__(self, store: ExperimentStore, *, on_submit: Callable[[], None] | None = None,
+                 on_model_end: Callable[[], None] | None = None,
                  restored: Iterable[ExecutableModelSpace] = ()) -> None:
         super().__init__()
         self.store = store
@@ -65,7 +65,7 @@ class RecordingMiddleware(Middleware):
         self._outside = list(restored)  # models the engine below does not list (restored, ended above)
         self._searching: dict[int, dict[str, Any]] = {}  # models submitted without a sample: the sample recorded
         self._lock = threading.RLock()  # ids and unwritten rows; held while writing (events come from threads)
-        self._unsaved: list[ExecutableModelSpace] = []  # submissions on_submit has not saved yet, see _writing
+        self._unsaved = False  # a submission's progress (on_submit) waits for the next write, see _writing
         self._unwritten: list[tuple[int, dict[str, Any], str, bytes | None]] = []  # new rows, see _writing
         records = store.models(include_payload=False)
         self._next_id = max((r.model_id for r in records), default=-1) + 1
@@ -90,12 +90,12 @@ class RecordingMiddleware(Middleware):
         """One store transaction: the strategy's progress for submissions not saved yet, the rows of new
         models not written yet, then the body's writes."""
         with self._lock, self.store.batch():
-            for model in self._unsaved:
-                self.on_submit(model)  # type: ignore[misc]  # only queued when there is one
+            if self._unsaved:
+                self.on_submit()  # type: ignore[misc]  # only set when there is one
             for model_id, sample, fmt, payload in self._unwritten:
                 self.store.add_model(model_id, sample, format=fmt, payload=payload, status=ModelStatus.Frozen.value)
             yield
-        self._unsaved.clear()  # committed (a failed batch keeps them for the next write)
+        self._unsaved = False  # committed (a failed batch keeps it for the next write)
         self._unwritten.clear()
 
     def _write_new_rows(self) -> None:
@@ -130,9 +130,9 @@ class RecordingMiddleware(Middleware):
             if self.on_submit is not None:
                 if in_process:
                     with self._lock:
-                        self._unsaved.append(model)
+                        self._unsaved = True
                 else:
-                    self.on_submit(model)
+                    self.on_submit()
             if not self._add(model):  # a model resubmitted (resume, retry) keeps its id and row
                 status = ModelStatus.Retrying if model.status == ModelStatus.Retrying else ModelStatus.Frozen
                 with self._writing():
@@ -168,7 +168,7 @@ class RecordingMiddleware(Middleware):
         self._record(event)
         super().handle_event(event)
         if isinstance(event, TrainingEndEvent) and self.on_model_end is not None:
-            self.on_model_end(event.model)
+            self.on_model_end()
 
     def _record(self, event: ModelEvent) -> None:
         model_id = event.model.model_id

@@ -29,7 +29,7 @@ import sqlite3
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -509,6 +509,7 @@ class ExperimentStore:
         self._lock = threading.RLock()  # reentrant: the writes inside batch() take it again
         self._batched = False  # a batch() transaction is open (in the thread holding the lock)
         self._batch_void = False  # a write inside the open batch raised: the batch must not commit
+        self._on_commit: list[Callable[[], None]] = []  # after_commit callbacks waiting for the open batch
         self._checkpointer = None if read_only else WalCheckpointer(path)
 
     # -- construction -------------------------------------------------------------------------
@@ -661,7 +662,7 @@ class ExperimentStore:
         with self._write() as conn:
             outer, self._batched = self._batched, True
             if not outer:
-                self._batch_void = False
+                self._batch_void, self._on_commit = False, []
             try:
                 yield
             finally:
@@ -670,6 +671,19 @@ class ExperimentStore:
                 raise StoreError(f"A write to {self._path} failed inside a batch, so none of the batch's writes "
                                  "was committed.", self._path)
             _check_batch_alive(conn, self._path)
+        if not outer:
+            callbacks, self._on_commit = self._on_commit, []
+            for callback in callbacks:
+                callback()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the writes made so far are committed: now outside a batch, when the
+        batch commits inside one (never, if it fails). For callers that keep track of what is stored."""
+        with self._lock:
+            if self._batched:
+                self._on_commit.append(callback)
+                return
+        callback()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -782,7 +796,7 @@ class ExperimentStore:
         rows = [(str(path), operator.index(seq), bytes(entry)) for path, seq, entry in appends]
         with self._write() as conn:
             conn.executemany("DELETE FROM strategy_log WHERE path = ?", [(str(path),) for path in reset])
-            conn.executemany("INSERT INTO strategy_log VALUES (?, ?, ?)", rows)
+            conn.executemany("INSERT OR REPLACE INTO strategy_log VALUES (?, ?, ?)", rows)  # a save retried
             if state is not None:
                 conn.execute("INSERT OR REPLACE INTO strategy_state VALUES (1, ?, ?)", (bytes(state), time.time()))
 

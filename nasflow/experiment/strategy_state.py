@@ -96,7 +96,7 @@ class StrategyStateSaver:
         self._store = store
         self._skeleton: bytes | None = None  # the skeleton as last saved
         self._saved: dict[str, int] = {}  # path -> how many of the log's entries are in the store
-        self._lock = threading.Lock()  # the strategy's thread and the engine's both save
+        self._lock = threading.RLock()  # both threads save; reentrant: after_commit may call back at once
 
     def load(self) -> Any | None:
         """The saved state (unpickled: only for a resume), or None if none was saved. Later saves
@@ -129,5 +129,9 @@ class StrategyStateSaver:
             if blob == self._skeleton and not appends and not reset:
                 return
             self._store.save_strategy_state(None if blob == self._skeleton else blob, appends=appends, reset=reset)
-            self._skeleton = blob
-            self._saved = {path: len(log) for path, log in logs.items()}
+            saved = {path: len(log) for path, log in logs.items()}
+            self._store.after_commit(lambda: self._stored(blob, saved))  # a failed batch leaves them unsaved
+
+    def _stored(self, skeleton: bytes, saved: dict[str, int]) -> None:
+        with self._lock:
+            self._skeleton, self._saved = skeleton, saved

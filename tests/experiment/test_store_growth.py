@@ -161,6 +161,27 @@ def test_the_saver_appends_only_new_entries_in_one_transaction(tmp_path: Path) -
     store.close()
 
 
+def test_entries_of_a_batch_that_failed_are_saved_again(tmp_path: Path) -> None:
+    """A save inside a batch is stored only if the batch commits: the saver counts entries as saved
+    after the commit, so those a failed batch (a full disk, a crash in its body) rolled back are
+    written by the next save, not lost."""
+    store = ExperimentStore.create(tmp_path / "e", "e", "e", {})
+    history = AppendLog([1])
+    saver = StrategyStateSaver(store)
+    saver.save(lambda: {"history": history})
+    history.append(2)
+    with pytest.raises(RuntimeError), store.batch():
+        saver.save(lambda: {"history": history})
+        raise RuntimeError("a later write of the batch failed")
+    history.append(3)
+    with store.batch():  # two saves in one batch: the second writes the first's entries again
+        saver.save(lambda: {"history": history})
+        history.append(4)
+        saver.save(lambda: {"history": history})
+    assert StrategyStateSaver(store).load() == {"history": [1, 2, 3, 4]}
+    store.close()
+
+
 # ----- experiments ------------------------------------------------------------------------------
 
 STRATEGIES: dict[str, Callable[[], Any]] = {

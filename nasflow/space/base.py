@@ -15,7 +15,7 @@ from torch import nn
 from nasflow.mutable import LabeledMutable, Mutable, Sample
 from nasflow.mutable.base import IsLeaf
 
-from .metrics import MetricDirection, Metrics, ModelStatus
+from .metrics import METRIC_DIRECTIONS, MetricDirection, Metrics, ModelStatus, metric_score
 
 __all__ = ["ExecutableModelSpace"]
 
@@ -73,13 +73,16 @@ class ExecutableModelSpace(Mutable, abc.ABC):
     def score(self) -> float | None:
         """The final metric as the number strategies maximize: negated when the evaluator's
         ``metric_direction`` is ``'minimize'``; None until reported."""
-        metric = self.metric
-        return None if metric is None else (-metric if self.metric_direction == "minimize" else metric)
+        return metric_score(self.metric, self.metric_direction)
 
     @property
     def metric_direction(self) -> MetricDirection:
         """Whether the evaluator's metric is better higher (``'maximize'``, the default) or lower."""
-        return getattr(self.evaluator, "metric_direction", "maximize")
+        direction = getattr(self.evaluator, "metric_direction", "maximize")
+        if direction not in METRIC_DIRECTIONS:
+            raise ValueError(f"{type(self.evaluator).__name__}.metric_direction must be one of "
+                             f"{list(METRIC_DIRECTIONS)}, got {direction!r}.")
+        return direction
 
     def leaf_mutables(self, is_leaf: IsLeaf = None) -> Iterator[LabeledMutable]:
         yield from self._space_leaf_mutables(is_leaf)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import dataclasses
+import copy
 import ipaddress
 import json
 import logging
@@ -105,10 +105,15 @@ class RemoteMachineConfig:
         return state
 
     def __copy__(self) -> RemoteMachineConfig:  # a copy in memory keeps the password; only pickles drop it
-        return dataclasses.replace(self)
+        copied = object.__new__(type(self))
+        copied.__dict__.update(self.__dict__)  # with a restored config's password lookup (_PASSWORD_LEFT_OUT)
+        return copied
 
     def __deepcopy__(self, memo: dict[int, Any]) -> RemoteMachineConfig:
-        return dataclasses.replace(self)
+        copied = object.__new__(type(self))
+        memo[id(self)] = copied
+        copied.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return copied
 
     def password_variables(self) -> tuple[str, str]:
         """The environment variables a restored config reads its password from, most specific first."""

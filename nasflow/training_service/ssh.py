@@ -7,9 +7,10 @@ output into a message that names the host and says what to fix.
 Host keys are checked against the user's known hosts (``~/.ssh/known_hosts``, or ``known_hosts_file``):
 a host seen for the first time is trusted and recorded (``StrictHostKeyChecking=accept-new``), a host
 whose key changed is refused. ``strict_host_key_checking=False`` is the explicit opt-out (any key is
-accepted; ssh still records new ones). Password login goes through ``sshpass -e``: the password
-travels in sshpass's environment, never on a command line, and is never written anywhere; without
-``sshpass`` asking for a password is an error, raised before any connection is tried.
+accepted and none is recorded, so a re-created machine with a new key connects). Password login goes
+through ``sshpass -e``: the password travels in sshpass's environment, never on a command line, and is
+never written anywhere; without ``sshpass`` asking for a password is an error, raised before any
+connection is tried.
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ def _options(target: SshTarget) -> list[str]:
     ]
     if target.known_hosts_file is not None:
         options += ["-o", f"UserKnownHostsFile={os.path.expanduser(target.known_hosts_file)}"]
+    elif not target.strict_host_key_checking:
+        # unchecked: a stale key in ~/.ssh/known_hosts (a re-created machine) would make ssh refuse
+        # password login; keep no record at all
+        options += ["-o", "UserKnownHostsFile=/dev/null"]
     if target.password is not None:
         options += ["-o", "BatchMode=no", "-o", "PreferredAuthentications=password,keyboard-interactive",
                     "-o", "PubkeyAuthentication=no", "-o", "NumberOfPasswordPrompts=1"]

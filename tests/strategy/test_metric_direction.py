@@ -126,3 +126,12 @@ def test_a_viewed_experiment_keeps_its_metric_direction(make_space, tmp_path: Pa
     viewed = NasExperiment.view(exp.id, experiment_working_directory=str(tmp_path))
     assert {m.metric: m.score for m in viewed.list_models()} == {8.0: -8.0, 16.0: -16.0}
     assert viewed.export_top_models(top_k=1) == [{"w0": 8}]
+
+
+def test_an_unknown_direction_is_refused_naming_the_evaluator(make_space) -> None:
+    """One spelling check, where the direction is read: a typo would otherwise rank finals one way
+    (``model.score``) and intermediates the other (``metric_score``)."""
+    space = space_of(make_space)
+    space.evaluator.metric_direction = "min"
+    with pytest.raises(ValueError, match=r"metric_direction must be one of \['maximize', 'minimize'\], got 'min'"):
+        _ = space.metric_direction

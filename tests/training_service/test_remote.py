@@ -329,18 +329,23 @@ def test_ssh_never_uses_dev_null_known_hosts_nor_puts_a_password_on_the_command_
     assert "StrictHostKeyChecking=accept-new" in options and not any("/dev/null" in o for o in options)
     assert not any("hunter2" in o for o in options)
     assert "hunter2" not in repr(SshTarget("h", password="hunter2-secret"))
+    # opted out: no record either, or a stale key of a re-created machine would disable password login
+    assert "UserKnownHostsFile=/dev/null" in _options(SshTarget("h", strict_host_key_checking=False))
 
 
 PASSWORD = "pw-6a1f-never-on-disk"
 
 
-def test_a_pickled_machine_config_leaves_its_password_out_and_a_copy_keeps_it() -> None:
+def test_a_pickled_machine_config_leaves_its_password_out_and_a_copy_keeps_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     import copy
 
     machine = RemoteMachineConfig("gpu-1.lab", user="me", password=PASSWORD)
     assert PASSWORD.encode() not in cloudpickle.dumps(machine) and copy.deepcopy(machine).password == PASSWORD
     restored = cloudpickle.loads(cloudpickle.dumps(machine))
     assert restored.password is None and restored.password_variables()[0] == "NASFLOW_SSH_PASSWORD_GPU_1_LAB"
+    monkeypatch.setenv("NASFLOW_SSH_PASSWORD", "from-env")
+    assert [c.login_password() for c in (restored, copy.copy(restored), copy.deepcopy(restored))] == ["from-env"] * 3
 
 
 def files_holding(root: Path, secret: bytes) -> list[Path]:

@@ -12,10 +12,10 @@ metric is the same function of its parameters, known at once, so all the time is
   Optuna's sampler plus nasflow's mapping of samples to parameters, constraint checks,
   deduplication, freezing and its state records. ``tpe_over_optuna`` compares like with like:
   ``TPE(max_history=None)`` models every trial, as Optuna's sampler does; nasflow's default
-  (``max_history=200``: the 200 most recent trials and the 25 best) is reported beside it as
-  ``default_tpe_over_optuna``, faster past 200 trials because it models fewer.
+  (``max_history=150``: the 150 most recent trials and the 25 best) is reported beside it as
+  ``default_tpe_over_optuna``, faster past 150 trials because it models fewer.
 
-Each side runs in a fresh process (imports excluded from its time), the two interleaved
+Each side runs in a fresh process (imports excluded from its time), the three interleaved
 ``--repeats`` times; the figures are medians and ``tpe_over_optuna`` the median of the pairs' ratios.
 
 Usage: python benchmarks/strategy_overhead.py [--trials 1000] [--repeats 3]   (last line: one JSON object)
@@ -139,7 +139,7 @@ def run_nasflow(trials: int, **tpe_options: Any) -> float:
 SIDES: dict[str, Callable[[int], float]] = {
     "optuna": run_optuna,
     "nasflow": lambda trials: run_nasflow(trials, max_history=None),  # every trial, as Optuna's sampler
-    "nasflow-default": run_nasflow,
+    "nasflow_default": run_nasflow,
 }
 
 
@@ -166,7 +166,7 @@ def main() -> None:
         print(f"{side}: {args.trials} trials, median {statistics.median(runs):.3f} s "
               f"({statistics.median(runs) / args.trials * 1000:.2f} ms per trial; runs {[round(t, 3) for t in runs]})")
     print(json.dumps({"tpe_over_optuna": round(ratio("nasflow"), 3),
-                      "default_tpe_over_optuna": round(ratio("nasflow-default"), 3),
+                      "default_tpe_over_optuna": round(ratio("nasflow_default"), 3),
                       **{f"{side}_s": round(statistics.median(runs), 3) for side, runs in times.items()}}))
 
 if __name__ == "__main__":

@@ -120,16 +120,16 @@ class StrategyStateSaver:
             blob = dump_state(skeleton)
             appends: list[tuple[str, int, bytes]] = []
             reset = [path for path in self._saved if path not in logs]
+            saved = {path: len(log) for path, log in logs.items()}  # read once: a live log may grow meanwhile
             for path, log in logs.items():
                 done = self._saved.get(path, 0)
-                if len(log) < done:
+                if saved[path] < done:
                     reset.append(path)
                     done = 0
-                appends.extend((path, seq, dump_state(log[seq])) for seq in range(done, len(log)))
+                appends.extend((path, seq, dump_state(log[seq])) for seq in range(done, saved[path]))
             if blob == self._skeleton and not appends and not reset:
                 return
             self._store.save_strategy_state(None if blob == self._skeleton else blob, appends=appends, reset=reset)
-            saved = {path: len(log) for path, log in logs.items()}
             self._store.after_commit(lambda: self._stored(blob, saved))  # a failed batch leaves them unsaved
 
     def _stored(self, skeleton: bytes, saved: dict[str, int]) -> None:

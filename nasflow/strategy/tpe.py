@@ -16,7 +16,6 @@ from .utils import EventHooks, check_int, check_seed, sample_key
 if TYPE_CHECKING:
     import optuna
 
-    from .tpe_sampler import TrialWindow
     from .tpe_space import OptunaSpace
 
 __all__ = ["TPE"]
@@ -29,14 +28,15 @@ _FAILED = "failed"  # a sample ended without a metric
 
 
 class TPE(Strategy):
-    """TPE (Bergstra et al., 2011) with Optuna's ``TPESampler``; higher metrics are better.
+    """TPE (Bergstra et al., 2011) with Optuna's ``TPESampler``.
 
-    Each model is an Optuna trial: asked when a worker is idle, told when the model ends: its final
-    metric (COMPLETE, maximized), FAIL when it failed without one, PRUNED (with its intermediate
-    metrics) when it was interrupted or invalid. A sample that breaks the space's constraints is
-    told PRUNED and another asked. With ``dedup`` a sample seen before is not run again: the trial
-    is told the earlier result; after ``max_retries`` such answers in a row an unseen random sample
-    is enqueued instead, and the search stops when none is left.
+    Each model is an Optuna trial: asked when a worker is idle, told when the model ends: its score
+    (COMPLETE, maximized: the metric, negated when the evaluator minimizes it), FAIL when it failed
+    without one, PRUNED (with its intermediate metrics) when it was interrupted or invalid. A sample
+    that breaks the space's constraints is told PRUNED and another asked. With ``dedup`` a sample
+    seen before is not run again: the trial is told the earlier result; after ``max_retries`` such
+    answers in a row an unseen random sample is enqueued instead, and the search stops when none is
+    left.
 
     ``n_startup_trials`` random trials come first; other keyword arguments go to ``TPESampler``
     (e.g. ``multivariate=False``, ``n_ei_candidates=48``). The random numbers of each trial follow
@@ -44,15 +44,17 @@ class TPE(Strategy):
     so the state (``state_dict``) is the seed and the told trials, a list that only grows.
 
     TPE scores each candidate against every trial it models, so its cost per trial grows with them
-    (about 90 ms per trial at 10,000 trials with all of them). TPE here models the ``max_history``
-    most recent finished trials and the 25 best ever told (which keep TPE's "good" group whole):
-    up to ``max_history`` trials it samples exactly as Optuna's ``TPESampler``; past them its model
-    of the rest of the space forgets the oldest trials (which Optuna's default weights fade
-    already) and its cost per trial stays flat. ``max_history=None`` models every trial.
+    (18-32 ms per trial at 2,000 trials with all of them, ``benchmarks/tpe_window.py``). TPE here
+    models the ``max_history`` most recent finished trials and the 25 best ever told, with its
+    "good" group sized by all the trials (so that group is the one of the whole study): up to
+    ``max_history`` trials it samples exactly as Optuna's ``TPESampler``; past them its model of the
+    rest of the space forgets the oldest trials (which Optuna's default weights fade already) and
+    its cost per trial stays bounded. ``max_history=None`` models every trial (and allows a custom
+    ``gamma``).
     """
 
     def __init__(self, seed: int | None = None, *, n_startup_trials: int = 10, dedup: bool = True,
-                 max_retries: int = 20, max_history: int | None = 200, **sampler_kwargs: Any) -> None:
+                 max_retries: int = 20, max_history: int | None = 150, **sampler_kwargs: Any) -> None:
         super().__init__()
         self.seed = check_seed("TPE", seed)
         self.n_startup_trials = check_int("TPE", "n_startup_trials", n_startup_trials, 0)
@@ -95,15 +97,7 @@ class TPE(Strategy):
 
             self._study = optuna.create_study(direction="maximize", sampler=self._sampler)
             self._study.add_trials([self._frozen_trial(record) for record in self._history])
-            for trial in self._study.get_trials(deepcopy=False):
-                self._model(trial)
         return self._study
-
-    def _model(self, trial: optuna.trial.FrozenTrial) -> None:
-        """Show a trial that ended to the sampler's window (there is none when every trial is modeled)."""
-        window: TrialWindow | None = self._sampler.window
-        if window is not None:
-            window.add(trial)
 
     def _run(self) -> None:
         while self.wait_for_worker():
@@ -195,7 +189,7 @@ class TPE(Strategy):
     def _tell(self, trial: optuna.trial.Trial, state: Any, value: float | None = None,
               intermediates: dict[int, float] | None = None, ran: bool = False) -> None:
         """Tell Optuna, and keep the record a resumed search re-adds to its fresh study."""
-        self._model(self.study.tell(trial, value if state.name == "COMPLETE" else None, state=state))
+        self.study.tell(trial, value if state.name == "COMPLETE" else None, state=state)
         self._history.append(_record(dict(trial.params), state.name, value, intermediates, ran))
 
     def _add_finished(self, sample: dict[str, Any], metric: float | None) -> None:
@@ -207,7 +201,6 @@ class TPE(Strategy):
         if sample_key(self._space.sample_of(record["params"])) != sample_key(sample):
             record["key"] = sample_key(sample)  # its params stand for another sample (a clipped normal)
         self.study.add_trial(self._frozen_trial(record))
-        self._model(self.study.get_trials(deepcopy=False)[-1])
         self._history.append(record)
 
     def _frozen_trial(self, record: dict[str, Any]) -> optuna.trial.FrozenTrial:

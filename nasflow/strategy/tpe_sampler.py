@@ -13,8 +13,8 @@ trial at 10,000 trials on a 2-core machine). ``TrialWindow`` keeps what it model
 
 from __future__ import annotations
 
-import copy
 import logging
+import math
 from collections import deque
 from collections.abc import Container
 from typing import Any
@@ -28,6 +28,12 @@ from optuna.trial import FrozenTrial, TrialState
 __all__ = ["CountedTPESampler", "TrialWindow"]
 
 _MODELED = (TrialState.COMPLETE, TrialState.PRUNED)  # the finished trials TPE learns from
+
+try:
+    from optuna.samplers._tpe.sampler import default_gamma
+except ImportError:  # Optuna's documented default, should the private name move
+    def default_gamma(x: int) -> int:
+        return min(math.ceil(0.1 * x), 25)
 
 _logger = logging.getLogger(__name__)
 
@@ -46,9 +52,14 @@ class CountedTPESampler(TPESampler):
     """
 
     def __init__(self, seed: int, window: TrialWindow | None = None, **kwargs: Any) -> None:
+        if window is not None and kwargs.get("gamma") is not None:
+            raise ValueError("TPE: a custom gamma needs max_history=None: the window keeps the best 25 trials, "
+                             "the most Optuna's default gamma puts in TPE's good group.")
         super().__init__(seed=seed, **kwargs)
         self._base_seed = seed
         self.window = window
+        if window is not None:
+            self._gamma = self._gamma_of_all
         if None in self._generators():
             _logger.warning("TPE: this Optuna version's TPESampler keeps its random state elsewhere; a resumed "
                             "search will not draw exactly what the uninterrupted one would have.")
@@ -75,29 +86,57 @@ class CountedTPESampler(TPESampler):
         return super().sample_independent(self._modeled(study), trial, param_name, param_distribution)
 
     def _modeled(self, study: Study) -> Any:
-        return study if self.window is None else _WindowedStudy(study, self.window)
+        if self.window is None:
+            return study
+        self.window.update(study)
+        return _WindowedStudy(study, self.window)
+
+    def _gamma_of_all(self, n_modeled: int) -> int:
+        """The size of the "good" group, from every trial the study ended, not the window's few."""
+        assert self.window is not None
+        return default_gamma(self.window.ended)
 
 
 class TrialWindow:
-    """The finished trials TPE models: the ``size`` most recent and the ``n_best`` best ever told.
+    """The finished trials TPE models: the ``size`` most recent and the ``n_best`` best.
 
-    Optuna's default gamma caps TPE's "good" group at 25 trials, so keeping the best 25 keeps that
-    group exactly what it is with every trial; the model of the rest of the space forgets the oldest
-    trials, which Optuna's default weights fade already.
+    TPE's "good" group is the best ``gamma(n)`` trials, at most 25 with Optuna's default gamma;
+    keeping the best 25 (and counting every ended trial for ``n``) keeps that group exactly what it
+    is with every trial. The model of the rest of the space forgets the oldest trials, which
+    Optuna's default weights fade already. The window follows the study itself (``update``).
     """
 
     def __init__(self, size: int, n_best: int = 25) -> None:
         self.size = size
         self.n_best = n_best
+        self.ended = 0  # COMPLETE or PRUNED trials seen
+        self.unfinished: list[FrozenTrial] = []  # the study's RUNNING and WAITING trials, at the last update
         self._recent: deque[FrozenTrial] = deque()
         self._best: list[FrozenTrial] = []  # the best COMPLETE trials that left the recent ones
         self._trials: list[FrozenTrial] | None = []  # both, by number; None when out of date
-        self._finished_before = 0  # the study's trials before this number have all ended
+        self._seen_before = 0  # the study's trials before this index have ended and been seen
+        self._seen_after: set[int] = set()  # indices from there on that ended and were seen
 
-    def add(self, trial: FrozenTrial) -> None:
-        """A trial of the study, as it ended (kept only if COMPLETE or PRUNED)."""
+    def update(self, study: Study) -> None:
+        """Take in the study's trials that ended since the last look (a trial never starts again, so
+        only those after the first unfinished one are looked at) and note the unfinished ones."""
+        trials = study.get_trials(deepcopy=False)  # by number; a list copy, no filtering
+        self.unfinished = []
+        for index in range(self._seen_before, len(trials)):
+            trial = trials[index]
+            if not trial.state.is_finished():
+                self.unfinished.append(trial)
+            elif index not in self._seen_after:
+                self._seen_after.add(index)
+                self._add(trial)
+        while self._seen_before in self._seen_after:
+            self._seen_after.remove(self._seen_before)
+            self._seen_before += 1
+
+    def _add(self, trial: FrozenTrial) -> None:
         if trial.state not in _MODELED:
             return
+        self.ended += 1
         self._recent.append(trial)
         if len(self._recent) > self.size:
             old = self._recent.popleft()
@@ -106,19 +145,10 @@ class TrialWindow:
         self._trials = None
 
     def trials(self) -> list[FrozenTrial]:
+        """The modeled trials, by number."""
         if self._trials is None:
             self._trials = sorted([*self._best, *self._recent], key=lambda t: t.number)
         return self._trials
-
-    def unfinished(self, study: Study) -> list[FrozenTrial]:
-        """The study's RUNNING and WAITING trials, looked for after the trials known to have ended
-        (a trial never starts again), so not among all of them each time."""
-        trials = study.get_trials(deepcopy=False)  # by number; a list copy, no filtering
-        start = self._finished_before
-        while start < len(trials) and trials[start].state.is_finished():
-            start += 1
-        self._finished_before = start
-        return [t for t in trials[start:] if not t.state.is_finished()]
 
 
 def _rank(trial: FrozenTrial) -> tuple[float, int]:
@@ -127,7 +157,8 @@ def _rank(trial: FrozenTrial) -> tuple[float, int]:
 
 
 class _WindowedStudy:
-    """A study whose finished trials are a window's; everything else is the study's own."""
+    """A study whose ended trials are a window's; everything else is the study's own. TPE asks it
+    for its COMPLETE and PRUNED trials, and with ``constant_liar`` for the RUNNING ones too."""
 
     def __init__(self, study: Study, window: TrialWindow) -> None:
         self._study = study
@@ -136,16 +167,12 @@ class _WindowedStudy:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._study, name)
 
-    def _get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None,
+    def _get_trials(self, deepcopy: bool = False, states: Container[TrialState] | None = None,
                     use_cache: bool = False) -> list[FrozenTrial]:
         wanted = tuple(TrialState) if states is None else tuple(states)  # type: ignore[arg-type]
         trials = [t for t in self._window.trials() if t.state in wanted]
-        others = tuple(state for state in wanted if state not in _MODELED)
-        if others:  # RUNNING, with constant_liar (Optuna's default)
-            unmodeled = (self._window.unfinished(self._study) if all(not s.is_finished() for s in others)
-                         else self._study._get_trials(deepcopy=False, states=others, use_cache=use_cache))
-            trials = sorted([*trials, *(t for t in unmodeled if t.state in others)], key=lambda t: t.number)
-        return copy.deepcopy(trials) if deepcopy else trials
+        running = [t for t in self._window.unfinished if t.state in wanted]
+        return sorted(trials + running, key=lambda t: t.number) if running else trials
 
 
 def _numpy_rng(sampler: Any) -> np.random.RandomState | None:

@@ -176,24 +176,25 @@ def _draw(study: optuna.Study, distributions: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("options", [{}, {"multivariate": False, "constant_liar": False}])
 def test_a_window_draws_what_tpe_draws_from_the_trials_it_keeps(monkeypatch, options) -> None:
     """On a long study the windowed sampler draws exactly what Optuna's TPE draws on a study of only
-    the kept trials (random numbers fixed alike): the window is the model, nothing else changes."""
+    the kept trials, with its good group sized by all the trials ended, as Optuna sizes it on the
+    whole study (random numbers fixed alike): the window is the model, nothing else changes."""
     def same_numbers(self, study, trial) -> None:
         for generator in self._generators():
             generator.seed(7)
 
     monkeypatch.setattr(CountedTPESampler, "before_trial", same_numbers)
     trials, distributions = _random_trials(300, seed=3)
+    good = min(math.ceil(0.1 * sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)), 25)
     for size in (40, 120):
         windowed = optuna.create_study(direction="maximize", sampler=CountedTPESampler(
             seed=0, window=TrialWindow(size), n_startup_trials=5, **options))
         windowed.add_trials(trials)
-        for trial in windowed.get_trials(deepcopy=False):
-            windowed.sampler.window.add(trial)
-        kept = optuna.create_study(direction="maximize",
-                                   sampler=CountedTPESampler(seed=0, n_startup_trials=5, **options))
+        reference = CountedTPESampler(seed=0, n_startup_trials=5, **options)
+        reference._gamma = lambda n: good  # sized as on the whole study (Optuna's gamma argument is deprecated)
+        kept = optuna.create_study(direction="maximize", sampler=reference)
         kept.add_trials(_kept(windowed.trials, size))
-        assert [t.params for t in windowed.sampler.window.trials()] == [t.params for t in kept.trials]
         assert _draw(windowed, distributions) == _draw(kept, distributions)
+        assert [t.params for t in windowed.sampler.window.trials()] == [t.params for t in kept.trials[:-1]]
 
 
 def test_the_best_trials_outlive_the_window() -> None:
@@ -201,8 +202,7 @@ def test_the_best_trials_outlive_the_window() -> None:
     trials, _ = _random_trials(40, seed=5)
     study = optuna.create_study(direction="maximize")
     study.add_trials(trials)
-    for trial in study.get_trials(deepcopy=False):
-        window.add(trial)
+    window.update(study)
     kept = window.trials()
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     best = max(complete, key=lambda t: t.value)
@@ -250,3 +250,5 @@ def test_max_history_is_checked() -> None:
         TPE(max_history=5)
     with pytest.raises(TypeError, match="max_history must be an int or None"):
         TPE(max_history=2.5)
+    with pytest.raises(ValueError, match="a custom gamma needs max_history=None"):
+        TPE(gamma=lambda n: 5)

@@ -28,6 +28,7 @@ from nasflow.experiment.store import (
     StoreError,
     UnknownModelError,
 )
+from nasflow.experiment.summary import failure_reason
 
 __all__ = ["QueryError", "StoreView", "TrialQuery", "TERMINAL_STATUSES", "parse_ids"]
 
@@ -291,8 +292,9 @@ class StoreView:
                 "SELECT experiment_id, name, config, status, pid, created, updated FROM experiment").fetchone()
             counts = dict(conn.execute("SELECT status, COUNT(*) FROM model GROUP BY status").fetchall())
             formats = [f for (f,) in conn.execute("SELECT DISTINCT format FROM model ORDER BY format")]
-            best = self._top(conn, 1)
-            direction = "minimize" if _minimized(conn) else "maximize"
+            minimized = _minimized(conn)
+            best = self._top(conn, 1, minimized)
+            direction = "minimize" if minimized else "maximize"
             labels = self._cached("labels", conn, self._labels)
             version = self._version(conn)
         end = time.time() if status == "running" else updated
@@ -346,7 +348,8 @@ class StoreView:
             labels = self._cached("labels", conn, self._labels)
         return {"total": total, "offset": query.offset, "limit": query.limit, "labels": labels, "rows": [
             {"id": r[0], "status": r[1], "metric": r[2], "steps": r[3], "duration": r[4], "started": r[5],
-             "sample": _json(r[6], {}), "trial_id": r[7], "error": _last_line(r[8]), "format": r[9]}
+             "sample": _json(r[6], {}), "trial_id": r[7], "format": r[9],
+             "error": failure_reason(r[8])[:500] if r[8] else None}
             for r in map(by_id.__getitem__, ids)]}
 
     def choices(self) -> list[dict[str, Any]]:
@@ -513,7 +516,7 @@ class StoreView:
         """Models to export: the given ids in that order, or the ``top_k`` best trained ones."""
         with self._read() as conn:
             if ids is None:
-                return self._top(conn, top_k)
+                return self._top(conn, top_k, _minimized(conn))
             marks = ", ".join("?" * len(ids)) or "NULL"
             rows = conn.execute(_TRIALS + f"SELECT r.id, r.metric, r.sample FROM r WHERE r.id IN ({marks})",
                                 [0.0, *ids]).fetchall()
@@ -524,9 +527,9 @@ class StoreView:
         return [found[i] for i in ids]
 
     @staticmethod
-    def _top(conn: sqlite3.Connection, top_k: int | None) -> list[dict[str, Any]]:
+    def _top(conn: sqlite3.Connection, top_k: int | None, minimized: bool) -> list[dict[str, Any]]:
         """Trained models, best final metric first (ties: lower id first, as ``export_top_models``)."""
-        order = "ASC" if _minimized(conn) else "DESC"
+        order = "ASC" if minimized else "DESC"
         rows = conn.execute(_TRIALS + "SELECT r.id, r.metric, r.sample FROM r WHERE r.status = 'trained' "
                             f"AND r.metric IS NOT NULL ORDER BY r.metric {order}, r.id LIMIT ?",
                             [0.0, -1 if top_k is None else top_k]).fetchall()
@@ -582,11 +585,4 @@ def _plain(value: Any) -> Any:
         return value
     return json.dumps(value, separators=(",", ":"))
 
-
-def _last_line(error: str | None) -> str | None:
-    """The line of an error that says what happened (a traceback's last line)."""
-    if not error:
-        return None
-    lines = [line for line in error.strip().splitlines() if line.strip()]
-    return lines[-1][:500] if lines else None
 

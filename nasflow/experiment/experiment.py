@@ -28,7 +28,7 @@ from nasflow.space import ExecutableModelSpace, ModelStatus, RawFormatModelSpace
 from .config import NasExperimentConfig
 from .engines import build_engine
 from .export import export_code, top_records
-from .journals import ingest_journals
+from .journals import UNFINISHED, ingest_journals
 from .persistence import SETUP_KEY, dump_setup, load_setup, restore_model
 from .progress import ProgressDisplay
 from .recording import RecordingMiddleware
@@ -46,8 +46,6 @@ EXPERIMENT_STOPPED = "experiment stopped; resume re-runs this model"
 EXPERIMENT_FAILED = "experiment failed; resume re-runs this model"
 _CUT_SHORT = {"stopped": EXPERIMENT_STOPPED, "failed": EXPERIMENT_FAILED}
 ENGINE_STATE_INTERVAL = 1.0  # seconds between saves of the engine's state (its elapsed time)
-_UNFINISHED = (ModelStatus.Initialized.value, ModelStatus.Frozen.value, ModelStatus.Training.value,
-               ModelStatus.Retrying.value)
 
 Formatter = Literal["dict", "instance", "code"]
 
@@ -300,9 +298,9 @@ class NasExperiment:
         status = "failed" if self._error else "stopped" if self._stopping.is_set() else "done"
         try:
             try:
-                for model in recorder.list_models():
+                for model in recorder.list_models() if status in _CUT_SHORT else ():
                     cut = model.status == ModelStatus.Interrupted or not model.status.completed()
-                    if model.model_id in recorder.cut_short_ids and cut and status in _CUT_SHORT:
+                    if model.model_id in recorder.cut_short_ids and cut:
                         store.set_status(model.model_id, ModelStatus.Interrupted.value, _CUT_SHORT[status])
                 self._save_progress(force=True)
             except Exception as err:
@@ -460,7 +458,7 @@ class NasExperiment:
             space, strategy, config = load_setup(store)
             ingest_journals(store, store.path.parent / "trials")  # reported but unrecorded results: not re-run
             records = store.models()
-            unfinished = [r for r in records if r.status in _UNFINISHED
+            unfinished = [r for r in records if r.status in UNFINISHED
                           or (r.status == ModelStatus.Interrupted.value and r.error in _CUT_SHORT.values())]
             unfinished_ids = {r.model_id for r in unfinished}
             restored = [restore_model(space, r) for r in records if r.model_id not in unfinished_ids]

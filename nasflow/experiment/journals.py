@@ -21,18 +21,18 @@ from nasflow.space import ModelStatus
 
 from .store import ExperimentStore, ModelRecord
 
-__all__ = ["ingest_journals"]
+__all__ = ["UNFINISHED", "ingest_journals"]
 
 _logger = logging.getLogger(__name__)
 
 _SUBMITTED = (ModelStatus.Initialized.value, ModelStatus.Frozen.value, ModelStatus.Retrying.value)
-_UNFINISHED = (*_SUBMITTED, ModelStatus.Training.value)
+UNFINISHED = (*_SUBMITTED, ModelStatus.Training.value)  # the statuses of a model a run may leave behind
 _TRIAL_PREFIX = "trial-"  # trial folders are trials/trial-<trial id>, next to trial-<trial id>.log
 
 
 def ingest_journals(store: ExperimentStore, trials_dir: Path) -> list[int]:
     """Record the unrecorded reports of unfinished models; returns the ids of models now finished."""
-    pending = {r.model_id: r for r in store.models(_UNFINISHED, include_payload=False)}
+    pending = {r.model_id: r for r in store.models(UNFINISHED, include_payload=False)}
     if not pending:
         return []
     journals = _latest_journals(trials_dir, set(pending))

@@ -94,18 +94,10 @@ def _holder(fd: int) -> int | None:
     deadline = time.monotonic() + _PID_WAIT
     while True:
         text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-        if text.isdigit() and _alive(int(text)):
+        if text.isdigit() and pid_alive(int(text)):
             return int(text)
         if time.monotonic() >= deadline:
             return None
         time.sleep(0.01)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True

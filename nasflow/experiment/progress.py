@@ -96,7 +96,7 @@ class ProgressDisplay:
             self.interrupted += 1
         else:
             self.failed += 1  # failed or invalid
-            log = self._logs.get(event.model.model_id)
+            log = self._logs.pop(event.model.model_id, None)
             self.say(f"model {event.model.model_id} {event.status.value}: {failure_reason(event.error)}"
                      + (f" (log: {log})" if log else ""))
 

@@ -107,33 +107,61 @@ def install() -> None:
 
 
 _PLAIN = (type(None), bool, int, float, complex, str, bytes, tuple)
-BUILT_KEY = "_nf_built_attributes"  # a module's plain attributes right after its constructor ran
-_BUILT_PARAMETERS_KEY = "_nf_built_parameters"  # its parameters and hooks then (see parameter_changes)
+BUILT_KEY = "_nf_built_attributes"  # a module's hyperparameters right after its constructor ran
+_BUILT_PARAMETERS_KEY = "_nf_built_parameters"  # its parameters and hooks then (see changed_after_build)
 
 
-def plain_attributes(module: nn.Module) -> dict[str, Any]:
+def hyperparameters(module: nn.Module) -> dict[str, Any]:
     """The public plain-valued attributes (``eps``, ``momentum``, ``stride``...) a module holds now."""
     return {k: v for k, v in module.__dict__.items()
             if not k.startswith("_") and k not in ("training", "trace_args", "trace_kwargs") and isinstance(v, _PLAIN)}
 
 
-def changed_after_build(module: nn.Module) -> dict[str, Any]:
-    """Plain attributes set on a recorded module after its constructor returned (``bn.eps = 0.1``):
-    what rebuilding it from its init arguments would lose."""
-    built = module.__dict__.get(BUILT_KEY)
-    record = module.__dict__.get(_RECORD_KEY)
-    if built is None or (record is not None and not isinstance(module, record[0])):
-        return {}  # not recorded, or a lazy module that became its materialized class (its own check)
-    return {k: v for k, v in plain_attributes(module).items() if k not in built or built[k] != v}
+def hook_count(module: nn.Module) -> int:
+    """The forward and backward hooks registered on ``module`` itself."""
+    return (len(module._forward_hooks) + len(module._forward_pre_hooks) + len(module._backward_hooks)
+            + len(module._backward_pre_hooks))
 
 
 def mark_built(module: nn.Module) -> None:
-    """Record ``module`` as its constructor left it: its plain attributes (``changed_after_build``) and,
-    when a space is built (not a model from a sample, which is never converted), its parameters and
-    hooks (``parameter_changes``)."""
-    module.__dict__[BUILT_KEY] = plain_attributes(module)
-    if frozen_context.current_model() is None:
-        module.__dict__[_BUILT_PARAMETERS_KEY] = (_parameter_marks(module), _hooks(module))
+    """Record ``module`` as its constructor left it, when a space is built (a model built from a
+    sample is never converted nor frozen again): its hyperparameters, parameters and hooks."""
+    if frozen_context.current_model() is not None:
+        return
+    module.__dict__[BUILT_KEY] = hyperparameters(module)
+    module.__dict__[_BUILT_PARAMETERS_KEY] = (_parameter_marks(module), _hooks(module))
+
+
+def changed_after_build(module: nn.Module) -> list[str]:
+    """What was done to a recorded module after its constructor returned that rebuilding it from its
+    init arguments would undo: hyperparameters set (``bn.eps = 0.1``), hooks registered, parameters
+    replaced, reparametrized or frozen. Parameters only written (an initialization) are not listed:
+    see ``written_after_build``."""
+    built = module.__dict__.get(BUILT_KEY)
+    record = module.__dict__.get(_RECORD_KEY)
+    if built is None or (record is not None and not isinstance(module, record[0])):
+        return []  # not recorded, or a lazy module that became its materialized class (its own check)
+    changes = [f"{k}={v!r}" for k, v in hyperparameters(module).items() if k not in built or built[k] != v]
+    marks, hooks = module.__dict__[_BUILT_PARAMETERS_KEY]
+    now = _parameter_marks(module)
+    for name, (ident, _, requires_grad) in marks.items():
+        if name not in now or now[name][0] != ident:
+            changes.append(f"its parameter {name!r} was replaced or reparametrized")
+        elif now[name][2] != requires_grad:
+            changes.append(f"{name}.requires_grad was set to {now[name][2]}")
+    changes += [f"{name or 'it'} got a forward or backward hook" for name, n in _hooks(module).items()
+                if n > hooks.get(name, 0)]
+    return changes
+
+
+def written_after_build(module: nn.Module) -> bool:
+    """Whether a parameter of a recorded module was written in place after its constructor returned
+    (a custom initialization, which rebuilding it would not repeat)."""
+    record = module.__dict__.get(_BUILT_PARAMETERS_KEY)
+    if record is None:
+        return False
+    now = _parameter_marks(module)
+    return any(name in now and now[name][1] != version for name, (_, version, _) in record[0].items())
 
 
 def _parameter_marks(module: nn.Module) -> dict[str, tuple[int, int, bool]]:
@@ -144,33 +172,8 @@ def _parameter_marks(module: nn.Module) -> dict[str, tuple[int, int, bool]]:
 
 
 def _hooks(module: nn.Module) -> dict[str, int]:
-    """How many forward and backward hooks each module in ``module`` has (by path)."""
-    counts = {name: len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-              + len(m._backward_pre_hooks) for name, m in module.named_modules()}
-    return {name: n for name, n in counts.items() if n}
-
-
-def parameter_changes(module: nn.Module) -> tuple[list[str], list[str]]:
-    """What happened in ``module`` since its constructor returned that rebuilding it from its init
-    arguments undoes: changes to how it computes or trains (hooks registered, parameters replaced,
-    reparametrized or frozen), and parameters written in place (a custom initialization)."""
-    record = module.__dict__.get(_BUILT_PARAMETERS_KEY)
-    if record is None:
-        return [], []
-    marks, hooks = record
-    changed: list[str] = []
-    written: list[str] = []
-    now = _parameter_marks(module)
-    for name, (ident, version, requires_grad) in marks.items():
-        if name not in now or now[name][0] != ident:
-            changed.append(f"its parameter {name!r} was replaced or reparametrized")
-        elif now[name][2] != requires_grad:
-            changed.append(f"{name}.requires_grad was set to {now[name][2]}")
-        elif now[name][1] != version:
-            written.append(name)
-    changed += [f"{name or 'it'} got a forward or backward hook" for name, n in _hooks(module).items()
-                if n > hooks.get(name, 0)]
-    return changed, written
+    """The modules in ``module`` that have hooks (by path), and how many."""
+    return {name: n for name, m in module.named_modules() if (n := hook_count(m))}
 
 
 def _wrap(owner: type, init: Callable[..., None]) -> Callable[..., None]:

@@ -18,7 +18,7 @@ from nasflow.mutable import Mutable, Sample, dedup_labeled_mutables
 from nasflow.mutable.frozen import frozen_context
 
 from .base import MutableModule, current_sample
-from .init_recording import BUILT_KEY, mark_built, plain_attributes
+from .init_recording import BUILT_KEY, hyperparameters, mark_built
 
 __all__ = ["ParametrizedModule", "ParameterizedModule", "freeze_arguments"]
 
@@ -90,7 +90,7 @@ def carry_post_construction_state(old: nn.Module, new: nn.Module) -> None:
         if name in old_params:
             param.requires_grad_(old_params[name].requires_grad)
     built = old.__dict__.get(BUILT_KEY, {})
-    for key, value in plain_attributes(old).items():
+    for key, value in hyperparameters(old).items():
         if key in new.__dict__ and (key not in built or built[key] != value):
             setattr(new, key, value)
     new.train(old.training)

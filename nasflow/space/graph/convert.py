@@ -28,7 +28,7 @@ from nasflow.mutable import Constraint, Mutable
 from nasflow.nn import Cell as NasCell
 from nasflow.nn import ChosenInputs, InputChoice, LayerChoice, ModelSpace, ParametrizedModule, Repeat
 from nasflow.nn.base import MutableModule, module_leaf_mutables
-from nasflow.nn.init_recording import parameter_changes
+from nasflow.nn.init_recording import hook_count, written_after_build
 
 from .built import BuiltGraphs
 from .errors import GraphConversionError, GraphFormatError
@@ -388,7 +388,7 @@ class _Converter(BuiltGraphs):
                 "the ParametrizedModule."
             )
         cls, args, kwargs = constructor_call(module, where, GraphConversionError)
-        if parameter_changes(module)[1]:
+        if written_after_build(module):
             self.initialized.append(path)
         ref = ref_of(cls)
         if ref is None:
@@ -528,10 +528,10 @@ def _check_lazy(space: nn.Module, ran: bool) -> None:
 def _check_hooks(module: nn.Module, path: str = "") -> None:
     """The graph copies the forward code of the space and its containers, and replaces choices by what
     they choose: hooks on any of them would be lost. A basic unit is rebuilt by its constructor, which
-    registers its own hooks again (``parameter_changes`` refuses those registered after it)."""
+    registers its own hooks again (``changed_after_build`` refuses those registered after it)."""
     if module_kind(module) == "basic":
         return
-    if module._forward_hooks or module._forward_pre_hooks or module._backward_hooks or module._backward_pre_hooks:
+    if hook_count(module):
         raise GraphConversionError(
             f"{_subject(module, path)} has a forward or backward hook, which the graph format (a copy of the "
             "forward code) would lose. Register it in the constructor of a basic unit (a "

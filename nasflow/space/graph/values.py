@@ -93,9 +93,9 @@ def constructor_call(module: nn.Module, where: str,
                      error: type[GraphFormatError] = GraphFormatError) -> tuple[type, tuple, dict[str, Any]]:
     """The class and init arguments that build ``module`` again (a basic unit's node)."""
     from nasflow.nn import ParametrizedModule
-    from nasflow.nn.init_recording import changed_after_build, parameter_changes, recorded_init_args
+    from nasflow.nn.init_recording import changed_after_build, recorded_init_args
 
-    changed = [f"{k}={v!r}" for k, v in changed_after_build(module).items()] + parameter_changes(module)[0]
+    changed = changed_after_build(module)
     if changed:
         raise error(
             f"{where} was changed after it was built ({'; '.join(changed)}); the graph format rebuilds it from "

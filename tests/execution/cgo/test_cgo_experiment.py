@@ -7,7 +7,6 @@ fall back to solo runs when a merged trial fails, and survive a stop and resume.
 from __future__ import annotations
 
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,10 @@ from typing import Any
 import pytest
 from cgo_support import DigitsNet, TinyNet, digits_evaluator, tiny_data, tiny_evaluator
 
+from nasflow.execution import ModelEvent, ModelEventType
 from nasflow.experiment import ExperimentStore, NasExperiment, NasExperimentConfig
 from nasflow.experiment.store import ModelRecord
-from nasflow.space import ModelStatus
+from nasflow.space import ExecutableModelSpace, ModelStatus
 from nasflow.strategy import GridSearch
 
 pytestmark = [
@@ -86,18 +86,20 @@ def test_failed_merged_trial_reruns_each_model_alone(tmp_path: Path) -> None:
 
 
 def test_stopped_cgo_experiment_resumes_to_completion(tmp_path: Path) -> None:
-    """Stop after the first merged trial's models finish; resume trains the rest, merged again."""
-    cfg = config(tmp_path, max_concurrency_cgo=2, max_trial_number=4)
-    # Enough epochs that the second pair is still training when the first pair's results arrive, also
-    # when other test processes slow this one's polling (a callback holding the second trial would
-    # change the trainer, and with it what CGO merges).
-    exp = NasExperiment(DigitsNet(), digits_evaluator(max_epochs=40), GridSearch(shuffle=False), cfg)
-    exp.run(wait_completion=False)
-    deadline = time.monotonic() + 600  # a hang guard, not a speed requirement
-    while sum(m.status == ModelStatus.Trained for m in exp.list_models()) < 2:
-        assert time.monotonic() < deadline, "no merged trial finished within ten minutes"
-        time.sleep(0.05)
-    exp.stop()
+    """Stop when the first merged trial's models have ended; resume trains the rest, merged again."""
+    cfg = config(tmp_path, max_concurrency_cgo=2, max_trial_number=4, trial_concurrency=1)
+    exp = NasExperiment(DigitsNet(), digits_evaluator(max_epochs=12), GridSearch(shuffle=False), cfg)
+    ended: list[ExecutableModelSpace] = []
+
+    def stop_after_the_first_pair(event: ModelEvent) -> None:
+        """Called as the experiment handles each end, before it starts the next trial (one at a time)."""
+        ended.append(event.model)
+        if len(ended) == 2:
+            exp.stop()
+
+    exp.run(wait_completion=False)  # a merged trial takes seconds to start: the callback is in place before
+    exp._recorder.register_model_event_callback(ModelEventType.TrainingEnd, stop_after_the_first_pair)
+    exp.wait_completion()
     before = records(tmp_path, exp.id)
     assert sum(r.status == "trained" for r in before) == 2  # stopped mid-run: two of four done
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import cloudpickle
 
-from nasflow.runtime import current_trial
+from nasflow.runtime import clean_exit, current_trial
 from nasflow.runtime.journal import TrialJournal
 from nasflow.space import ExecutableModelSpace, ModelStatus, RawFormatModelSpace, SimplifiedModelSpace
 from nasflow.training_service import TrainingService, TrialEvent, TrialSpec
@@ -69,8 +69,7 @@ def _execute(model: ExecutableModelSpace, trial_dir: str | None = None) -> None:
     try:
         model.execute()
     except BaseException as err:
-        clean_exit = isinstance(err, SystemExit) and err.code in (None, 0)
-        if journal is not None and not journal.undelivered and not clean_exit:
+        if journal is not None and not journal.undelivered and not clean_exit(err):
             journal.end_failed(traceback.format_exc())
         raise
     finally:

@@ -4,6 +4,7 @@ from .budget import budget_scope, trial_budget
 from .reporting import (
     MetricValue,
     TrialContext,
+    clean_exit,
     current_trial,
     normalize_metric,
     report_final_result,
@@ -12,6 +13,6 @@ from .reporting import (
 )
 
 __all__ = [
-    "MetricValue", "TrialContext", "current_trial", "normalize_metric", "trial_context",
+    "MetricValue", "TrialContext", "clean_exit", "current_trial", "normalize_metric", "trial_context",
     "report_intermediate_result", "report_final_result", "trial_budget", "budget_scope",
 ]

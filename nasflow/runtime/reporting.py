@@ -18,7 +18,7 @@ from .metric import MetricValue, normalize_metric
 
 __all__ = [
     "MetricValue", "TrialContext", "trial_context", "current_trial", "normalize_metric",
-    "report_intermediate_result", "report_final_result",
+    "report_intermediate_result", "report_final_result", "clean_exit",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -45,6 +45,11 @@ class TrialContext:
 
 
 _local = threading.local()
+
+
+def clean_exit(err: BaseException) -> bool:
+    """Whether a trial that raised ``err`` ended normally: ``sys.exit()`` or ``sys.exit(0)``."""
+    return isinstance(err, SystemExit) and err.code in (None, 0)
 
 
 def current_trial() -> TrialContext | None:

@@ -223,9 +223,8 @@ def _run_trial(channel: _Channel, message: tuple, config: dict[str, Any], pinned
                 "the service should have given the trial a fresh worker."
             )
         run_payload(payload, lambda kind, value: channel.send((kind, trial_id, value)))
-    except SystemExit as exc:  # sys.exit(0) in a trial is a normal end, anything else a failure
-        if exc.code not in (None, 0):
-            status, error = "failed", f"The trial called sys.exit({exc.code!r}).\n{traceback.format_exc()}"
+    except SystemExit as exc:  # sys.exit(n) with n != 0 (run_payload ends a trial calling sys.exit(0) normally)
+        status, error = "failed", f"The trial called sys.exit({exc.code!r}).\n{traceback.format_exc()}"
     except BaseException:
         status, error = "failed", traceback.format_exc()
         traceback.print_exc()  # also into the trial's log, next to its own output

@@ -379,11 +379,7 @@ class RayTrainingService(TrainingService):
 
     def _head_alive(self) -> bool:
         """Whether the head still answers (a lost collector alone leaves a working cluster to clean up)."""
-        try:
-            self._check_head()
-        except RayClusterError:
-            return False
-        return True
+        return self._probe_head() is None
 
     def _check_head(self) -> None:
         """Raise ``RayClusterError`` now if the head node's GCS refuses connections.
@@ -392,14 +388,21 @@ class RayTrainingService(TrainingService):
         back for 60 s, and then Ray ends this process, so the experiment could record nothing; a
         TCP connection to the GCS port tells a dead head at once (refused) or within seconds.
         """
+        err = self._probe_head()
+        if err is not None:
+            raise self._lost(ConnectionError(f"the head node's GCS at {self._gcs_address} does not accept "
+                                             f"connections ({err})")) from err
+
+    def _probe_head(self) -> OSError | None:
+        """Why a TCP connection to the head's GCS failed, or None if it was accepted (or no address)."""
         if self._gcs_address is None:
-            return
+            return None
         host, _, port = self._gcs_address.rpartition(":")
         try:
             socket.create_connection((host, int(port)), timeout=_HEAD_PROBE_SECONDS).close()
         except OSError as err:
-            raise self._lost(ConnectionError(f"the head node's GCS at {self._gcs_address} does not accept "
-                                             f"connections ({err})")) from err
+            return err
+        return None
 
     def _lost(self, err: BaseException) -> RayClusterError:
         """Mark the service unusable and say why (raised by the caller)."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import HANG_GUARD_S
+from support import HANG_GUARD_S, wait_until
 from torch import nn
 
 import nasflow
@@ -123,7 +123,7 @@ def test_export_code_of_a_simplified_experiment_is_a_clear_error(ran: Path, caps
 
 def test_export_code_through_the_real_command(ran: Path) -> None:
     result = subprocess.run([*nasflow_command(), "export", "clirun", "--dir", str(ran), "--format", "code"],
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert result.returncode == 2
     assert "graph model format" in " ".join(result.stdout.split())
 
@@ -172,10 +172,7 @@ def test_resume_a_stopped_experiment(tmp_path: Path, capsys: pytest.CaptureFixtu
     exp = NasExperiment(Tiny(), FunctionalEvaluator(slow_while_flagged, flag=str(flag)), Random(seed=0), config)
     exp.run(wait_completion=False)
     store = ExperimentStore.open(tmp_path / exp.id, read_only=True)
-    deadline = time.monotonic() + HANG_GUARD_S
-    while store.count_models("training") < 1:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_until(lambda: store.count_models("training") >= 1, "a model to start training")
     exp.stop()
     assert exp.wait_completion() is False
     assert store.experiment().status == "stopped" and store.count_models() == 1

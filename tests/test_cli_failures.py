@@ -9,8 +9,9 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
+
+from support import reaped, wait_while_running
 
 from nasflow.experiment import ExperimentStore
 
@@ -83,29 +84,18 @@ def test_a_run_where_every_trial_fails_says_why_and_exits_non_zero(tmp_path: Pat
     assert missing.returncode == 1 and "has no model 7" in missing.stderr and "nasflow show fail" in missing.stderr
 
 
-def wait_for(path: Path, proc: subprocess.Popen[str]) -> None:
-    """Until the trial reaches the barrier; a run that ends first fails the test with its output."""
-    while not path.exists():
-        if proc.poll() is not None:
-            raise AssertionError(f"the run ended before its trial started: {proc.communicate()}")
-        time.sleep(0.05)
-
-
 def test_stop_interrupts_a_running_experiment_resumably(tmp_path: Path) -> None:
     work = tmp_path / "exps"
     # Started as `nohup nasflow run ... &` starts it: ignoring SIGINT, which `nasflow stop` must not rely on.
-    proc = subprocess.Popen([sys.executable, "-m", "nasflow.cli", "run", str(script(tmp_path)), str(work), "block",
-                             str(tmp_path), "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-    try:
-        wait_for(tmp_path / "started", proc)
+    with reaped(subprocess.Popen([sys.executable, "-m", "nasflow.cli", "run", str(script(tmp_path)), str(work),
+                                  "block", str(tmp_path), "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))) as proc:
+        # Until the trial reaches the barrier; a run that ends first fails the test with its output.
+        wait_while_running(proc, (tmp_path / "started").exists, "the trial to start")
         stop = nasflow("stop", "block", "--dir", str(work))
         assert stop.returncode == 0, stop.stderr
         assert f"pid {proc.pid}" in stop.stdout and "is stopped" in stop.stdout
         _, stderr = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 0, stderr  # stopped by the user: not a failure
     assert "Experiment block stopped: 0 trained, 0 failed, 1 interrupted, of 1 models." in stderr
     assert "nasflow resume block" in stderr and " failed: " not in stderr

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import alive, descendants, reaped, wait_until, wait_while_running
+from support import HANG_GUARD_S, alive, descendants, reaped, wait_until, wait_while_running
 from torch import nn
 
 import nasflow
@@ -29,7 +29,9 @@ from nasflow.experiment.store import ModelRecord
 from nasflow.nn import ModelSpace, MutableLinear
 from nasflow.space import ModelStatus, RawFormatModelSpace
 from nasflow.strategy import Random
-from nasflow.training_service import LocalTrainingService
+from nasflow.training_service import LocalTrainingService, TrialSpec
+from nasflow.training_service import local as local_service
+from nasflow.training_service.local import START_GRACE_S
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the local service targets Linux")
 
@@ -62,7 +64,7 @@ def records(exp: NasExperiment, tmp_path: Path) -> list[ModelRecord]:
 
 
 
-def still_alive(pids: list[int], limit: float = 10.0) -> list[int]:
+def still_alive(pids: list[int], limit: float = HANG_GUARD_S) -> list[int]:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline and any(alive(p) for p in pids):
         time.sleep(0.05)
@@ -71,6 +73,41 @@ def still_alive(pids: list[int], limit: float = 10.0) -> list[int]:
 
 def pid_files(directory: Path) -> list[int]:
     return [int(p.stem) for p in directory.glob("*.pid")]
+
+
+class ShiftedClock:
+    """What the local training service reads as ``time``: the real module, with its monotonic clock
+    moved forward on demand, so a test lets a timeout pass without waiting for it (or racing it)."""
+
+    def __init__(self) -> None:
+        self.shift = 0.0
+        self.reads = 0
+
+    def monotonic(self) -> float:
+        self.reads += 1
+        return time.monotonic() + self.shift
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+class SubmitMarkingService(LocalTrainingService):
+    """The local service, touching a file once a trial has been submitted to it."""
+
+    def __init__(self, marker: Path, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.marker = str(marker)
+
+    def submit(self, trial: TrialSpec) -> None:
+        super().submit(trial)
+        Path(self.marker).touch()
+
+
+@pytest.fixture
+def service_clock(monkeypatch: pytest.MonkeyPatch) -> ShiftedClock:
+    clock = ShiftedClock()
+    monkeypatch.setattr(local_service, "time", clock)
+    return clock
 
 
 # ----- evaluators (run in workers; imported there from this module) --------------------------------
@@ -86,27 +123,38 @@ def misbehave(model: nn.Module, mode: str) -> None:
     if mode == "sigkill":
         os.kill(os.getpid(), signal.SIGKILL)
     if mode == "timeout":
-        time.sleep(60)
+        time.sleep(3600)  # until the timeout kills it
     nasflow.report_final_result(1.0)
 
 
 def hang(model: nn.Module, markers: str) -> None:
     (Path(markers) / f"{os.getpid()}.pid").touch()
     nasflow.report_intermediate_result(0.5)
-    time.sleep(120)
+    time.sleep(3600)
 
 
 # ----- tests ---------------------------------------------------------------------------------------
 
 
-def test_every_kind_of_trial_death_fails_only_that_model(tmp_path: Path) -> None:
+def test_every_kind_of_trial_death_fails_only_that_model(tmp_path: Path, service_clock: ShiftedClock) -> None:
     modes = ["ok", "raise", "exit3", "sigkill", "timeout", "fine"]
     evaluator = FunctionalEvaluator(misbehave, mode=nasflow.choice("mode", modes))
-    # The timeout runs from each trial's start, so the fork server's start-up does not eat into it;
-    # 10 s leaves the quick trials room on a loaded machine (the hanging one would sleep 60 s).
-    cfg = config(tmp_path, max_trial_number=len(modes), trial_concurrency=2, trial_timeout="10s")
+    # Only a hang reaches the timeout: the hanging trial reaches it when the test moves the service's
+    # clock past it, once every other trial ended and the hanging one reported its metric. No trial's
+    # outcome depends on how fast the machine runs it.
+    cfg = config(tmp_path, max_trial_number=len(modes), trial_concurrency=2, trial_timeout=HANG_GUARD_S)
     exp = NasExperiment(Tiny(), evaluator, Random(seed=0), cfg)
-    assert exp.run() is True
+    exp.run(wait_completion=False)
+
+    def only_the_hanging_trial_runs() -> bool:
+        done = records(exp, tmp_path)
+        return len(done) == len(modes) and all(
+            (r.status, r.metrics.intermediates) == ("training", [0.25]) if r.sample["mode"] == "timeout"
+            else r.status in ("trained", "failed") for r in done)
+
+    wait_until(only_the_hanging_trial_runs, "every trial but the hanging one to end, and it to report")
+    service_clock.shift = HANG_GUARD_S  # the hanging trial's timeout has passed
+    assert exp.wait_completion() is True
 
     by_mode = {r.sample["mode"]: r for r in records(exp, tmp_path)}
     assert sorted(by_mode) == sorted(modes)  # dedup over a space of exactly len(modes) samples
@@ -116,7 +164,7 @@ def test_every_kind_of_trial_death_fails_only_that_model(tmp_path: Path) -> None
         "raise": ["Traceback", "ValueError: evaluator raised on purpose"],
         "exit3": ["exited with code 3"],
         "sigkill": ["killed by signal SIGKILL"],
-        "timeout": ["timeout of 10.0 s"],
+        "timeout": [f"timeout of {HANG_GUARD_S} s"],
     }
     for name, phrases in failures.items():
         record = by_mode[name]
@@ -154,7 +202,7 @@ def test_trials_overlap_stream_metrics_and_stop_leaves_no_process(tmp_path: Path
     processes = descendants(os.getpid())
     assert set(workers) < set(processes)  # the workers, plus the fork server
 
-    exp.stop()  # returns although both trials would hang for two minutes
+    exp.stop()  # returns although both trials would hang for an hour
     assert exp.wait_completion() is False
     assert still_alive(processes) == []
     done = records(exp, workdir)
@@ -165,16 +213,35 @@ def test_trials_overlap_stream_metrics_and_stop_leaves_no_process(tmp_path: Path
         assert store.experiment().status == "stopped"
 
 
-def test_trial_timeout_counts_from_the_trials_start(tmp_path: Path) -> None:
-    """A fork server that takes 6 s to start does not eat into a 3 s timeout (the trial itself takes
-    a fraction of it, even on a loaded machine)."""
+def test_trial_timeout_counts_from_the_trials_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     service_clock: ShiftedClock) -> None:
+    """A fork server whose start-up outlasts the trial timeout does not eat into it: the start-up (an
+    import) is held on a gate while the service's clock moves past the timeout, and the trial trains."""
+    gate, modules = tmp_path / "finish-import", tmp_path / "modules"
+    modules.mkdir()
+    (modules / "gated_import.py").write_text(textwrap.dedent(f"""
+        # A slow start-up (a large framework), as long as the test likes.
+        import os, time
+        deadline = time.monotonic() + 600
+        while not os.path.exists({str(gate)!r}) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    """))
+    monkeypatch.syspath_prepend(str(modules))  # the fork server gets this process's sys.path
     evaluator = FunctionalEvaluator(misbehave, mode="ok")
-    service = LocalTrainingService(trial_concurrency=1, log_dir=tmp_path / "logs",
-                                   preload=("torch", "nasflow", "slow_to_import"))
+    submitted = tmp_path / "submitted"
+    service = SubmitMarkingService(submitted, trial_concurrency=1, log_dir=tmp_path / "logs",
+                                   preload=("torch", "nasflow", "gated_import"))
     cfg = NasExperimentConfig("ts", "simplified", service, experiment_working_directory=str(tmp_path),
-                              progress=False, max_trial_number=1, trial_timeout=3)
+                              progress=False, max_trial_number=1, trial_timeout=HANG_GUARD_S)
     exp = NasExperiment(Tiny(), evaluator, Random(), cfg)
-    exp.run()
+    exp.run(wait_completion=False)
+    wait_until(submitted.exists, "the trial's submission")
+    # Past the timeout, yet within the start-up guard that applies before the trial starts.
+    service_clock.shift = HANG_GUARD_S + START_GRACE_S / 2
+    reads = service_clock.reads
+    wait_until(lambda: service_clock.reads >= reads + 2, "the service to check timeouts on the moved clock")
+    gate.touch()
+    assert exp.wait_completion() is True
     [record] = records(exp, tmp_path)
     assert record.status == "trained", record.error
 
@@ -236,7 +303,7 @@ SCRIPT = textwrap.dedent('''
         width = model(torch.ones(1, 7)).shape[1]
         nasflow.report_intermediate_result(float(width))
         if len(list(Path(markers).glob("*.pid"))) > 2:
-            time.sleep(120)
+            time.sleep(3600)
         nasflow.report_final_result(float(width))
 
 
@@ -264,7 +331,7 @@ def test_main_defined_space_runs_in_workers_and_ctrl_c_leaves_no_process(tmp_pat
         with ExperimentStore.open(workdir / "script", read_only=True) as store:
             wait_until(lambda: store.count_models("training") == 2, what="both hanging trials running")
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=30)
+        out, err = process.communicate(timeout=HANG_GUARD_S)
     assert process.returncode == 0, err
     assert json.loads(out.strip().splitlines()[-1]) == {"completed": False}
     assert "nasflow resume script" in err

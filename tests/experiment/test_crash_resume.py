@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import alive, descendants, reaped, wait_until, wait_while_running
+from support import HANG_GUARD_S, alive, descendants, reaped, wait_until, wait_while_running
 
 from nasflow.cli import main
 from nasflow.experiment import ExperimentStore, NasExperiment
@@ -109,7 +109,7 @@ def test_sigkill_mid_run_then_resume_loses_and_repeats_nothing(tmp_path: Path, e
         wait_while_running(process, lambda: mid_run(store_dir), "the experiment to get going")
         children = descendants(process.pid)
         process.send_signal(signal.SIGKILL)
-        process.wait(10)  # reaped: a zombie would look like a live experiment to resume
+        process.wait(HANG_GUARD_S)  # reaped: a zombie would look like a live experiment to resume
     assert process.returncode == -signal.SIGKILL
 
     # The fork server and its workers die with the experiment process.
@@ -194,7 +194,7 @@ OWNED = textwrap.dedent('''
         width = model.fc.out_features
         if os.path.exists(gate):
             Path(f"{gate}.{os.getpid()}").touch()  # training, in this process
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 600  # the test removes the gate (or kills this process) long before
         while os.path.exists(gate) and time.monotonic() < deadline:
             time.sleep(0.01)
         nasflow.report_intermediate_result(width / 20)
@@ -245,7 +245,8 @@ class Owned:
 
     def run(self, mode: str = "run", **env: str) -> tuple[int, str]:
         process = self.launch(mode, **env)
-        return process.wait(120), process.communicate()[0]
+        output = process.communicate(timeout=HANG_GUARD_S)[0]
+        return process.returncode, output
 
     def race(self, mode: str) -> tuple[subprocess.Popen[str], subprocess.Popen[str]]:
         """Start two processes at once; returns (winner, loser) once the loser has exited."""
@@ -256,9 +257,7 @@ class Owned:
         return pair[1 - pair.index(loser)], loser
 
     def training_in(self, process: subprocess.Popen[str]) -> None:
-        wait_until(lambda: Path(f"{self.gate}.{process.pid}").exists() or process.poll() is not None,
-              f"process {process.pid} to train")
-        assert process.poll() is None, process.communicate()[0]
+        wait_while_running(process, Path(f"{self.gate}.{process.pid}").exists, f"process {process.pid} to train")
 
     def kill_all(self) -> None:
         for process in self.processes:
@@ -309,7 +308,8 @@ def test_one_id_started_twice_at_once_one_runs_and_the_other_is_refused_deleting
     refused_for(loser, winner)
     owned.training_in(winner)  # the winner holds its first model at the gate, its store intact
     owned.gate.unlink()
-    assert winner.wait(120) == 0, winner.communicate()[0]
+    output = winner.communicate(timeout=HANG_GUARD_S)[0]
+    assert winner.returncode == 0, output
     assert all(len(r.metrics.intermediates) == 1 for r in assert_complete(owned.dir))
 
 
@@ -324,13 +324,14 @@ def test_two_resumes_at_once_one_runs_the_other_is_refused_naming_it(owned: Owne
     refused_for(loser, winner)
     owned.training_in(winner)  # re-running the model the kill cut short
     cli = subprocess.run([sys.executable, "-m", "nasflow.cli", "resume", "owned", "--dir", str(owned.workdir)],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert cli.returncode == 2 and f"running in process {winner.pid}" in " ".join(cli.stdout.split()), cli
     with pytest.raises(StoreLockedError, match=f"running in process {winner.pid}"):
         NasExperiment.resume("owned", experiment_working_directory=str(owned.workdir))
     assert winner.poll() is None
     owned.gate.unlink()
-    assert winner.wait(120) == 0, winner.communicate()[0]
+    output = winner.communicate(timeout=HANG_GUARD_S)[0]
+    assert winner.returncode == 0, output
     records = assert_complete(owned.dir)
     assert [r.model_id for r in records] == list(range(OWNED_TRIALS))
     assert all(len(r.metrics.intermediates) == 1 for r in records)  # each model ran to its end once

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import reaped, wait_while_running
+from support import HANG_GUARD_S, reaped, wait_while_running
 
 import nasflow
 from nasflow.execution.training_service import _execute
@@ -109,8 +109,8 @@ def test_a_reported_final_result_survives_sigkill_and_is_not_run_again(tmp_path:
             (marks / "go").touch()
             wait_while_running(process, (marks / "reported").exists, "the trial's report")
             process.send_signal(signal.SIGKILL)
-        process.wait(120)
-    assert process.returncode == -signal.SIGKILL, process.communicate()[0]
+        output = process.communicate(timeout=HANG_GUARD_S)[0]
+    assert process.returncode == -signal.SIGKILL, output
     reported = float((marks / "reported").read_text())
 
     store_dir = workdir / "durable"

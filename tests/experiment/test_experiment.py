@@ -242,16 +242,16 @@ def test_ctrl_c_during_run_stops_the_experiment_and_waits_for_it(tmp_path: Path)
     exp = NasExperiment(Tiny(), evaluator, Random(seed=0), config(tmp_path, max_trial_number=3))
     store_dir = tmp_path / exp.id
 
+    def training() -> bool:
+        try:
+            with ExperimentStore.open(store_dir, read_only=True) as store:
+                return store.count_models("training") > 0
+        except StoreError:  # not there yet, or being created
+            return False
+
     def interrupt_when_training() -> None:
-        deadline = time.monotonic() + HANG_GUARD_S
-        while time.monotonic() < deadline:
-            try:
-                with ExperimentStore.open(store_dir, read_only=True) as store:
-                    if store.count_models("training"):
-                        break
-            except StoreError:  # not there yet, or being created
-                pass
-            time.sleep(0.02)
+        # No Ctrl-C if no model ever trains: this thread fails, and so does the run() assertion below.
+        wait_until(training, "a model to start training")
         os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does, while run() waits
 
     threading.Thread(target=interrupt_when_training, daemon=True).start()

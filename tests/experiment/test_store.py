@@ -10,13 +10,12 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from support import HANG_GUARD_S
+from support import HANG_GUARD_S, reaped, wait_until
 
 from nasflow.experiment import store as store_module
 from nasflow.experiment.store import (
@@ -440,7 +439,7 @@ def test_sigkilled_writer_loses_no_committed_write(tmp_path: Path) -> None:
     exp_dir = tmp_path / "crashed"
     child = subprocess.run(
         [sys.executable, "-c", _CHILD, store_module.__file__, str(exp_dir)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=HANG_GUARD_S,
     )
     assert child.returncode == -signal.SIGKILL, child.stderr
     complete = child.stdout[: child.stdout.rfind("\n") + 1]  # the kill may cut the last line short
@@ -478,7 +477,8 @@ _CREATE = _LOAD_STORE + textwrap.dedent(
 
 def _run_child(script: str, *args: object, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", script, store_module.__file__, *map(str, args)],
-                          capture_output=True, text=True, timeout=60, env={**os.environ, **env})
+                          capture_output=True, text=True, timeout=HANG_GUARD_S,
+                          env={**os.environ, **env})
 
 
 def _leftovers(directory: Path) -> list[str]:
@@ -546,7 +546,7 @@ _HOLD = _LOAD_STORE + textwrap.dedent(
     """
     store = module.ExperimentStore.open(sys.argv[2])
     print("holding", flush=True)
-    time.sleep(120)
+    time.sleep(3600)  # until the test kills it
     """
 )
 
@@ -559,18 +559,13 @@ def test_one_writer_at_a_time_the_lock_not_a_pid_decides(store: ExperimentStore,
         assert reader.experiment().status == "running"
     store.close()
 
-    child = subprocess.Popen([sys.executable, "-c", _HOLD, store_module.__file__, str(store.path)],
-                             stdout=subprocess.PIPE, text=True)
-    try:
+    with reaped(subprocess.Popen([sys.executable, "-c", _HOLD, store_module.__file__, str(store.path)],
+                                 stdout=subprocess.PIPE, text=True)) as child:
         assert child.stdout is not None and child.stdout.readline() == "holding\n"
         with pytest.raises(StoreLockedError, match=f"running in process {child.pid}"):
             ExperimentStore.open(store.path)
         child.kill()  # SIGKILL: the OS drops the lock; the pid left in the lock file blocks nobody
         child.wait()
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
     assert (store.path.parent / f"{DB_FILENAME}.lock").read_text().strip() == str(child.pid)
     with ExperimentStore.open(store.path) as writer:
         writer.set_experiment_status("done")
@@ -614,14 +609,13 @@ def test_commits_reach_the_database_file_while_the_writer_stays_open(store: Expe
     for i in range(20):
         store.add_model(i, {"i": i}, format="simplified")
     copy = store.path.with_name("copy.db")
-    deadline = time.monotonic() + HANG_GUARD_S
-    while True:
+
+    def the_file_alone_holds_every_model() -> bool:
         copy.write_bytes(store.path.read_bytes())
         with _raw(copy) as conn:
-            if conn.execute("SELECT COUNT(*) FROM model").fetchone()[0] == 20:
-                break
-        assert time.monotonic() < deadline, "the WAL was never checkpointed"
-        time.sleep(0.05)
+            return conn.execute("SELECT COUNT(*) FROM model").fetchone()[0] == 20
+
+    wait_until(the_file_alone_holds_every_model, "the WAL to be checkpointed into the database file", interval=0.05)
 
 
 _BATCH_CHILD = _LOAD_STORE + textwrap.dedent(

@@ -17,7 +17,7 @@ from typing import Any
 
 import cloudpickle
 import pytest
-from support import HANG_GUARD_S, alive, wait_for
+from support import HANG_GUARD_S, alive, wait_for, wait_until
 
 from nasflow.experiment.engines import WORKER_PRELOAD
 from nasflow.runtime import report_final_result, report_intermediate_result
@@ -36,7 +36,8 @@ def payload(fn: Callable[..., Any], *args: Any) -> bytes:
     return cloudpickle.dumps(functools.partial(fn, *args))
 
 
-def run_all(service: LocalTrainingService, specs: list[TrialSpec], limit: float = 30.0) -> dict[str, list[TrialEvent]]:
+def run_all(service: LocalTrainingService, specs: list[TrialSpec],
+            limit: float = HANG_GUARD_S) -> dict[str, list[TrialEvent]]:
     """Submit while capacity allows, poll until every trial ended; events per trial id."""
     pending, events, ended = list(specs), defaultdict(list), set()
     deadline = time.monotonic() + limit
@@ -53,7 +54,7 @@ def run_all(service: LocalTrainingService, specs: list[TrialSpec], limit: float 
 
 
 
-def started_pids(service: LocalTrainingService, count: int, limit: float = 20.0) -> list[int]:
+def started_pids(service: LocalTrainingService, count: int, limit: float = HANG_GUARD_S) -> list[int]:
     pids: list[int] = []
     deadline = time.monotonic() + limit
     while len(pids) < count:
@@ -70,7 +71,7 @@ def end_of(events: list[TrialEvent]) -> TrialEvent:
 
 
 
-def wait_gone(pids: list[int], limit: float = 5.0) -> list[int]:
+def wait_gone(pids: list[int], limit: float = HANG_GUARD_S) -> list[int]:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline and any(alive(p) for p in pids):
         time.sleep(0.02)
@@ -80,9 +81,13 @@ def wait_gone(pids: list[int], limit: float = 5.0) -> list[int]:
 # ----- trials -----------------------------------------------------------------------------------
 
 
-def timed_trial(seconds: float) -> None:
+def rendezvous_trial(folder: str, me: int, other: int) -> None:
+    """Announce the start, then end only once the other trial has started too (not after a fixed sleep)."""
     start = time.time()
-    time.sleep(seconds)
+    open(os.path.join(folder, str(me)), "w").close()
+    deadline = time.monotonic() + HANG_GUARD_S
+    while not os.path.exists(os.path.join(folder, str(other))) and time.monotonic() < deadline:
+        time.sleep(0.01)
     report_final_result({"default": 1.0, "start": start, "end": time.time()})
 
 
@@ -194,8 +199,9 @@ def reuse_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTra
 # ----- tests ------------------------------------------------------------------------------------
 
 
-def test_two_trials_overlap_at_concurrency_two(service: LocalTrainingService) -> None:
-    events = run_all(service, [TrialSpec(f"overlap-{i}", payload(timed_trial, 0.6)) for i in range(2)])
+def test_two_trials_overlap_at_concurrency_two(service: LocalTrainingService, tmp_path: Path) -> None:
+    events = run_all(service, [TrialSpec(f"overlap-{i}", payload(rendezvous_trial, str(tmp_path), i, 1 - i))
+                               for i in range(2)])
     finals = [next(e.value for e in events[f"overlap-{i}"] if e.kind == "final") for i in range(2)]
     assert max(f["start"] for f in finals) < min(f["end"] for f in finals)
     for i in range(2):
@@ -210,7 +216,7 @@ def test_failures_end_with_status_and_reason_and_later_trials_run(service: Local
         TrialSpec("raise", payload(raising_trial)),
         TrialSpec("exit3", payload(exiting_trial, 3)),
         TrialSpec("sigkill", payload(self_killing_trial)),
-        TrialSpec("timeout", payload(sleeping_trial, 30), timeout=0.5),
+        TrialSpec("timeout", payload(sleeping_trial, 3600), timeout=0.5),
         TrialSpec("sysexit2", payload(sys_exit_trial, 2)),
         TrialSpec("exit0", payload(exiting_trial, 0)),
         TrialSpec("after", payload(pid_trial)),
@@ -251,7 +257,7 @@ def test_a_log_that_cannot_be_written_fails_its_trial_naming_the_error_and_path(
 
 
 def test_timeout_kills_the_process(service: LocalTrainingService) -> None:
-    service.submit(TrialSpec("slow", payload(sleeping_trial, 30), timeout=0.3))
+    service.submit(TrialSpec("slow", payload(sleeping_trial, 3600), timeout=0.3))
     events = wait_for(service, lambda e: e.kind == "end")
     pid = events[0].value["pid"]
     assert end_of(events).status == "timeout"
@@ -259,12 +265,12 @@ def test_timeout_kills_the_process(service: LocalTrainingService) -> None:
 
 
 def test_cancel_ends_the_trial_as_cancelled(service: LocalTrainingService) -> None:
-    service.submit(TrialSpec("to-cancel", payload(sleeping_trial, 30)))
+    service.submit(TrialSpec("to-cancel", payload(sleeping_trial, 3600)))
     (pid,) = started_pids(service, 1)
     service.cancel("to-cancel")
     service.cancel("to-cancel")  # twice, and for unknown ids: no effect
     service.cancel("no-such-trial")
-    events = wait_for(service, lambda e: e.kind == "end", limit=5)
+    events = wait_for(service, lambda e: e.kind == "end")
     assert end_of(events).status == "cancelled" and end_of(events).error
     assert wait_gone([pid]) == []
     assert service.capacity() == 2
@@ -396,7 +402,7 @@ def test_reuse_mode_runs_trials_in_the_same_workers(reuse_service: LocalTraining
     events = run_all(reuse_service, [TrialSpec(f"reuse-after-{i}", payload(pid_trial)) for i in range(4)])
     after = {next(e.value["pid"] for e in events[f"reuse-after-{i}"] if e.kind == "final") for i in range(4)}
     assert crashed not in after and len(after) <= 2
-    events = run_all(reuse_service, [TrialSpec("reuse-timeout", payload(sleeping_trial, 30), timeout=0.3)])
+    events = run_all(reuse_service, [TrialSpec("reuse-timeout", payload(sleeping_trial, 3600), timeout=0.3)])
     assert end_of(events["reuse-timeout"]).status == "timeout"
     events = run_all(reuse_service, [TrialSpec("reuse-last", payload(pid_trial))])
     assert end_of(events["reuse-last"]).status == "succeeded"
@@ -415,20 +421,27 @@ def test_gpu_assignment_with_a_simulated_device_list(tmp_path: Path) -> None:
         with pytest.raises(RuntimeError, match="capacity"):
             svc.submit(TrialSpec("gpu-c", payload(gpu_trial, str(flag))))
         seen: dict[str, dict[str, Any]] = defaultdict(dict)
-        deadline = time.monotonic() + HANG_GUARD_S
-        while sum("cuda" in v for v in seen.values()) < 2 and time.monotonic() < deadline:
+
+        def both_report_cuda() -> bool:
             for e in svc.poll_events(0.1):
                 if e.kind == "started":
                     seen[e.trial_id]["gpus"] = e.value["gpus"]
                 elif e.kind == "intermediate":
                     seen[e.trial_id]["cuda"] = e.value["cuda"]
+            return sum("cuda" in v for v in seen.values()) == 2
+
+        wait_until(both_report_cuda, "both trials to report CUDA_VISIBLE_DEVICES", interval=0)
         for v in seen.values():
             assert v["cuda"] == ",".join(map(str, v["gpus"])) and len(v["gpus"]) == 2
         assert not set(seen["gpu-a"]["gpus"]) & set(seen["gpu-b"]["gpus"])
         flag.touch()
-        ends = 0
-        while ends < 2:
-            ends += sum(e.kind == "end" for e in svc.poll_events(1.0))
+        ends: list[TrialEvent] = []
+
+        def both_ended() -> bool:
+            ends.extend(e for e in svc.poll_events(0.1) if e.kind == "end")
+            return len(ends) >= 2
+
+        wait_until(both_ended, "both trials to end", interval=0)
         assert svc.capacity() == 2
 
 
@@ -483,7 +496,7 @@ def test_shutdown_leaves_no_process(tmp_path: Path) -> None:
     svc = LocalTrainingService(trial_concurrency=2, preload=FAST, log_dir=tmp_path)
     svc.start()
     for i in range(2):
-        svc.submit(TrialSpec(f"long-{i}", payload(sleeping_trial, 60)))
+        svc.submit(TrialSpec(f"long-{i}", payload(sleeping_trial, 3600)))
     pids = started_pids(svc, 2)
     server = svc.server_pid
     assert server is not None and all(alive(p) for p in [*pids, server])
@@ -497,7 +510,7 @@ def test_shutdown_leaves_no_process(tmp_path: Path) -> None:
 def test_killed_fork_server_takes_its_workers_along_and_is_replaced(tmp_path: Path) -> None:
     with LocalTrainingService(trial_concurrency=2, preload=FAST, log_dir=tmp_path) as svc:
         for i in range(2):
-            svc.submit(TrialSpec(f"orphan-{i}", payload(sleeping_trial, 60)))
+            svc.submit(TrialSpec(f"orphan-{i}", payload(sleeping_trial, 3600)))
         pids = started_pids(svc, 2)
         old_server = svc.server_pid
         assert old_server is not None
@@ -518,7 +531,7 @@ def test_a_server_that_cannot_start_is_reported(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(sys, "executable", str(fake_python))
     with LocalTrainingService(preload=FAST, log_dir=tmp_path) as svc:
         svc.submit(TrialSpec("doomed", payload(pid_trial)))
-        events = wait_for(svc, lambda e: e.kind == "end", limit=5)
+        events = wait_for(svc, lambda e: e.kind == "end")
         assert end_of(events).status == "failed" and "preload" in end_of(events).error
         with pytest.raises(RuntimeError, match="fork server"):
             svc.submit(TrialSpec("again", payload(pid_trial)))
@@ -556,7 +569,7 @@ def test_parent_interrupted_or_killed_leaves_no_worker(tmp_path: Path, sig: sign
         processes = [*info["pids"], info["server"]]
         assert all(alive(p) for p in processes)
         driver.send_signal(sig)
-        driver.wait(10)
+        driver.wait(HANG_GUARD_S)
         assert wait_gone(processes) == []
     finally:
         driver.kill()
@@ -585,6 +598,7 @@ if __name__ == "__main__":
 def test_function_defined_in_a_script_main_runs_in_a_worker(tmp_path: Path) -> None:
     script = tmp_path / "user_script.py"
     script.write_text(textwrap.dedent(MAIN_SCRIPT))
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=HANG_GUARD_S, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "RESULT 49.0 succeeded" in done.stdout

@@ -24,7 +24,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason='Ray is optional: pip install "nasflow[ray]"')
 
-from support import HANG_GUARD_S  # noqa: E402
+from support import HANG_GUARD_S, wait_until  # noqa: E402
 
 import nasflow  # noqa: E402
 from nasflow.training_service import TrialSpec  # noqa: E402
@@ -240,7 +240,7 @@ def report_where() -> None:
     nasflow.report_final_result({"default": 1.0, "tag": os.environ.get(TAG_VAR), "pid": os.getpid()})
 
 
-def run_trials(service: RemoteTrainingService, count: int, prefix: str, limit: float = 120.0) -> dict[str, list]:
+def run_trials(service: RemoteTrainingService, count: int, prefix: str, limit: float = HANG_GUARD_S) -> dict[str, list]:
     pending = [TrialSpec(f"{prefix}{i}", cloudpickle.dumps(report_where)) for i in range(count)]
     events: dict[str, list] = {}
     deadline = time.monotonic() + limit
@@ -286,10 +286,7 @@ def test_full_run_brings_up_ray_over_ssh_runs_trials_and_tears_down(sshd: Sshd, 
     assert not ray.is_initialized()
     assert service._teardown.tunnel is None
     assert os.environ.get("RAY_AUTH_TOKEN") == auth_before  # the cluster's token was this service's only
-    deadline = time.monotonic() + HANG_GUARD_S
-    while tagged_processes(tag or "-") and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not tagged_processes(tag or "-")
+    wait_until(lambda: not tagged_processes(tag or "-"), "the cluster's processes to exit", interval=0.2)
     assert not os.path.exists(f"/tmp/{tag}")
 
 

@@ -325,9 +325,14 @@ def test_main_defined_space_runs_in_workers_and_ctrl_c_leaves_no_process(tmp_pat
     with reaped(subprocess.Popen([sys.executable, str(script), str(workdir), str(markers)],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)) as process:
         wait_while_running(process, lambda: len(pid_files(markers)) == 4, "two finished and two running trials")
+
+        def two_hanging() -> list[int] | None:  # fresh mode: the finished trials' workers exit (soon)
+            live = [pid for pid in pid_files(markers) if alive(pid)]
+            return live if len(live) == 2 else None
+
+        hanging = wait_until(two_hanging, "the finished trials' workers to exit")
         processes = descendants(process.pid)
-        hanging = [pid for pid in pid_files(markers) if alive(pid)]  # fresh mode: finished workers exited
-        assert len(hanging) == 2 and set(hanging) < set(processes)
+        assert set(hanging) < set(processes)
         with ExperimentStore.open(workdir / "script", read_only=True) as store:
             wait_until(lambda: store.count_models("training") == 2, what="both hanging trials running")
         process.send_signal(signal.SIGINT)

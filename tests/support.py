@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 import torch
 
+import nasflow
+from nasflow.nn import ModelSpace, MutableLinear
 from nasflow.training_service import TrainingService, TrialEvent
 
 __all__ = ["HANG_GUARD_S", "alive", "descendants", "one_thread", "reaped", "wait_for", "wait_until",
-           "wait_while_running"]
+           "wait_while_running", "WidthSpace"]
 
 # How long a test waits for something that should happen soon before calling it a hang. A guard, not a
 # speed requirement: generous, so a 2-core machine kept busy by other work never trips it.
@@ -109,3 +111,14 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+class WidthSpace(ModelSpace):
+    """The smallest real space: one linear layer of a searched width (1, 2 or 3) on two inputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = MutableLinear(2, nasflow.choice("width", [1, 2, 3]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)

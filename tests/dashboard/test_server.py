@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from dashboard_support import get, get_json
+from support import WidthSpace
 
 import nasflow
 from nasflow.cli import main
@@ -26,7 +27,6 @@ from nasflow.dashboard import serve, server
 from nasflow.dashboard.app import STATIC_DIR, STOP_HEADER
 from nasflow.evaluator import FunctionalEvaluator
 from nasflow.experiment import ExperimentStore, NasExperiment, NasExperimentConfig
-from nasflow.nn import ModelSpace, MutableLinear
 from nasflow.strategy import GridSearch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,20 +127,11 @@ def test_nasflow_view_serves_read_only_until_interrupted(small_store: Path) -> N
         main(["view", "nope", "--dir", str(small_store.parent), "--port", "0"])
 
 
-class Line(ModelSpace):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = MutableLinear(2, nasflow.choice("width", [1, 2, 3]))
-
-    def forward(self, x):  # noqa: ANN001, ANN201
-        return self.fc(x)
-
-
 GATE = threading.Event()
 STARTED = threading.Event()
 
 
-def held_until_released(model: Line) -> None:
+def held_until_released(model: WidthSpace) -> None:
     nasflow.report_intermediate_result(0.5)
     STARTED.set()
     GATE.wait()
@@ -153,14 +144,14 @@ def test_run_with_a_port_serves_the_live_experiment_and_its_stop(tmp_path: Path)
     with socket.socket() as busy:  # a busy port is refused before anything is created
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        refused = NasExperiment(Line(), FunctionalEvaluator(held_until_released), GridSearch(), config, id="busy")
+        refused = NasExperiment(WidthSpace(), FunctionalEvaluator(held_until_released), GridSearch(), config, id="busy")
         with pytest.raises(OSError, match="Choose another port"):
             refused.run(port=busy.getsockname()[1])
     assert not (tmp_path / "busy").exists()
 
     GATE.clear()
     STARTED.clear()
-    experiment = NasExperiment(Line(), FunctionalEvaluator(held_until_released), GridSearch(), config, id="live")
+    experiment = NasExperiment(WidthSpace(), FunctionalEvaluator(held_until_released), GridSearch(), config, id="live")
     experiment.run(port=0, wait_completion=False)
     try:
         url = experiment.dashboard.url

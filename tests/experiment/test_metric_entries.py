@@ -8,32 +8,22 @@ import math
 import sqlite3
 import sys
 from pathlib import Path
-from typing import Any
 
 import cloudpickle
 import numpy as np
 import pytest
 import torch
+from support import WidthSpace
 from torch import nn
 
 import nasflow
 from nasflow.evaluator import FunctionalEvaluator
 from nasflow.experiment import ExperimentStore, NasExperiment, NasExperimentConfig
 from nasflow.experiment.store import _metric_text
-from nasflow.nn import ModelSpace, MutableLinear
 from nasflow.runtime import normalize_metric
 from nasflow.strategy import GridSearch
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # trial code travels as a user's script's would
-
-
-class Widths(ModelSpace):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = MutableLinear(2, nasflow.choice("width", [1, 2, 3]))
-
-    def forward(self, x: Any) -> Any:
-        return self.fc(x)
 
 
 def numpy_or_nan(model: nn.Module) -> None:
@@ -75,7 +65,7 @@ def test_numpy_entries_are_stored_as_numbers_and_a_nan_entry_fails_only_its_tria
     else:
         config = NasExperimentConfig("ts", "simplified", "local", trial_concurrency=2)
     config.experiment_working_directory, config.progress = str(tmp_path), False
-    exp = NasExperiment(Widths(), FunctionalEvaluator(numpy_or_nan), GridSearch(), config)
+    exp = NasExperiment(WidthSpace(), FunctionalEvaluator(numpy_or_nan), GridSearch(), config)
     assert exp.run() is True
     with ExperimentStore.open(tmp_path / exp.id, read_only=True) as store:
         assert store.experiment().status == "done"
@@ -99,7 +89,7 @@ def test_sequential_resume_after_a_bad_metric_finishes(tmp_path: Path) -> None:
     """The model whose metric was refused ends failed (not left training), so a resume has nothing to redo."""
     config = NasExperimentConfig("sequential", "simplified", experiment_working_directory=str(tmp_path),
                                  progress=False)
-    exp = NasExperiment(Widths(), FunctionalEvaluator(numpy_or_nan), GridSearch(), config)
+    exp = NasExperiment(WidthSpace(), FunctionalEvaluator(numpy_or_nan), GridSearch(), config)
     exp.run()
     resumed = NasExperiment.resume(exp.id, experiment_working_directory=str(tmp_path))
     statuses = sorted((m.sample["width"], m.status.value) for m in resumed.list_models())

@@ -10,23 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import WidthSpace
 from torch import nn
 
 import nasflow
 from nasflow.evaluator import FunctionalEvaluator
 from nasflow.experiment import NasExperiment, NasExperimentConfig, UntrustedStoreError
-from nasflow.nn import ModelSpace, MutableLinear
 from nasflow.space import ModelStatus
 from nasflow.strategy import Random
-
-
-class Tiny(ModelSpace):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = MutableLinear(2, nasflow.choice("width", [1, 2, 3]))
-
-    def forward(self, x):  # noqa: ANN001, ANN201
-        return self.fc(x)
 
 
 def by_width(model: nn.Module) -> None:
@@ -61,7 +52,7 @@ def nasflow_cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_list_show_export_and_view_never_unpickle(tmp_path: Path) -> None:
     config = NasExperimentConfig("sequential", "simplified", max_trial_number=3,
                                  experiment_working_directory=str(tmp_path), progress=False)
-    experiment = NasExperiment(Tiny(), FunctionalEvaluator(by_width), Random(seed=0), config, id="hostile")
+    experiment = NasExperiment(WidthSpace(), FunctionalEvaluator(by_width), Random(seed=0), config, id="hostile")
     experiment.run()
     best = experiment.export_top_models(1)
     experiment._require_store().close()
